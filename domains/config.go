@@ -1,0 +1,261 @@
+package domains
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Clock offsets, as in libvirt's <clock offset=...>.
+const (
+	OffsetUTC       = "utc"
+	OffsetLocaltime = "localtime"
+	OffsetVariable  = "variable"
+
+	BasisUTC       = "utc"
+	BasisLocaltime = "localtime"
+)
+
+// Config is a domain's persistent configuration. It is the projection of
+// the domain's events: defined/config-updated replace it, rtc-changed and
+// device events amend it.
+type Config struct {
+	Name      string    `json:"name"`
+	UUID      uuid.UUID `json:"uuid"`
+	MemoryMiB uint64    `json:"memory_mib"`
+	VCPUs     uint32    `json:"vcpus"`
+	Machine   string    `json:"machine,omitempty"` // QEMU machine type; "" means pc
+	Clock     Clock     `json:"clock"`
+	Disks     []Disk    `json:"disks,omitempty"`
+	NICs      []NIC     `json:"nics,omitempty"`
+	Serial    *Serial   `json:"serial,omitempty"`
+	Devices   []Device  `json:"devices,omitempty"`
+}
+
+// Clock is the guest's RTC configuration.
+type Clock struct {
+	Offset     string `json:"offset"`               // utc | localtime | variable
+	Adjustment int64  `json:"adjustment,omitempty"` // seconds, variable only
+	Basis      string `json:"basis,omitempty"`      // utc | localtime, variable only
+}
+
+// Disk is a block device backed by a host file.
+type Disk struct {
+	Target   string `json:"target"`           // e.g. vda, hda; unique
+	Path     string `json:"path"`             // host path to the image
+	Format   string `json:"format,omitempty"` // raw | qcow2
+	Bus      string `json:"bus,omitempty"`    // virtio | ide | sata
+	ReadOnly bool   `json:"readonly,omitempty"`
+	Boot     bool   `json:"boot,omitempty"`
+}
+
+// NIC is a network interface.
+type NIC struct {
+	ID    string `json:"id"`
+	Model string `json:"model,omitempty"` // virtio-net-pci, e1000
+	MAC   string `json:"mac,omitempty"`
+	Mode  string `json:"mode,omitempty"` // user | none
+}
+
+// Serial is the guest's first serial port, exposed on a socket.
+type Serial struct {
+	Log bool `json:"log,omitempty"` // keep a console log in the run directory
+}
+
+// Device is any other device, hot-pluggable by ID.
+type Device struct {
+	ID     string            `json:"id"`
+	Driver string            `json:"driver"` // QEMU -device driver
+	Props  map[string]string `json:"props,omitempty"`
+}
+
+// Limits that a config must respect. Generous, but they stop nonsense
+// (and integer overflow in QEMU's arguments) at the door.
+const (
+	MaxMemoryMiB = 16 << 20 // 16 TiB
+	MaxVCPUs     = 1024
+	maxItems     = 64
+)
+
+// nameRE: a domain name must be a single safe NATS subject token and a safe
+// file name: no dots, wildcards, spaces, slashes or control characters.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+var idRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+
+var machineRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+var macRE = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+
+// ValidName reports whether s is acceptable as a domain name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate checks the config on its own (not against other domains). The
+// error lists every problem found, so a user fixes the file in one go.
+func (c Config) Validate() error {
+	var p []string
+	add := func(f string, a ...any) { p = append(p, fmt.Sprintf(f, a...)) }
+	if !nameRE.MatchString(c.Name) {
+		add("name %q: must be 1-63 characters of letters, digits, '-' or '_', starting with a letter or digit (it is a NATS subject token)", c.Name)
+	}
+	if c.UUID == uuid.Nil {
+		add("uuid: must be set and not all zero")
+	}
+	if c.MemoryMiB == 0 || c.MemoryMiB > MaxMemoryMiB {
+		add("memory_mib %d: must be between 1 and %d", c.MemoryMiB, MaxMemoryMiB)
+	}
+	if c.VCPUs == 0 || c.VCPUs > MaxVCPUs {
+		add("vcpus %d: must be between 1 and %d", c.VCPUs, MaxVCPUs)
+	}
+	if c.Machine != "" && !machineRE.MatchString(c.Machine) {
+		add("machine %q: not a machine type name", c.Machine)
+	}
+	p = append(p, c.Clock.problems()...)
+	if len(c.Disks) > maxItems || len(c.NICs) > maxItems || len(c.Devices) > maxItems {
+		add("too many disks, nics or devices (at most %d each)", maxItems)
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Disks {
+		if !idRE.MatchString(d.Target) {
+			add("disks[%d].target %q: not a valid device name", i, d.Target)
+		}
+		if seen[d.Target] {
+			add("disks[%d].target %q: duplicate", i, d.Target)
+		}
+		seen[d.Target] = true
+		if d.Path == "" || strings.ContainsAny(d.Path, "\x00,\n") || !strings.HasPrefix(d.Path, "/") {
+			add("disks[%d].path %q: must be an absolute path without commas or control characters", i, d.Path)
+		}
+		switch d.Format {
+		case "", "raw", "qcow2":
+		default:
+			add("disks[%d].format %q: must be raw or qcow2", i, d.Format)
+		}
+		switch d.Bus {
+		case "", "virtio", "ide", "sata":
+		default:
+			add("disks[%d].bus %q: must be virtio, ide or sata", i, d.Bus)
+		}
+	}
+	for i, n := range c.NICs {
+		if !idRE.MatchString(n.ID) || seen[n.ID] {
+			add("nics[%d].id %q: must be a unique device id", i, n.ID)
+		}
+		seen[n.ID] = true
+		if n.MAC != "" && !macRE.MatchString(n.MAC) {
+			add("nics[%d].mac %q: must be lower-case aa:bb:cc:dd:ee:ff", i, n.MAC)
+		}
+		switch n.Mode {
+		case "", "user", "none":
+		default:
+			add("nics[%d].mode %q: must be user or none", i, n.Mode)
+		}
+	}
+	for i, d := range c.Devices {
+		if err := d.Validate(); err != nil {
+			add("devices[%d]: %v", i, err)
+		}
+		if seen[d.ID] {
+			add("devices[%d].id %q: duplicate", i, d.ID)
+		}
+		seen[d.ID] = true
+	}
+	if len(p) > 0 {
+		return &Error{Code: CodeInvalid, Message: "invalid config: " + strings.Join(p, "; ")}
+	}
+	return nil
+}
+
+func (k Clock) problems() []string {
+	var p []string
+	switch k.Offset {
+	case OffsetUTC, OffsetLocaltime:
+		if k.Adjustment != 0 || k.Basis != "" {
+			p = append(p, fmt.Sprintf("clock: adjustment and basis apply to offset %q only", OffsetVariable))
+		}
+	case OffsetVariable:
+		switch k.Basis {
+		case "", BasisUTC, BasisLocaltime:
+		default:
+			p = append(p, fmt.Sprintf("clock.basis %q: must be utc or localtime", k.Basis))
+		}
+		// ±100 years keeps base arithmetic far from overflow.
+		if k.Adjustment > 100*366*86400 || k.Adjustment < -100*366*86400 {
+			p = append(p, fmt.Sprintf("clock.adjustment %d: out of range (±100 years)", k.Adjustment))
+		}
+	default:
+		p = append(p, fmt.Sprintf("clock.offset %q: must be utc, localtime or variable", k.Offset))
+	}
+	return p
+}
+
+// propRE keeps device properties from smuggling extra QEMU options.
+var propRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@+-]{0,256}$`)
+
+// Validate checks one device.
+func (d Device) Validate() error {
+	if !idRE.MatchString(d.ID) {
+		return fmt.Errorf("id %q: must start with a letter, then letters, digits, '-' or '_' (max 32)", d.ID)
+	}
+	if !machineRE.MatchString(d.Driver) {
+		return fmt.Errorf("driver %q: not a QEMU device driver name", d.Driver)
+	}
+	for k, v := range d.Props {
+		if !idRE.MatchString(k) || k == "id" || k == "driver" || !propRE.MatchString(v) {
+			return fmt.Errorf("prop %q=%q: not allowed", k, v)
+		}
+	}
+	return nil
+}
+
+// Normalize fills defaults so that equal intentions compare equal.
+func (c Config) Normalize() Config {
+	if c.Machine == "" {
+		c.Machine = "pc"
+	}
+	if c.Clock.Offset == "" {
+		c.Clock.Offset = OffsetUTC
+	}
+	if c.Clock.Offset == OffsetVariable && c.Clock.Basis == "" {
+		c.Clock.Basis = BasisUTC
+	}
+	for i := range c.Disks {
+		if c.Disks[i].Format == "" {
+			c.Disks[i].Format = "raw"
+		}
+	}
+	return c
+}
+
+// Clone returns a deep copy, so projections never share slices with callers.
+func (c Config) Clone() Config {
+	c.Disks = append([]Disk(nil), c.Disks...)
+	c.NICs = append([]NIC(nil), c.NICs...)
+	if c.Serial != nil {
+		s := *c.Serial
+		c.Serial = &s
+	}
+	devs := make([]Device, len(c.Devices))
+	for i, d := range c.Devices {
+		devs[i] = d
+		if d.Props != nil {
+			devs[i].Props = make(map[string]string, len(d.Props))
+			for k, v := range d.Props {
+				devs[i].Props[k] = v
+			}
+		}
+	}
+	if len(devs) == 0 {
+		devs = nil
+	}
+	c.Devices = devs
+	if len(c.Disks) == 0 {
+		c.Disks = nil
+	}
+	if len(c.NICs) == 0 {
+		c.NICs = nil
+	}
+	return c
+}

@@ -1,0 +1,339 @@
+package domains
+
+// Payload structs, one per event type. JSON tags are the wire form on NATS
+// and in exports; the binary form lives in codec_payload.go.
+
+// Defined: the domain was created with this configuration.
+type Defined struct {
+	Config Config `json:"config"`
+}
+
+// Undefined: the domain's definition was removed.
+type Undefined struct{}
+
+// ConfigUpdated: the persistent configuration was replaced.
+type ConfigUpdated struct {
+	Config Config `json:"config"`
+}
+
+// Start reasons.
+const (
+	StartBooted   = "booted"
+	StartRestored = "restored"
+	StartMigrated = "migrated"
+)
+
+// Started: QEMU runs the guest. ClockBase is the RTC base QEMU was started
+// with, in seconds from UTC ("adjustment0"): RTC_CHANGE offsets are relative
+// to it.
+type Started struct {
+	Reason    string `json:"reason"`
+	Accel     string `json:"accel,omitempty"`
+	PID       int    `json:"pid,omitempty"`
+	ClockBase int64  `json:"clock_base"`
+}
+
+// Pause reasons.
+const (
+	PauseUser      = "user"
+	PauseMigration = "migration"
+	PauseIOError   = "io-error"
+	PauseSave      = "save"
+	PauseDump      = "dump"
+	PauseUnknown   = "unknown"
+)
+
+// Paused: the guest's vCPUs stopped.
+type Paused struct {
+	Reason string `json:"reason"`
+}
+
+// Resumed: the guest's vCPUs run again.
+type Resumed struct {
+	Reason string `json:"reason"`
+}
+
+// Shutdown reasons.
+const (
+	ShutdownGuest = "guest"
+	ShutdownHost  = "host"
+)
+
+// Shutdown: a shutdown happened; QEMUReason is QMP's raw reason string.
+type Shutdown struct {
+	Reason     string `json:"reason"`
+	QEMUReason string `json:"qemu_reason,omitempty"`
+}
+
+// Stop reasons.
+const (
+	StopShutdown  = "shutdown"
+	StopDestroyed = "destroyed"
+	StopCrashed   = "crashed"
+	StopMigrated  = "migrated"
+	StopSaved     = "saved"
+	StopFailed    = "failed"
+)
+
+// Stopped: QEMU is gone.
+type Stopped struct {
+	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Reset: the guest was reset, by itself or by the host.
+type Reset struct {
+	Guest  bool   `json:"guest"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Crashed: the guest reported a panic.
+type Crashed struct {
+	Reason string `json:"reason"` // "guest-panicked"
+	Action string `json:"action,omitempty"`
+	Info   string `json:"info,omitempty"`
+}
+
+// RTCChanged: the guest set its RTC. Offset is QEMU's raw RTC_CHANGE offset,
+// relative to the clock base QEMU was started with; Adjustment is the new
+// absolute offset from UTC (clock base + offset).
+type RTCChanged struct {
+	Offset     int64 `json:"offset"`
+	Adjustment int64 `json:"adjustment"`
+}
+
+// DeviceAttached: a device was added (hot-plugged when the domain is active).
+type DeviceAttached struct {
+	Device Device `json:"device"`
+	Live   bool   `json:"live"`
+}
+
+// DeviceDetachRequested: the guest was asked to release a device.
+type DeviceDetachRequested struct {
+	ID string `json:"id"`
+}
+
+// DeviceDetached: the device is gone.
+type DeviceDetached struct {
+	ID string `json:"id"`
+}
+
+// DeviceDetachFailed: the guest did not release the device.
+type DeviceDetachFailed struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+// JobStarted is the payload of save-, restore- and dump-started.
+type JobStarted struct {
+	Kind   Type   `json:"-"`
+	Path   string `json:"path,omitempty"`
+	Format string `json:"format,omitempty"`
+}
+
+// JobCompleted is the payload of save-, restore- and dump-completed.
+type JobCompleted struct {
+	Kind   Type   `json:"-"`
+	Path   string `json:"path,omitempty"`
+	Bytes  uint64 `json:"bytes"`
+	Digest string `json:"digest,omitempty"`
+}
+
+// JobFailed is the payload of save-, restore- and dump-failed.
+type JobFailed struct {
+	Kind  Type   `json:"-"`
+	Path  string `json:"path,omitempty"`
+	Error string `json:"error"`
+}
+
+// MigrationState: the migration state machine moved.
+type MigrationState struct {
+	Role   string `json:"role"` // source | destination
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Peer   string `json:"peer,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// MigrationIteration: one RAM pass finished.
+type MigrationIteration struct {
+	Pass      uint64 `json:"pass"`
+	Remaining uint64 `json:"remaining"`
+	Sent      uint64 `json:"sent"`
+}
+
+func (Defined) EventType() Type               { return TypeDefined }
+func (Undefined) EventType() Type             { return TypeUndefined }
+func (ConfigUpdated) EventType() Type         { return TypeConfigUpdated }
+func (Started) EventType() Type               { return TypeStarted }
+func (Paused) EventType() Type                { return TypePaused }
+func (Resumed) EventType() Type               { return TypeResumed }
+func (Shutdown) EventType() Type              { return TypeShutdown }
+func (Stopped) EventType() Type               { return TypeStopped }
+func (Reset) EventType() Type                 { return TypeReset }
+func (Crashed) EventType() Type               { return TypeCrashed }
+func (RTCChanged) EventType() Type            { return TypeRTCChanged }
+func (DeviceAttached) EventType() Type        { return TypeDeviceAttached }
+func (DeviceDetachRequested) EventType() Type { return TypeDeviceDetachRequested }
+func (DeviceDetached) EventType() Type        { return TypeDeviceDetached }
+func (DeviceDetachFailed) EventType() Type    { return TypeDeviceDetachFailed }
+func (p JobStarted) EventType() Type          { return p.Kind }
+func (p JobCompleted) EventType() Type        { return p.Kind }
+func (p JobFailed) EventType() Type           { return p.Kind }
+func (MigrationState) EventType() Type        { return TypeMigrationState }
+func (MigrationIteration) EventType() Type    { return TypeMigrationIteration }
+
+// newPayload returns a zero payload for t, or nil for an unknown type.
+func newPayload(t Type) Payload {
+	switch t {
+	case TypeDefined:
+		return &Defined{}
+	case TypeUndefined:
+		return &Undefined{}
+	case TypeConfigUpdated:
+		return &ConfigUpdated{}
+	case TypeStarted:
+		return &Started{}
+	case TypePaused:
+		return &Paused{}
+	case TypeResumed:
+		return &Resumed{}
+	case TypeShutdown:
+		return &Shutdown{}
+	case TypeStopped:
+		return &Stopped{}
+	case TypeReset:
+		return &Reset{}
+	case TypeCrashed:
+		return &Crashed{}
+	case TypeRTCChanged:
+		return &RTCChanged{}
+	case TypeDeviceAttached:
+		return &DeviceAttached{}
+	case TypeDeviceDetachRequested:
+		return &DeviceDetachRequested{}
+	case TypeDeviceDetached:
+		return &DeviceDetached{}
+	case TypeDeviceDetachFailed:
+		return &DeviceDetachFailed{}
+	case TypeSaveStarted, TypeRestoreStarted, TypeDumpStarted:
+		return &JobStarted{Kind: t}
+	case TypeSaveCompleted, TypeRestoreCompleted, TypeDumpCompleted:
+		return &JobCompleted{Kind: t}
+	case TypeSaveFailed, TypeRestoreFailed, TypeDumpFailed:
+		return &JobFailed{Kind: t}
+	case TypeMigrationState:
+		return &MigrationState{}
+	case TypeMigrationIteration:
+		return &MigrationIteration{}
+	}
+	return nil
+}
+
+// deref turns the pointer newPayload returned into the value form that
+// events carry, so code can type-switch on values only.
+func deref(p Payload) Payload {
+	switch v := p.(type) {
+	case *Defined:
+		return *v
+	case *Undefined:
+		return *v
+	case *ConfigUpdated:
+		return *v
+	case *Started:
+		return *v
+	case *Paused:
+		return *v
+	case *Resumed:
+		return *v
+	case *Shutdown:
+		return *v
+	case *Stopped:
+		return *v
+	case *Reset:
+		return *v
+	case *Crashed:
+		return *v
+	case *RTCChanged:
+		return *v
+	case *DeviceAttached:
+		return *v
+	case *DeviceDetachRequested:
+		return *v
+	case *DeviceDetached:
+		return *v
+	case *DeviceDetachFailed:
+		return *v
+	case *JobStarted:
+		return *v
+	case *JobCompleted:
+		return *v
+	case *JobFailed:
+		return *v
+	case *MigrationState:
+		return *v
+	case *MigrationIteration:
+		return *v
+	}
+	return p
+}
+
+// internType maps raw bytes to the Type constant without allocating, or ""
+// when unknown.
+func internType(b []byte) Type {
+	switch string(b) {
+	case "defined":
+		return TypeDefined
+	case "undefined":
+		return TypeUndefined
+	case "config-updated":
+		return TypeConfigUpdated
+	case "started":
+		return TypeStarted
+	case "paused":
+		return TypePaused
+	case "resumed":
+		return TypeResumed
+	case "shutdown":
+		return TypeShutdown
+	case "stopped":
+		return TypeStopped
+	case "reset":
+		return TypeReset
+	case "crashed":
+		return TypeCrashed
+	case "rtc-changed":
+		return TypeRTCChanged
+	case "device-attached":
+		return TypeDeviceAttached
+	case "device-detach-requested":
+		return TypeDeviceDetachRequested
+	case "device-detached":
+		return TypeDeviceDetached
+	case "device-detach-failed":
+		return TypeDeviceDetachFailed
+	case "save-started":
+		return TypeSaveStarted
+	case "save-completed":
+		return TypeSaveCompleted
+	case "save-failed":
+		return TypeSaveFailed
+	case "restore-started":
+		return TypeRestoreStarted
+	case "restore-completed":
+		return TypeRestoreCompleted
+	case "restore-failed":
+		return TypeRestoreFailed
+	case "migration-state":
+		return TypeMigrationState
+	case "migration-iteration":
+		return TypeMigrationIteration
+	case "dump-started":
+		return TypeDumpStarted
+	case "dump-completed":
+		return TypeDumpCompleted
+	case "dump-failed":
+		return TypeDumpFailed
+	}
+	return ""
+}

@@ -1,0 +1,290 @@
+package domains
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Domain is the projection of one domain's events.
+type Domain struct {
+	Config  Config    `json:"config"`
+	State   State     `json:"state"`
+	Reason  string    `json:"reason,omitempty"` // why it entered State
+	Version uint64    `json:"version"`
+	LastSeq uint64    `json:"last_seq"`
+	Defined time.Time `json:"defined"`
+	Updated time.Time `json:"updated"`
+	Live    *Live     `json:"live,omitempty"` // nil while shut off
+}
+
+// Live is what exists only while QEMU runs.
+type Live struct {
+	Accel     string    `json:"accel,omitempty"`
+	PID       int       `json:"pid,omitempty"`
+	ClockBase int64     `json:"clock_base"` // adjustment QEMU was started with (UTC seconds)
+	RTC       int64     `json:"rtc_adjustment"`
+	Started   time.Time `json:"started"`
+}
+
+func (d *Domain) clone() Domain {
+	c := *d
+	c.Config = d.Config.Clone()
+	if d.Live != nil {
+		l := *d.Live
+		c.Live = &l
+	}
+	return c
+}
+
+// Projection folds events into domains. It is not safe for concurrent use;
+// the service guards it.
+type Projection struct {
+	lastSeq uint64
+	domains map[uuid.UUID]*Domain
+	byName  map[string]uuid.UUID
+	// versions of undefined domains, so a redefinition continues the
+	// domain's version sequence exactly as the log does.
+	tombstones map[uuid.UUID]uint64
+}
+
+// NewProjection returns an empty projection.
+func NewProjection() *Projection {
+	return &Projection{
+		domains:    make(map[uuid.UUID]*Domain),
+		byName:     make(map[string]uuid.UUID),
+		tombstones: make(map[uuid.UUID]uint64),
+	}
+}
+
+// LastSeq is the sequence of the last event folded.
+func (p *Projection) LastSeq() uint64 { return p.lastSeq }
+
+// Len is the number of defined domains.
+func (p *Projection) Len() int { return len(p.domains) }
+
+// Get returns a copy of the domain.
+func (p *Projection) Get(id uuid.UUID) (Domain, bool) {
+	d, ok := p.domains[id]
+	if !ok {
+		return Domain{}, false
+	}
+	return d.clone(), true
+}
+
+// Lookup finds a domain by name or UUID string.
+func (p *Projection) Lookup(ref string) (Domain, bool) {
+	if id, ok := p.byName[ref]; ok {
+		return p.Get(id)
+	}
+	if id, err := uuid.Parse(ref); err == nil {
+		return p.Get(id)
+	}
+	return Domain{}, false
+}
+
+// Version is the domain's current version, including undefined domains.
+func (p *Projection) Version(id uuid.UUID) uint64 {
+	if d, ok := p.domains[id]; ok {
+		return d.Version
+	}
+	return p.tombstones[id]
+}
+
+// List returns copies of all domains, sorted by name.
+func (p *Projection) List() []Domain {
+	out := make([]Domain, 0, len(p.domains))
+	for _, d := range p.domains {
+		out = append(out, d.clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Config.Name < out[j].Config.Name })
+	return out
+}
+
+// Apply folds one committed event. Events must come in sequence order and
+// in version order per domain; anything else is a corrupt log or a bug, and
+// is refused without changing the projection.
+func (p *Projection) Apply(e Event) error {
+	if e.Seq <= p.lastSeq {
+		return fmt.Errorf("apply seq %d after %d: out of order: %w", e.Seq, p.lastSeq, ErrCorrupt)
+	}
+	d := p.domains[e.Domain]
+	if e.Type == TypeDefined {
+		if d != nil {
+			return fmt.Errorf("seq %d: domain %s defined twice: %w", e.Seq, e.Domain, ErrCorrupt)
+		}
+		def, ok := e.Payload.(Defined)
+		if !ok {
+			return fmt.Errorf("seq %d: payload %T: %w", e.Seq, e.Payload, ErrCorrupt)
+		}
+		if want := p.tombstones[e.Domain] + 1; e.Version != want {
+			return fmt.Errorf("seq %d: domain %s version %d, want %d: %w", e.Seq, e.Domain, e.Version, want, ErrCorrupt)
+		}
+		if _, taken := p.byName[def.Config.Name]; taken {
+			return fmt.Errorf("seq %d: name %q already taken: %w", e.Seq, def.Config.Name, ErrCorrupt)
+		}
+		delete(p.tombstones, e.Domain)
+		p.domains[e.Domain] = &Domain{
+			Config: def.Config.Clone(), State: StateShutoff, Version: e.Version, LastSeq: e.Seq,
+			Defined: e.Time, Updated: e.Time,
+		}
+		p.byName[def.Config.Name] = e.Domain
+		p.lastSeq = e.Seq
+		return nil
+	}
+	if d == nil {
+		return fmt.Errorf("seq %d: %s for unknown domain %s: %w", e.Seq, e.Type, e.Domain, ErrCorrupt)
+	}
+	if e.Version != d.Version+1 {
+		return fmt.Errorf("seq %d: domain %s version %d, want %d: %w", e.Seq, e.Domain, e.Version, d.Version+1, ErrCorrupt)
+	}
+	if c, ok := e.Payload.(ConfigUpdated); ok && (c.Config.Name != d.Config.Name || c.Config.UUID != e.Domain) {
+		return fmt.Errorf("seq %d: config-updated may not change name or uuid: %w", e.Seq, ErrCorrupt)
+	}
+	next, ok := Next(d.State, e.Type)
+	if !ok {
+		return fmt.Errorf("seq %d: %s is illegal in state %q: %w", e.Seq, e.Type, d.State, ErrCorrupt)
+	}
+	if err := d.fold(e, next); err != nil {
+		return fmt.Errorf("seq %d: %w", e.Seq, err)
+	}
+	if e.Type == TypeUndefined {
+		delete(p.domains, e.Domain)
+		delete(p.byName, d.Config.Name)
+		p.tombstones[e.Domain] = e.Version
+	}
+	d.Version, d.LastSeq, d.Updated = e.Version, e.Seq, e.Time
+	p.lastSeq = e.Seq
+	return nil
+}
+
+// fold applies the payload to the domain. It checks payload types before
+// mutating anything so that a bad event leaves the domain untouched.
+func (d *Domain) fold(e Event, next State) error {
+	bad := func() error { return fmt.Errorf("%s payload %T: %w", e.Type, e.Payload, ErrCorrupt) }
+	reason := d.Reason
+	switch v := e.Payload.(type) {
+	case Undefined, Reset, MigrationIteration, MigrationState, JobStarted, JobCompleted, JobFailed,
+		DeviceDetachRequested, DeviceDetachFailed:
+	case ConfigUpdated:
+		d.Config = v.Config.Clone()
+	case Started:
+		reason = v.Reason
+		d.Live = &Live{Accel: v.Accel, PID: v.PID, ClockBase: v.ClockBase, RTC: v.ClockBase, Started: e.Time}
+	case Paused:
+		reason = v.Reason
+	case Resumed:
+		reason = v.Reason
+	case Shutdown:
+		reason = v.Reason
+	case Crashed:
+		reason = v.Reason
+	case Stopped:
+		reason = v.Reason
+		d.Live = nil
+	case RTCChanged:
+		if d.Config.Clock.Offset == OffsetVariable {
+			// The adjustment is already absolute and UTC-based (clock base +
+			// QEMU's offset), so the basis becomes utc.
+			d.Config.Clock.Adjustment = v.Adjustment
+			d.Config.Clock.Basis = BasisUTC
+		}
+		if d.Live != nil {
+			d.Live.RTC = v.Adjustment
+		}
+	case DeviceAttached:
+		d.Config.Devices = append(d.Config.Devices, v.Device)
+	case DeviceDetached:
+		for i, dev := range d.Config.Devices {
+			if dev.ID == v.ID {
+				d.Config.Devices = append(d.Config.Devices[:i:i], d.Config.Devices[i+1:]...)
+				break
+			}
+		}
+	default:
+		return bad()
+	}
+	if e.Type.changesState() {
+		d.Reason = reason
+	}
+	d.State = next
+	return nil
+}
+
+func (t Type) changesState() bool {
+	switch t {
+	case TypeStarted, TypePaused, TypeResumed, TypeShutdown, TypeCrashed, TypeStopped:
+		return true
+	}
+	return false
+}
+
+// snapshot is the serialised projection.
+type snapshot struct {
+	LastSeq    uint64               `json:"last_seq"`
+	Domains    []Domain             `json:"domains"`
+	Tombstones map[uuid.UUID]uint64 `json:"tombstones,omitempty"`
+}
+
+// MarshalSnapshot serialises the whole projection.
+func (p *Projection) MarshalSnapshot() ([]byte, error) {
+	s := snapshot{LastSeq: p.lastSeq, Domains: make([]Domain, 0, len(p.domains)), Tombstones: p.tombstones}
+	for _, d := range p.domains {
+		s.Domains = append(s.Domains, *d)
+	}
+	sort.Slice(s.Domains, func(i, j int) bool { return s.Domains[i].LastSeq < s.Domains[j].LastSeq })
+	return json.Marshal(s)
+}
+
+// UnmarshalSnapshot rebuilds a projection from MarshalSnapshot's output.
+func UnmarshalSnapshot(b []byte) (*Projection, error) {
+	var s snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	p := NewProjection()
+	p.lastSeq = s.LastSeq
+	for i := range s.Domains {
+		d := s.Domains[i]
+		if _, dup := p.byName[d.Config.Name]; dup {
+			return nil, fmt.Errorf("snapshot: name %q twice: %w", d.Config.Name, ErrCorrupt)
+		}
+		p.domains[d.Config.UUID] = &d
+		p.byName[d.Config.Name] = d.Config.UUID
+	}
+	for id, v := range s.Tombstones {
+		p.tombstones[id] = v
+	}
+	return p, nil
+}
+
+// Equal reports whether two projections hold the same state, describing
+// the first difference. Replay tests and `log verify` use it.
+func (p *Projection) Equal(q *Projection) (bool, string) {
+	if p.lastSeq != q.lastSeq {
+		return false, fmt.Sprintf("last seq %d != %d", p.lastSeq, q.lastSeq)
+	}
+	if len(p.domains) != len(q.domains) {
+		return false, fmt.Sprintf("%d domains != %d", len(p.domains), len(q.domains))
+	}
+	for id, d := range p.domains {
+		o, ok := q.domains[id]
+		if !ok {
+			return false, fmt.Sprintf("domain %s missing", id)
+		}
+		a, _ := json.Marshal(d)
+		b, _ := json.Marshal(o)
+		if string(a) != string(b) {
+			return false, fmt.Sprintf("domain %s differs:\n%s\n%s", id, a, b)
+		}
+	}
+	for id, v := range p.tombstones {
+		if q.tombstones[id] != v {
+			return false, fmt.Sprintf("tombstone %s: %d != %d", id, v, q.tombstones[id])
+		}
+	}
+	return len(p.tombstones) == len(q.tombstones), "tombstones differ"
+}
