@@ -1,0 +1,225 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// maxProblems bounds what Check reports; a broken file can have millions.
+const maxProblems = 20
+
+// errRollback ends a write transaction used only for reading.
+var errRollback = errors.New("rollback")
+
+type problems struct{ errs []error }
+
+func (p *problems) add(format string, a ...any) {
+	if len(p.errs) < maxProblems {
+		p.errs = append(p.errs, fmt.Errorf(format, a...))
+	}
+}
+
+func (p *problems) full() bool { return len(p.errs) >= maxProblems }
+
+// Check verifies the whole file: bbolt's own page-level check, then that
+// sequences run gap-free from 1, that every event decodes, that the index
+// holds versions 1..n for each domain and points each at an event of that
+// domain and version (and nothing else: as many entries as events), and
+// that commands, snapshots and the relay position point inside the log.
+// It returns nil or an error wrapping ErrCorrupt that lists the problems.
+//
+// Events committed while Check runs are left out: it checks the log up to
+// LastSeq at the start, in chunks, so no read transaction grows with the
+// log. bbolt's page check needs one transaction over the whole file: it
+// runs in a write transaction that is rolled back, because bbolt's check is
+// not safe beside a concurrent writer; appends wait for it.
+func (s *Store) Check(ctx context.Context) error {
+	var p problems
+	if err := s.checkPages(ctx, &p); err != nil {
+		return fmt.Errorf("store: check %s: %w", s.path, err)
+	}
+	upto := s.LastSeq()
+	steps := []func(context.Context, uint64, *problems) error{s.checkEvents, s.checkIndex, s.checkSmall}
+	for _, step := range steps {
+		if p.full() {
+			break
+		}
+		if err := step(ctx, upto, &p); err != nil {
+			return fmt.Errorf("store: check %s: %w", s.path, err)
+		}
+	}
+	if len(p.errs) > 0 {
+		return fmt.Errorf("store: check %s: %w", s.path, errors.Join(append([]error{ErrCorrupt}, p.errs...)...))
+	}
+	return nil
+}
+
+func (s *Store) checkPages(ctx context.Context, p *problems) error {
+	fn := func(tx *bolt.Tx) error {
+		for err := range tx.Check() { // drain fully: the checker goroutine blocks otherwise
+			p.add("bbolt: %w", err)
+		}
+		return nil
+	}
+	if s.readOnly {
+		return s.view(ctx, fn)
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		_ = fn(tx)
+		return errRollback
+	})
+	if errors.Is(err, errRollback) {
+		return nil
+	}
+	return err
+}
+
+// checkEvents: keys 1..upto, each value decodes with a sane envelope.
+func (s *Store) checkEvents(ctx context.Context, upto uint64, p *problems) error {
+	pos := uint64(0)
+	for pos < upto && !p.full() {
+		start := pos
+		err := s.view(ctx, func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			n := 0
+			for k, v := c.Seek(u64(pos + 1)); k != nil && n < replayChunk && pos < upto && !p.full(); k, v = c.Next() {
+				n++
+				if len(k) != 8 {
+					p.add("event key %x is not 8 bytes", k)
+					continue
+				}
+				seq := binary.BigEndian.Uint64(k)
+				if seq != pos+1 {
+					p.add("sequence %d follows %d (gap or disorder)", seq, pos)
+				}
+				pos = seq
+				e, err := domains.UnmarshalEvent(seq, v)
+				switch {
+				case err != nil:
+					p.add("event %d: %w", seq, err)
+				case e.Domain == uuid.Nil || e.Version == 0:
+					p.add("event %d: domain %s version %d", seq, e.Domain, e.Version)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if pos == start {
+			p.add("log ends at %d, expected %d events", pos, upto)
+			break
+		}
+	}
+	return nil
+}
+
+// checkIndex: per domain versions 1..n, each pointing at an event of that
+// domain and version; as many entries (up to upto) as events.
+func (s *Store) checkIndex(ctx context.Context, upto uint64, p *problems) error {
+	var (
+		after   []byte // last key seen; resume after it
+		domain  []byte
+		version uint64
+		entries uint64
+		done    bool
+	)
+	for !done && !p.full() {
+		err := s.view(ctx, func(tx *bolt.Tx) error {
+			events := tx.Bucket(bucketEvents)
+			c := tx.Bucket(bucketIndex).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for n := 0; n < replayChunk && !p.full(); k, v = c.Next() {
+				if k == nil {
+					done = true
+					return nil
+				}
+				n++
+				after = append(after[:0], k...)
+				if len(k) != 24 || len(v) != 8 {
+					p.add("index entry %x → %x: bad key or value size", k, v)
+					continue
+				}
+				seq := binary.BigEndian.Uint64(v)
+				if seq > upto {
+					continue // committed after Check started
+				}
+				entries++
+				ver := binary.BigEndian.Uint64(k[16:])
+				if !bytes.Equal(k[:16], domain) {
+					domain, version = append(domain[:0], k[:16]...), 0
+				}
+				if ver != version+1 {
+					p.add("index %x: version %d follows %d", k[:16], ver, version)
+				}
+				version = ver
+				ev := events.Get(v)
+				if ev == nil {
+					p.add("index %x/%d → missing event %d", k[:16], ver, seq)
+					continue
+				}
+				id, evVer, err := domains.PeekDomain(ev)
+				if err != nil || !bytes.Equal(id[:], k[:16]) || evVer != ver {
+					p.add("index %x/%d → event %d of %s version %d (%v)", k[:16], ver, seq, id, evVer, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !p.full() && entries != upto {
+		p.add("index has %d entries for %d events", entries, upto)
+	}
+	return nil
+}
+
+// checkSmall: format, commands, snapshots and relay position.
+func (s *Store) checkSmall(ctx context.Context, upto uint64, p *problems) error {
+	return s.view(ctx, func(tx *bolt.Tx) error {
+		last := uint64(0)
+		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
+			last = binary.BigEndian.Uint64(k)
+		}
+		if v := tx.Bucket(bucketMeta).Get(metaFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
+			p.add("meta format %x", v)
+		}
+		if v := tx.Bucket(bucketMeta).Get(metaRelay); v != nil {
+			if seq, err := seqOf(v); err != nil || seq > last {
+				p.add("relay position %x beyond the log (%d)", v, last)
+			}
+		}
+		c := tx.Bucket(bucketCommands).Cursor()
+		for k, v := c.First(); k != nil && !p.full(); k, v = c.Next() {
+			if len(v) < 8 || binary.BigEndian.Uint64(v[:8]) > last {
+				p.add("command %q: value %x beyond the log (%d)", k, v[:min(len(v), 8)], last)
+			}
+		}
+		n := 0
+		c = tx.Bucket(bucketSnapshots).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+			if seq, err := seqOf(k); err != nil || seq == 0 || seq > last {
+				p.add("snapshot key %x beyond the log (%d)", k, last)
+			}
+		}
+		if n > keepSnapshots {
+			p.add("%d snapshots, keep %d", n, keepSnapshots)
+		}
+		return nil
+	})
+}

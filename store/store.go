@@ -1,0 +1,271 @@
+// Package store is vmledger's durable event log: one bbolt file per agent.
+//
+// Events are keyed by an 8-byte big-endian global sequence; a per-domain
+// index maps (domain, version) to that sequence; commands, snapshots and
+// the relay position sit beside them. Appends go through a single writer
+// goroutine that group-commits and returns only after fsync. Read
+// transactions never outlive the function that opened them.
+// docs/store.md describes the layout and the reasons behind each choice.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Options tune a Store. The zero value is what the agent should use.
+type Options struct {
+	// NoSync skips fsync on commit. Only for tests and raw-speed benchmarks:
+	// an acknowledged append may be lost on power failure. Never in the agent.
+	NoSync bool
+	// InitialMmapSize is the size of the first memory map, in bytes.
+	// 0 → DefaultInitialMmapSize. A map large enough for the file means a
+	// growing file never has to remap, and remapping waits for every open
+	// read transaction (docs/store.md).
+	InitialMmapSize int
+	// Timeout bounds the wait for the file lock; 0 → DefaultTimeout.
+	Timeout time.Duration
+	// Observer, if set, is told about every commit (metrics).
+	Observer Observer
+}
+
+// Observer receives one call per commit, from the writer goroutine, after
+// the commit is durable and before the appenders are released: it must be
+// quick and must not call back into the Store's Append.
+type Observer interface {
+	// Committed reports the events written, the number of Append requests
+	// in the group commit, and how long the bbolt transaction (including
+	// its fsyncs) took.
+	Committed(events int, batch int, latency time.Duration)
+}
+
+const (
+	// DefaultInitialMmapSize is 1 GiB of address space (not memory): about
+	// 5 million events with their index. See docs/store.md.
+	DefaultInitialMmapSize = 1 << 30
+	// DefaultTimeout is how long Open waits for another holder of the lock.
+	DefaultTimeout = 500 * time.Millisecond
+
+	// formatVersion is the layout version kept in meta; Open refuses others.
+	formatVersion = 1
+)
+
+// Bucket and meta key names. They are part of the on-disk format.
+var (
+	bucketEvents    = []byte("events")
+	bucketIndex     = []byte("index")
+	bucketCommands  = []byte("commands")
+	bucketSnapshots = []byte("snapshots")
+	bucketMeta      = []byte("meta")
+
+	metaFormat = []byte("format")
+	metaRelay  = []byte("relay")
+)
+
+func allBuckets() [][]byte {
+	return [][]byte{bucketEvents, bucketIndex, bucketCommands, bucketSnapshots, bucketMeta}
+}
+
+// Store is an open event log. Its methods are safe for concurrent use.
+type Store struct {
+	db       *bolt.DB
+	path     string
+	readOnly bool
+	obs      Observer
+
+	pool    requestPool
+	lastSeq atomic.Uint64 // highest committed sequence; written by the writer only
+
+	// closeMu orders Append's send against Close: Close takes the write
+	// lock, so no request can slip into reqs after the writer's last drain.
+	closeMu sync.RWMutex
+	closed  bool
+	reqs    chan *request
+	done    chan struct{} // closed when the writer goroutine has exited
+
+	commitMu sync.Mutex
+	commitCh chan struct{} // closed and replaced at each commit
+}
+
+// Open opens (creating if needed) the log at path for writing, holding an
+// exclusive lock on the file, and starts the writer goroutine.
+func Open(path string, opts Options) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, boltOptions(opts, false))
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := &Store{db: db, path: path, obs: opts.Observer}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.reqs = make(chan *request, reqQueue)
+	s.done = make(chan struct{})
+	s.commitCh = make(chan struct{})
+	go s.writer()
+	return s, nil
+}
+
+// OpenReadOnly opens the log for reading only (offline tools), with a
+// shared lock. While an agent holds the file it fails with ErrLocked.
+func OpenReadOnly(path string, opts Options) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, boltOptions(opts, true))
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{})}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func boltOptions(opts Options, readOnly bool) *bolt.Options {
+	o := &bolt.Options{
+		Timeout:         opts.Timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		NoSync:          opts.NoSync,
+		ReadOnly:        readOnly,
+		// Reasons for each of these are in docs/store.md.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: false,
+		NoGrowSync:     false,
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.InitialMmapSize <= 0 {
+		o.InitialMmapSize = DefaultInitialMmapSize
+	}
+	return o
+}
+
+func openError(path string, err error) error {
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("store: open %s: another process (a running agent?) holds the file: %w", path, errors.Join(ErrLocked, err))
+	}
+	return fmt.Errorf("store: open %s: %w", path, err)
+}
+
+// init creates the buckets on first use, checks the format version and
+// loads the last sequence.
+func (s *Store) init() error {
+	missing := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets() {
+			if tx.Bucket(name) == nil {
+				missing = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	if missing {
+		if s.readOnly {
+			return fmt.Errorf("store: open %s: not a vmledger store (missing buckets): %w", s.path, ErrFormat)
+		}
+		// Only write when something is missing: an Update always commits a
+		// new meta page, and opening an existing log should not write.
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets() {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			m := tx.Bucket(bucketMeta)
+			if m.Get(metaFormat) == nil {
+				return m.Put(metaFormat, u64(formatVersion))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: create buckets in %s: %w", s.path, err)
+		}
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(metaFormat)
+		if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
+			return fmt.Errorf("store: open %s: format %x, want %d: %w", s.path, v, formatVersion, ErrFormat)
+		}
+		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); k != nil {
+			if len(k) != 8 {
+				return fmt.Errorf("store: open %s: event key %x: %w", s.path, k, ErrCorrupt)
+			}
+			s.lastSeq.Store(binary.BigEndian.Uint64(k))
+		}
+		return nil
+	})
+}
+
+// Close stops accepting appends, lets the writer commit what it already
+// queued, and closes the file.
+func (s *Store) Close() error {
+	if !s.readOnly {
+		s.closeMu.Lock()
+		already := s.closed
+		if !already {
+			s.closed = true
+			close(s.reqs)
+		}
+		s.closeMu.Unlock()
+		<-s.done
+		if already {
+			return nil
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// LastSeq is the highest committed sequence, 0 for an empty log.
+func (s *Store) LastSeq() uint64 { return s.lastSeq.Load() }
+
+// Committed returns a channel closed by the next commit that completes
+// after this call. A follower (the relay) takes the channel first, then
+// reads up to LastSeq, then waits on it: a commit can never fall between
+// the read and the wait. The writer never blocks on it.
+func (s *Store) Committed() <-chan struct{} {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.commitCh
+}
+
+// broadcast wakes every Committed waiter; called after lastSeq is updated.
+func (s *Store) broadcast() {
+	s.commitMu.Lock()
+	old := s.commitCh
+	s.commitCh = make(chan struct{})
+	s.commitMu.Unlock()
+	close(old)
+}
+
+// view runs fn in a read transaction after checking ctx, so that callers
+// with an expired context do not touch the file.
+func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
