@@ -18,7 +18,9 @@ var epoch = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // lifecycle is the repeating cycle after "defined": every step is legal in
 // the state the previous one left, so projections accept the stream.
 var lifecycle = []func(k int) domains.Payload{
-	func(k int) domains.Payload { return domains.Started{Reason: domains.StartBooted, Accel: "kvm", PID: 1000 + k, ClockBase: 7} },
+	func(k int) domains.Payload {
+		return domains.Started{Reason: domains.StartBooted, Accel: "kvm", PID: 1000 + k, ClockBase: 7}
+	},
 	func(int) domains.Payload { return domains.Paused{Reason: domains.PauseUser} },
 	func(int) domains.Payload { return domains.Resumed{Reason: "user"} },
 	func(k int) domains.Payload { return domains.RTCChanged{Offset: int64(k), Adjustment: int64(k + 7)} },

@@ -91,7 +91,7 @@ func TestReplayLarge(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, Options{NoSync: true})
 	g := newGen(1)
-	total := replayChunk*2 + 17
+	total := replayChunk + 17
 	for v := 0; v < total; v += 1000 {
 		n := min(1000, total-v)
 		mustAppend(t, s, AppendRequest{Domain: g.id, ExpectedVersion: uint64(v), Events: g.batch(n, "")})
@@ -101,7 +101,7 @@ func TestReplayLarge(t *testing.T) {
 	}{
 		{0, 0, uint64(total)},
 		{replayChunk - 1, 0, uint64(total) - replayChunk + 1},
-		{5, 20000, 20000 - 5},
+		{5, 10000, 10000 - 5},
 		{uint64(total), 0, 0},
 	}
 	stop := errors.New("stop")
