@@ -1,0 +1,270 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// Handler executes one command. body is the request as sent (JSON by
+// convention; decoding and validating it is the handler's job). The result
+// is marshalled to JSON under "result"; a returned error goes back as
+// {code, message}, coded by domains.CodeOf.
+type Handler interface {
+	Handle(ctx context.Context, verb string, body []byte) (any, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, verb string, body []byte) (any, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, verb string, body []byte) (any, error) {
+	return f(ctx, verb, body)
+}
+
+// ServiceName is the micro service name, as seen by $SRV.PING/INFO/STATS.
+const ServiceName = "vmledger"
+
+// CommandOptions configures the command service.
+type CommandOptions struct {
+	Host string
+	// Verbs get one micro endpoint each, on vmledger.cmd.<host>.<verb>.
+	Verbs []string
+	// Version is the semver reported by $SRV.INFO; default "0.0.0".
+	Version string
+	// Timeout is the longest any handler call may run; a caller's shorter
+	// deadline (sent in Vmledger-Timeout-Ms) wins. Default 60s.
+	Timeout time.Duration
+	// MaxInFlight bounds concurrent handler calls; default 64. When full,
+	// new requests wait in the subscription's queue.
+	MaxInFlight int
+	Logger      zerolog.Logger
+}
+
+// CommandService serves verbs over NATS.
+type CommandService struct {
+	nc       *nats.Conn
+	h        Handler
+	o        CommandOptions
+	log      zerolog.Logger
+	svc      micro.Service
+	fallback *nats.Subscription
+	known    map[string]bool
+	base     context.Context
+	cancel   context.CancelFunc
+	sem      chan struct{}
+	mu       sync.Mutex // orders wg.Add against Stop's wg.Wait
+	stopping bool
+	wg       sync.WaitGroup
+	stats    map[string]*verbStats
+}
+
+// verbStats are the numbers micro cannot keep for us: handlers run outside
+// micro's callback (see serve), so its own processing time and error
+// counts stay near zero. They show up as the endpoint's "data" in STATS.
+type verbStats struct {
+	InFlight, Errors, Panics, Nanos atomic.Int64
+}
+
+// StartCommands registers the service and its endpoints. Handler calls get
+// contexts derived from ctx, so cancelling ctx cancels them all.
+func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptions) (*CommandService, error) {
+	if err := checkToken("host", o.Host); err != nil {
+		return nil, err
+	}
+	if o.Version == "" {
+		o.Version = "0.0.0"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 64
+	}
+	s := &CommandService{
+		nc: nc, h: h, o: o,
+		log:   o.Logger.With().Str("component", "commands").Logger(),
+		known: map[string]bool{},
+		sem:   make(chan struct{}, o.MaxInFlight),
+		stats: map[string]*verbStats{},
+	}
+	for _, v := range o.Verbs {
+		if err := checkToken("verb", v); err != nil {
+			return nil, err
+		}
+		if s.known[v] {
+			return nil, domains.Errorf(domains.CodeInvalid, "verb %q listed twice", v)
+		}
+		s.known[v] = true
+		s.stats[v] = &verbStats{}
+	}
+	s.base, s.cancel = context.WithCancel(ctx)
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     o.Version,
+		Description: "vmledger agent commands",
+		Metadata:    map[string]string{"host": o.Host},
+		StatsHandler: func(e *micro.Endpoint) any {
+			st := s.stats[e.Name]
+			if st == nil {
+				return nil
+			}
+			return map[string]int64{
+				"in_flight": st.InFlight.Load(), "errors": st.Errors.Load(),
+				"panics": st.Panics.Load(), "processing_ns": st.Nanos.Load(),
+			}
+		},
+	})
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("commands: add service: %w", err)
+	}
+	s.svc = svc
+	for _, v := range o.Verbs {
+		verb := v
+		err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
+			s.dispatch(verb, r.Data(), r.Reply(), r.Headers().Get(HeaderTimeout))
+		}), micro.WithEndpointSubject(CommandSubject(o.Host, verb)))
+		if err != nil {
+			_ = svc.Stop()
+			s.cancel()
+			return nil, fmt.Errorf("commands: endpoint %q: %w", verb, err)
+		}
+	}
+	// Every request on vmledger.cmd.<host>.> also reaches this fallback,
+	// which answers only the verbs no endpoint serves: a typo gets a clear
+	// error instead of a timeout. Its queue group must differ from micro's:
+	// the server picks one member per queue group name across all matching
+	// subjects, so sharing "q" would hand known verbs to the fallback.
+	s.fallback, err = nc.QueueSubscribe(commandPrefix(o.Host)+">", "vmledger-unknown-verb", func(m *nats.Msg) {
+		verb := strings.TrimPrefix(m.Subject, commandPrefix(o.Host))
+		if s.known[verb] || m.Reply == "" {
+			return
+		}
+		s.respond(m.Reply, nil, domains.Errorf(domains.CodeInvalid,
+			"unknown verb %q: this agent serves %s", verb, strings.Join(o.Verbs, ", ")))
+	})
+	if err != nil {
+		_ = svc.Stop()
+		s.cancel()
+		return nil, fmt.Errorf("commands: fallback subscription: %w", err)
+	}
+	return s, nil
+}
+
+// Stop stops taking requests and lets running handlers finish until ctx
+// ends; then it cancels their contexts and returns without waiting for
+// handlers that ignore cancellation.
+func (s *CommandService) Stop(ctx context.Context) error {
+	defer s.cancel()
+	err := s.svc.Stop()
+	if ferr := drainSub(ctx, s.fallback); err == nil {
+		err = ferr
+	}
+	// micro's Stop drains asynchronously: a request already taken off the
+	// wire may still reach dispatch, which now refuses it.
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("handlers still running: %w", ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("commands: stop: %w", err)
+	}
+	return nil
+}
+
+// dispatch runs the handler in its own goroutine. micro calls endpoint
+// handlers one at a time per endpoint; running inline would make a slow
+// `start` of one guest hold up the `start` of every other. The semaphore
+// bounds the total; when it is full this blocks the endpoint's
+// subscription, which queues further requests in the client library.
+func (s *CommandService) dispatch(verb string, body []byte, replyTo, timeout string) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.base.Done():
+		s.respond(replyTo, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
+		return
+	}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		<-s.sem
+		s.respond(replyTo, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.sem }()
+		res, err := s.call(verb, body, timeout)
+		s.respond(replyTo, res, err)
+	}()
+}
+
+// call runs one handler with its deadline, turning a panic into an
+// internal error: a bug in one verb must not take the agent down.
+func (s *CommandService) call(verb string, body []byte, timeout string) (res any, err error) {
+	st := s.stats[verb]
+	st.InFlight.Add(1)
+	start := time.Now()
+	d := s.o.Timeout
+	if ms, perr := strconv.ParseInt(timeout, 10, 64); perr == nil && ms > 0 && time.Duration(ms)*time.Millisecond < d {
+		d = time.Duration(ms) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(s.base, d)
+	defer func() {
+		cancel()
+		st.InFlight.Add(-1)
+		st.Nanos.Add(int64(time.Since(start)))
+		if p := recover(); p != nil {
+			st.Panics.Add(1)
+			s.log.Error().Str("verb", verb).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("command handler panicked")
+			res, err = nil, domains.Errorf(domains.CodeInternal, "%s: internal error (handler panicked: %v)", verb, p)
+		}
+		if err != nil {
+			st.Errors.Add(1)
+		}
+	}()
+	return s.h.Handle(ctx, verb, body)
+}
+
+func (s *CommandService) respond(replyTo string, res any, err error) {
+	if replyTo == "" {
+		return
+	}
+	var m *nats.Msg
+	if err == nil {
+		b, merr := json.Marshal(res)
+		if merr != nil {
+			err = domains.Errorf(domains.CodeInternal, "encode result: %v", merr)
+		} else {
+			m = &nats.Msg{Subject: replyTo}
+			m.Data, _ = json.Marshal(reply{Result: b})
+		}
+	}
+	if err != nil {
+		m = errorMsg(replyTo, wireErrorOf(err))
+	}
+	if perr := s.nc.PublishMsg(m); perr != nil {
+		s.log.Warn().Err(perr).Msg("command reply not sent; the caller will retry with the same command ID")
+	}
+}

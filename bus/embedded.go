@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+)
+
+// EmbeddedOptions configures the in-process NATS server.
+type EmbeddedOptions struct {
+	// Host to listen on; default 127.0.0.1. The bus carries commands that
+	// start and destroy guests and has no authentication configured here,
+	// so anything but loopback is a deliberate choice and is logged.
+	Host string
+	// Port to listen on; 0 means 4222, -1 a random free port.
+	Port int
+	// ServerName shows up in monitoring and logs; default "vmledger".
+	ServerName string
+	// MaxPayload in bytes; 0 keeps the server default (1 MiB).
+	MaxPayload int32
+	// Logger receives the server's log; the zero value discards it.
+	Logger zerolog.Logger
+	// Debug and Trace enable the server's debug and protocol tracing.
+	Debug, Trace bool
+}
+
+// Embedded is a running in-process nats-server.
+type Embedded struct {
+	srv *server.Server
+	log zerolog.Logger
+}
+
+// StartEmbedded starts nats-server in this process and returns once it
+// accepts clients, or fails when ctx ends first.
+func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	switch o.Port {
+	case 0:
+		o.Port = server.DEFAULT_PORT
+	case -1:
+		o.Port = server.RANDOM_PORT
+	}
+	if o.ServerName == "" {
+		o.ServerName = "vmledger"
+	}
+	opts := &server.Options{
+		ServerName: o.ServerName,
+		Host:       o.Host,
+		Port:       o.Port,
+		MaxPayload: o.MaxPayload,
+		// The agent owns signals and the process; the server must not
+		// install handlers of its own or exit on SIGTERM behind our back.
+		NoSigs: true,
+		Debug:  o.Debug,
+		Trace:  o.Trace,
+		// No HTTP monitor, no cluster, no JetStream: the log is bbolt.
+		HTTPPort: 0,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	// Fatalf is how the server reports a failed listen (port taken); it
+	// does not exit, so the wait below would spin until ctx ends without
+	// this channel.
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLogger{l: o.Logger.With().Str("component", "nats-server").Logger(), fatal: fatal}, o.Debug, o.Trace, false)
+	if ip := net.ParseIP(o.Host); ip == nil || !ip.IsLoopback() {
+		o.Logger.Warn().Str("host", o.Host).Msg("embedded NATS listens beyond loopback: anyone who can reach it can command this agent")
+	}
+	go srv.Start()
+	// ReadyForConnections only takes a duration, so wait in short slices
+	// and give ctx the last word.
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			srv.Shutdown()
+			return nil, fmt.Errorf("embedded nats on %s:%d: %s", o.Host, o.Port, msg)
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			srv.Shutdown()
+			return nil, fmt.Errorf("embedded nats on %s:%d: not ready: %w", o.Host, o.Port, err)
+		}
+	}
+	e := &Embedded{srv: srv, log: o.Logger}
+	e.log.Info().Str("url", e.ClientURL()).Msg("embedded NATS ready")
+	return e, nil
+}
+
+// ClientURL is the URL clients dial, with the real port when Port was -1.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Server exposes the nats-server for in-process wiring and tests.
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// Shutdown stops the server; it returns ctx's error if the server has not
+// finished by then (it keeps shutting down in the background).
+func (e *Embedded) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("embedded nats shutdown: %w", ctx.Err())
+	}
+}
+
+// serverLogger adapts zerolog to nats-server's Logger interface.
+type serverLogger struct {
+	l     zerolog.Logger
+	fatal chan<- string
+}
+
+func (s serverLogger) Noticef(f string, v ...any) { s.l.Info().Msgf(f, v...) }
+func (s serverLogger) Warnf(f string, v ...any)   { s.l.Warn().Msgf(f, v...) }
+func (s serverLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	s.l.Error().Msg(msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
+}
+func (s serverLogger) Errorf(f string, v ...any) { s.l.Error().Msgf(f, v...) }
+func (s serverLogger) Debugf(f string, v ...any) { s.l.Debug().Msgf(f, v...) }
+func (s serverLogger) Tracef(f string, v ...any) { s.l.Trace().Msgf(f, v...) }

@@ -1,0 +1,258 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// RelayOptions tunes the relay; zero values pick the defaults.
+type RelayOptions struct {
+	// Host is this agent's host token in the subjects.
+	Host string
+	// Batch is how many events are read, published and confirmed with one
+	// flush; default 256.
+	Batch int
+	// PersistEvery and PersistInterval bound how much is republished after
+	// a restart: the position is saved after this many events or this much
+	// time, whichever comes first (defaults 1024 events, 1s), and on stop.
+	PersistEvery    int
+	PersistInterval time.Duration
+	// FlushTimeout bounds the wait for the server's receipt of a batch;
+	// default 5s. A timeout counts as an outage: the batch is resent.
+	FlushTimeout time.Duration
+	// Logger; the zero value discards.
+	Logger zerolog.Logger
+}
+
+// Relay publishes committed events on NATS in sequence order, at least
+// once. It only reads the log, so it can never hold up an append; it saves
+// its position through the store, so a restarted agent resumes where the
+// last one stopped.
+//
+// Delivery: a batch counts as published only when a flush (PING/PONG) on
+// the same TCP connection succeeded after it, which proves the server
+// received every message before the PING. If the connection was replaced
+// in between (reconnect count changed), the batch is sent again. After an
+// outage the relay resumes from the last confirmed sequence, so
+// subscribers may see a sequence twice, never a hole caused by the relay,
+// and always in increasing order between duplicates.
+type Relay struct {
+	nc    *nats.Conn
+	st    RelayStore
+	o     RelayOptions
+	log   zerolog.Logger
+	pubd  atomic.Uint64 // last sequence confirmed by the server
+	skips atomic.Uint64 // events that can never be published (see publish)
+}
+
+// NewRelay prepares a relay; Run starts it (and rejects a bad Host).
+func NewRelay(nc *nats.Conn, st RelayStore, o RelayOptions) *Relay {
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.PersistEvery <= 0 {
+		o.PersistEvery = 1024
+	}
+	if o.PersistInterval <= 0 {
+		o.PersistInterval = time.Second
+	}
+	if o.FlushTimeout <= 0 {
+		o.FlushTimeout = 5 * time.Second
+	}
+	return &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger()}
+}
+
+// Published is the last sequence the server confirmed receiving.
+func (r *Relay) Published() uint64 { return r.pubd.Load() }
+
+// Lag is how many committed events are not yet confirmed published: the
+// metric to alert on during an outage.
+func (r *Relay) Lag() uint64 {
+	last, pub := r.st.LastSeq(), r.pubd.Load()
+	if last < pub {
+		return 0
+	}
+	return last - pub
+}
+
+// Skipped counts events larger than the server's max payload, which no
+// NATS message can carry (logged as errors; history serves them).
+func (r *Relay) Skipped() uint64 { return r.skips.Load() }
+
+// Run relays until ctx ends, then saves its position and returns nil. It
+// returns an error only when it cannot go on: the store failed a read or a
+// position write, or the connection was closed.
+func (r *Relay) Run(ctx context.Context) error {
+	if err := checkToken("host", r.o.Host); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	pos, err := r.st.RelayPosition(ctx)
+	if err != nil {
+		return fmt.Errorf("relay: read position: %w", err)
+	}
+	r.pubd.Store(pos)
+	saved, savedAt := pos, time.Now()
+	r.log.Info().Uint64("position", pos).Uint64("last_seq", r.st.LastSeq()).Msg("relay started")
+
+	persist := func(ctx context.Context) error {
+		if pos == saved {
+			return nil
+		}
+		if err := r.st.SetRelayPosition(ctx, pos); err != nil {
+			return fmt.Errorf("relay: save position %d: %w", pos, err)
+		}
+		saved, savedAt = pos, time.Now()
+		return nil
+	}
+	defer func() {
+		// A fresh context: ctx is usually what just ended. Losing this write
+		// costs only republishing, so a short bound is fine.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := persist(sctx); err != nil {
+			r.log.Warn().Err(err).Msg("relay: position not saved on stop; events after it will be republished")
+		}
+	}()
+
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	fails := 0 // consecutive unconfirmed batches
+	for {
+		// Take the commit channel before reading: a commit that lands after
+		// the read closes it, so no wake-up is lost between read and wait.
+		committed := r.st.Committed()
+		evs, err := r.st.ReadAfter(ctx, pos, r.o.Batch)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("relay: read after %d: %w", pos, err)
+		}
+		if len(evs) == 0 {
+			if pos != saved {
+				idle.Reset(max(time.Until(savedAt.Add(r.o.PersistInterval)), 0))
+			} else {
+				idle.Stop()
+			}
+			select {
+			case <-committed:
+			case <-idle.C:
+				if err := persist(ctx); err != nil && ctx.Err() == nil {
+					return err
+				}
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		if err := r.publish(ctx, evs); err != nil {
+			var fatal *fatalError
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.As(err, &fatal):
+				return err
+			}
+			fails++
+			r.log.Warn().Err(err).Uint64("position", pos).Int("attempt", fails).Msg("relay: batch not confirmed; waiting for NATS, then resending from position")
+			if err := r.recover(ctx, fails); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
+		if fails > 0 {
+			r.log.Info().Uint64("position", pos).Msg("relay: NATS back, resumed")
+			fails = 0
+		}
+		pos = evs[len(evs)-1].Seq
+		r.pubd.Store(pos)
+		if pos-saved >= uint64(r.o.PersistEvery) || time.Since(savedAt) >= r.o.PersistInterval {
+			if err := persist(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
+		}
+	}
+}
+
+// publish sends evs and returns nil only when the server confirmed them.
+func (r *Relay) publish(ctx context.Context, evs []domains.Event) error {
+	before := r.nc.Stats().Reconnects
+	for i := range evs {
+		m, err := r.message(&evs[i])
+		if err != nil {
+			return err
+		}
+		if err := r.nc.PublishMsg(m); err != nil {
+			if errors.Is(err, nats.ErrMaxPayload) {
+				// No retry can ever deliver it; stopping here would stall
+				// every later event. Subscribers see the gap and fetch
+				// history, which names the event (docs/bus.md, limits).
+				r.skips.Add(1)
+				r.log.Error().Uint64("seq", evs[i].Seq).Int("bytes", len(m.Data)).Msg("relay: event exceeds the server's max payload; not published")
+				continue
+			}
+			return fmt.Errorf("publish seq %d: %w", evs[i].Seq, err)
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, r.o.FlushTimeout)
+	defer cancel()
+	if err := r.nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("flush after seq %d: %w", evs[len(evs)-1].Seq, err)
+	}
+	// The PONG proves receipt only for what went over the connection that
+	// carried the PING. Messages buffered for a socket that died before
+	// the reconnect are gone even though this flush succeeded.
+	if r.nc.Stats().Reconnects != before {
+		return errors.New("connection replaced while the batch was in flight")
+	}
+	return nil
+}
+
+func (r *Relay) message(e *domains.Event) (*nats.Msg, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, &fatalError{fmt.Errorf("relay: encode seq %d: %w", e.Seq, err)}
+	}
+	m := nats.NewMsg(EventSubject(r.o.Host, e.Domain, e.Type))
+	m.Data = body
+	m.Header.Set(HeaderSeq, strconv.FormatUint(e.Seq, 10))
+	m.Header.Set(HeaderMsgID, msgID(r.o.Host, e.Seq))
+	return m, nil
+}
+
+// recover waits until the connection is up again, then a backoff that
+// grows with consecutive failures: a failure that persists while connected
+// (a server that stopped answering PINGs in time) must not become a hot
+// loop. A closed connection never comes back, so that ends the relay.
+func (r *Relay) recover(ctx context.Context, fails int) error {
+	if err := waitConnected(ctx, r.nc); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	t := time.NewTimer(reconnectDelay(fails - 1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fatalError is a failure that no retry fixes.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
