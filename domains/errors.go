@@ -58,3 +58,5 @@ func CodeOf(err error) Code {
 	}
 	return CodeInternal
 }
+
+func asError(err error, target **Error) bool { return errors.As(err, target) }

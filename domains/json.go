@@ -51,7 +51,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("%s: schema version %d in JSON (current %d): JSON carries current-schema events only", t, w.Schema, currentSchema(t))
 	}
 	p := newPayload(t)
-	if len(w.Payload) == 0 {
+	if len(w.Payload) == 0 || string(w.Payload) == "null" {
 		return fmt.Errorf("%s: missing payload", t)
 	}
 	dec := json.NewDecoder(bytesReader(w.Payload))
@@ -65,3 +65,5 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

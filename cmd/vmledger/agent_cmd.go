@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/cmd/vmledger/internal/agent"
+)
+
+func defaultStateDir() string {
+	if d := os.Getenv("VMLEDGER_STATE_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/vmledger"
+	}
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".local", "state", "vmledger")
+	}
+	return ".vmledger"
+}
+
+func newAgentCmd() *cobra.Command {
+	var cfg agent.Config
+	var level, format string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the vmledger daemon: event log, NATS bus, domain service",
+		Long: `Run the agent. It keeps the event log (bbolt) under --state-dir, serves
+commands on vmledger.cmd.<host>.<verb>, publishes every committed event on
+vmledger.evt.<host>.<domain>.<type> and answers history requests on
+vmledger.api.<host>.history.
+
+Without --nats-url it runs an embedded NATS server on --nats-listen
+(loopback by default). It stops cleanly on SIGTERM or SIGINT; running
+guests keep running and are reattached at the next start.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(level, format)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			return agent.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.StateDir, "state-dir", defaultStateDir(), "directory for the event log and run files (env VMLEDGER_STATE_DIR)")
+	f.StringVar(&cfg.Host, "host", envOr("VMLEDGER_HOST", defaultHost()), "this agent's host name in NATS subjects (env VMLEDGER_HOST)")
+	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("VMLEDGER_AGENT_NATS_URL"), "external NATS server or cluster (comma-separated URLs); empty: embedded server")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
+	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
+	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
+	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&format, "log-format", "json", "log format: json or console")
+	return cmd
+}
+
+func newLogger(level, format string) (zerolog.Logger, error) {
+	lv, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	var l zerolog.Logger
+	switch format {
+	case "json":
+		l = zerolog.New(os.Stderr)
+	case "console":
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	default:
+		return l, usagef("--log-format %q: want json or console", format)
+	}
+	return l.Level(lv).With().Timestamp().Logger(), nil
+}

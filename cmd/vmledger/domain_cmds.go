@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/domains/api"
+)
+
+func addCommandID(cmd *cobra.Command, id *string) {
+	cmd.Flags().StringVar(id, "command-id", "", "idempotency key: a retry with the same ID acts once and gets the first reply (default: random)")
+}
+
+func orRandom(id string) string {
+	if id == "" {
+		return uuid.NewString()
+	}
+	return id
+}
+
+func newDefineCmd(g *globals) *cobra.Command {
+	var cmdID string
+	cmd := &cobra.Command{
+		Use:   "define FILE",
+		Short: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := readConfig(args[0], cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			var res domains.Result
+			if err := g.call(cmd.Context(), api.VerbDefine, api.DefineRequest{CommandID: orRandom(cmdID), Config: cfg}, &res); err != nil {
+				return err
+			}
+			return g.printResult(cmd, res, "defined")
+		},
+	}
+	addCommandID(cmd, &cmdID)
+	addJSON(cmd, g)
+	return cmd
+}
+
+// readConfig reads a config strictly: unknown fields are errors, so a typo
+// never silently becomes a default.
+func readConfig(path string, stdin io.Reader) (domains.Config, error) {
+	var cfg domains.Config
+	var raw []byte
+	var err error
+	if path == "-" {
+		raw, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
+	} else {
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return cfg, usagef("read config: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
+	if err != nil {
+		return cfg, usagef("config %s: %w", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, usagef("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func newUndefineCmd(g *globals) *cobra.Command {
+	return newLifecycleCmd(g, "undefine", "Remove a shut-off domain's definition (its history stays in the log)")
+}
+
+// newLifecycleCmd makes a verb that takes one domain.
+func newLifecycleCmd(g *globals, verb, short string) *cobra.Command {
+	var cmdID string
+	var paused bool
+	cmd := &cobra.Command{
+		Use:   verb + " DOMAIN",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res domains.Result
+			req := api.DomainRequest{CommandID: orRandom(cmdID), Domain: args[0], Paused: paused}
+			if err := g.call(cmd.Context(), verb, req, &res); err != nil {
+				return err
+			}
+			return g.printResult(cmd, res, pastTense(verb))
+		},
+	}
+	addCommandID(cmd, &cmdID)
+	addJSON(cmd, g)
+	if verb == "start" {
+		cmd.Flags().BoolVar(&paused, "paused", false, "leave the guest paused after boot")
+	}
+	return cmd
+}
+
+func pastTense(verb string) string {
+	switch verb {
+	case "shutdown":
+		return "is being shut down"
+	case "reset":
+		return "reset"
+	case "start":
+		return "started"
+	case "suspend":
+		return "suspended"
+	case "resume":
+		return "resumed"
+	case "destroy":
+		return "destroyed"
+	}
+	return verb + "d"
+}
+
+func (g *globals) printResult(cmd *cobra.Command, res domains.Result, what string) error {
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), res)
+	}
+	seqs := make([]string, len(res.Seqs))
+	for i, s := range res.Seqs {
+		seqs[i] = fmt.Sprint(s)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Domain %s %s (uuid %s, state %s", res.Name, what, res.Domain, res.State)
+	if len(seqs) > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), ", seq %s", strings.Join(seqs, ","))
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), ")")
+	return nil
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var state string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List domains",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rep api.ListReply
+			if err := g.call(cmd.Context(), api.VerbList, api.ListRequest{State: state}, &rep); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			w := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION")
+			for _, d := range rep.Domains {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.Name, d.UUID, d.State, d.Reason, d.Version)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only domains in this state (running, paused, \"shut off\", ...)")
+	addJSON(cmd, g)
+	return cmd
+}
+
+func newInfoCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "info DOMAIN",
+		Short: "Show a domain's state and basic facts",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var d domains.Domain
+			if err := g.call(cmd.Context(), api.VerbInfo, api.DomainRequest{Domain: args[0]}, &d); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), d)
+			}
+			printInfo(cmd.OutOrStdout(), d)
+			return nil
+		},
+	}
+	addJSON(cmd, g)
+	return cmd
+}
+
+func newConfigCmd(g *globals) *cobra.Command {
+	var asYAML bool
+	cmd := &cobra.Command{
+		Use:   "config DOMAIN",
+		Short: "Print a domain's configuration (JSON; --yaml for YAML), as the log has it",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var c domains.Config
+			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0]}, &c); err != nil {
+				return err
+			}
+			if asYAML {
+				b, err := yaml.Marshal(c)
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), c)
+		},
+	}
+	cmd.Flags().BoolVar(&asYAML, "yaml", false, "print YAML instead of JSON")
+	addJSON(cmd, g)
+	return cmd
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s), got %d (see --help)", cmd.CommandPath(), n, len(args))
+		}
+		return nil
+	}
+}

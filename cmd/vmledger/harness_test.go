@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the built binary, as a user would.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vmledger-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "vmledger")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// agentProc is a running `vmledger agent`.
+type agentProc struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	natsURL  string
+	host     string
+	stateDir string
+	done     chan struct{}
+	stderr   *bytes.Buffer
+}
+
+// startAgent runs an agent with an embedded NATS on a free port and waits
+// for its "agent ready" log line.
+func startAgent(t *testing.T, stateDir string, extra ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), stderr: &bytes.Buffer{}}
+	args := append([]string{"agent", "--state-dir", stateDir, "--host", a.host, "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, extra...)
+	a.cmd = exec.Command(binary, args...)
+	pr, pw := io.Pipe()
+	a.cmd.Stderr = pw
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			a.stderr.WriteString(line + "\n")
+			var m struct{ Message, NATS string }
+			var raw map[string]any
+			if json.Unmarshal([]byte(line), &raw) == nil && raw["message"] == "agent ready" {
+				m.NATS, _ = raw["nats"].(string)
+				select {
+				case ready <- m.NATS:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { _ = a.cmd.Wait(); pw.Close(); close(a.done) }()
+	t.Cleanup(func() { a.stop() })
+	select {
+	case a.natsURL = <-ready:
+	case <-a.done:
+		t.Fatalf("agent exited before ready:\n%s", a.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent not ready after 30s:\n%s", a.stderr.String())
+	}
+	return a
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (a *agentProc) stop() {
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+		a.t.Errorf("agent did not stop on SIGTERM within 30s")
+	}
+}
+
+func (a *agentProc) kill() {
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+}
+
+// cli runs a client verb against the agent and returns stdout, stderr and
+// the exit code.
+func (a *agentProc) cli(args ...string) (string, string, int) {
+	a.t.Helper()
+	full := append([]string{"--nats-url", a.natsURL, "--host", a.host, "--timeout", "20s"}, args...)
+	return runCLI(a.t, full...)
+}
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustCLI runs a verb that must succeed.
+func (a *agentProc) mustCLI(args ...string) string {
+	a.t.Helper()
+	out, errs, code := a.cli(args...)
+	if code != 0 {
+		a.t.Fatalf("vmledger %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

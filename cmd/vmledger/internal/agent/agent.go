@@ -1,0 +1,338 @@
+// Package agent assembles the vmledger daemon: the store, the bus, the
+// domains service and the hypervisor, started as named steps and stopped
+// in reverse.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/vmledger/vmledger/bus"
+	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/domains/api"
+	"github.com/vmledger/vmledger/store"
+)
+
+// Config is the agent's configuration (flags of `vmledger agent`).
+type Config struct {
+	StateDir      string
+	Host          string
+	NATSURL       string // empty: run an embedded server
+	NATSListen    string // embedded server's host:port
+	NATSCreds     string
+	MetricsAddr   string // empty: no metrics endpoint
+	SnapshotEvery uint64 // events between projection snapshots
+	Driver        domains.Driver
+	Log           zerolog.Logger
+	// Ready, if set, is called once the agent serves commands.
+	Ready func(Info)
+}
+
+// Info describes a running agent.
+type Info struct {
+	Host        string
+	NATSURL     string
+	MetricsAddr string
+	LastSeq     uint64
+	Domains     int
+}
+
+// Version is reported by the command service's $SRV.INFO.
+const Version = "0.1.0"
+
+// DBFile is the log's file name inside the state directory.
+const DBFile = "events.db"
+
+// Run starts the agent and serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	a := &agent{cfg: cfg, log: cfg.Log}
+	if err := a.validate(); err != nil {
+		return err
+	}
+	st := &steps{log: a.log}
+	stopCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	}
+	if err := st.run(ctx, a.steps()...); err != nil {
+		uctx, cancel := stopCtx()
+		defer cancel()
+		return errors.Join(err, st.unwind(uctx))
+	}
+	info := Info{Host: cfg.Host, NATSURL: a.natsURL, MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
+	a.log.Info().Str("host", info.Host).Str("nats", info.NATSURL).Uint64("last_seq", info.LastSeq).
+		Int("domains", info.Domains).Str("state_dir", cfg.StateDir).Msg("agent ready")
+	if cfg.Ready != nil {
+		cfg.Ready(info)
+	}
+	<-ctx.Done()
+	a.log.Info().Msg("agent stopping")
+	uctx, cancel := stopCtx()
+	defer cancel()
+	return st.unwind(uctx)
+}
+
+type agent struct {
+	cfg Config
+	log zerolog.Logger
+
+	store       *store.Store
+	proj        *domains.Projection
+	embedded    *bus.Embedded
+	nc          *nats.Conn
+	natsURL     string
+	svc         *domains.Service
+	metrics     *metrics
+	relay       *bus.Relay
+	metricsAddr string
+	metricsSrv  *http.Server
+	relayStop   func()
+	snapStop    func()
+
+	closers []func(context.Context) error // services on the bus, stopped in undo
+}
+
+func (a *agent) validate() error {
+	c := &a.cfg
+	if !domains.ValidName(c.Host) {
+		return domains.Errorf(domains.CodeInvalid, "host %q: must be a NATS subject token (letters, digits, '-', '_')", c.Host)
+	}
+	if c.StateDir == "" {
+		return domains.Errorf(domains.CodeInvalid, "state directory: must be set")
+	}
+	abs, err := filepath.Abs(c.StateDir)
+	if err != nil {
+		return domains.Errorf(domains.CodeInvalid, "state directory %q: %w", c.StateDir, err)
+	}
+	c.StateDir = abs
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 10000
+	}
+	return nil
+}
+
+func (a *agent) steps() []step {
+	return []step{
+		{name: "state directory", do: a.stateDir},
+		{name: "event log", do: a.openStore, undo: func(context.Context) error { return a.store.Close() }},
+		{name: "projection", do: a.loadProjection},
+		{name: "nats", do: a.startNATS, undo: a.stopNATS},
+		{name: "domain service", do: a.startService, undo: a.stopService},
+		{name: "guest recovery", do: func(ctx context.Context) error {
+			if err := a.svc.Recover(ctx); err != nil {
+				a.log.Warn().Err(err).Msg("some guests could not be recovered")
+			}
+			return nil
+		}},
+		{name: "snapshots", do: a.startSnapshots, undo: a.stopSnapshots},
+		{name: "relay", do: a.startRelay, undo: a.stopRelay},
+		{name: "history service", do: a.startHistory, undo: a.closeLast},
+		{name: "command service", do: a.startCommands, undo: a.closeLast},
+		{name: "metrics", do: a.startMetrics, undo: a.stopMetrics},
+	}
+}
+
+func (a *agent) stateDir(context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", a.cfg.StateDir, err)
+	}
+	fi, err := os.Stat(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", a.cfg.StateDir)
+	}
+	return nil
+}
+
+func (a *agent) openStore(context.Context) error {
+	a.metrics = newMetrics(
+		func() float64 { return float64(len(a.svc.List())) },
+		func() float64 {
+			if a.relay == nil {
+				return 0
+			}
+			return float64(a.relay.Lag())
+		},
+		func() float64 { return float64(a.store.LastSeq()) },
+	)
+	s, err := store.Open(filepath.Join(a.cfg.StateDir, DBFile), store.Options{Observer: a.metrics})
+	if err != nil {
+		return err
+	}
+	a.store = s
+	return nil
+}
+
+func (a *agent) loadProjection(ctx context.Context) error {
+	t0 := time.Now()
+	p, err := store.LoadProjection(ctx, a.store)
+	if err != nil {
+		return err
+	}
+	a.proj = p
+	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took", time.Since(t0)).Msg("projection loaded")
+	return nil
+}
+
+func (a *agent) startNATS(ctx context.Context) error {
+	url := a.cfg.NATSURL
+	if url == "" {
+		host, port, err := splitListen(a.cfg.NATSListen)
+		if err != nil {
+			return err
+		}
+		if port == 0 {
+			port = -1 // nats-server's "pick a free port"; its 0 means 4222
+		}
+		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Logger: a.log.With().Str("component", "nats").Logger()})
+		if err != nil {
+			return err
+		}
+		a.embedded, url = e, e.ClientURL()
+	}
+	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds})
+	if err != nil {
+		if a.embedded != nil {
+			_ = a.embedded.Shutdown(ctx)
+		}
+		return err
+	}
+	a.nc, a.natsURL = nc, url
+	return nil
+}
+
+func (a *agent) stopNATS(ctx context.Context) error {
+	var err error
+	if a.nc != nil {
+		err = a.nc.Drain()
+		a.nc.Close()
+	}
+	if a.embedded != nil {
+		err = errors.Join(err, a.embedded.Shutdown(ctx))
+	}
+	return err
+}
+
+func (a *agent) startService(context.Context) error {
+	a.svc = domains.NewService(domains.Options{
+		Log: a.store.EventLog(), Driver: a.cfg.Driver, Host: a.cfg.Host, Projection: a.proj,
+		OnCommit: func(e domains.Event) { a.metrics.events.WithLabelValues(string(e.Type)).Inc() },
+	})
+	a.proj = nil // the service owns it now
+	return nil
+}
+
+// stopService detaches from guests (they keep running) and waits for the
+// service's goroutines.
+func (a *agent) stopService(context.Context) error {
+	a.svc.Close()
+	return nil
+}
+
+func (a *agent) startRelay(context.Context) error {
+	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "relay").Logger()})
+	a.relayStop = background(func(ctx context.Context) {
+		if err := a.relay.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error().Err(err).Msg("relay stopped")
+		}
+	})
+	return nil
+}
+
+// stopRelay gives the relay a moment to publish what was committed last.
+func (a *agent) stopRelay(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for a.relay.Lag() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.relayStop()
+	return nil
+}
+
+func (a *agent) startHistory(ctx context.Context) error {
+	h, err := bus.StartHistory(ctx, a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "history").Logger()})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, h.Stop)
+	return nil
+}
+
+func (a *agent) startCommands(ctx context.Context) error {
+	c, err := bus.StartCommands(ctx, a.nc, api.Handler{Svc: a.svc}, bus.CommandOptions{
+		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log.With().Str("component", "commands").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, c.Stop)
+	return nil
+}
+
+// closeLast stops the newest bus service still open.
+func (a *agent) closeLast(ctx context.Context) error {
+	n := len(a.closers)
+	if n == 0 {
+		return nil
+	}
+	c := a.closers[n-1]
+	a.closers = a.closers[:n-1]
+	return c(ctx)
+}
+
+func (a *agent) startMetrics(context.Context) error {
+	if a.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	a.metricsAddr = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = a.metricsSrv.Serve(ln) }()
+	return nil
+}
+
+func (a *agent) stopMetrics(ctx context.Context) error {
+	if a.metricsSrv == nil {
+		return nil
+	}
+	return a.metricsSrv.Shutdown(ctx)
+}
+
+// background runs fn until the returned stop is called; stop waits for it.
+func background(fn func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); fn(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func splitListen(s string) (string, int, error) {
+	if s == "" {
+		return "127.0.0.1", 4222, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, domains.Errorf(domains.CodeInvalid, "--nats-listen %q: %w", s, err)
+	}
+	var p int
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil || p < -1 || p > 65535 {
+		return "", 0, domains.Errorf(domains.CodeInvalid, "--nats-listen %q: bad port", s)
+	}
+	return host, p, nil
+}

@@ -1,0 +1,92 @@
+// Command vmledger is the agent (vmledger agent) and its CLI (every other
+// verb): an event-sourced manager for KVM guests.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// Exit codes, stable for scripts (docs/cli.md).
+const (
+	exitOK          = 0
+	exitInternal    = 1
+	exitUsage       = 2 // bad flags or arguments, or input the agent refused as invalid
+	exitNotFound    = 3
+	exitConflict    = 4 // exists already, wrong state
+	exitUnavailable = 5 // no agent, no hypervisor, timeout
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	os.Exit(exitCode(err))
+}
+
+// usageError marks errors in how the command was called.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	switch domains.CodeOf(err) {
+	case domains.CodeInvalid:
+		return exitUsage
+	case domains.CodeNotFound:
+		return exitNotFound
+	case domains.CodeConflict:
+		return exitConflict
+	case domains.CodeUnavailable:
+		return exitUnavailable
+	}
+	return exitInternal
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "vmledger",
+		Short: "Event-sourced manager for KVM guests",
+		Long: `vmledger manages KVM guests ("domains") like libvirt, with every change
+recorded as an event in a durable log and published on NATS.
+
+"vmledger agent" is the daemon; every other verb is a client that talks to
+an agent over NATS.
+
+Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
+4 conflict (exists, wrong state), 5 unavailable (no agent, no hypervisor).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	g.register(root)
+	root.AddCommand(
+		newAgentCmd(),
+		newDefineCmd(g), newUndefineCmd(g), newListCmd(g), newInfoCmd(g), newConfigCmd(g),
+		newLifecycleCmd(g, "start", "Boot a shut-off domain"),
+		newLifecycleCmd(g, "shutdown", "Ask the guest to power off (ACPI)"),
+		newLifecycleCmd(g, "destroy", "Stop a domain at once (kill QEMU)"),
+		newLifecycleCmd(g, "suspend", "Pause a running domain's vCPUs"),
+		newLifecycleCmd(g, "resume", "Resume a paused domain"),
+		newLifecycleCmd(g, "reset", "Hard-reset a running domain"),
+		newEventsCmd(g), newHistoryCmd(g),
+	)
+	return root
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+func addJSON(cmd *cobra.Command, g *globals) {
+	cmd.Flags().BoolVar(&g.json, "json", false, "print JSON")
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func printInfo(w io.Writer, d domains.Domain) {
+	t := newTable(w)
+	c := d.Config
+	fmt.Fprintf(t, "Name:\t%s\n", c.Name)
+	fmt.Fprintf(t, "UUID:\t%s\n", c.UUID)
+	st := string(d.State)
+	if d.Reason != "" {
+		st += " (" + d.Reason + ")"
+	}
+	fmt.Fprintf(t, "State:\t%s\n", st)
+	fmt.Fprintf(t, "Memory:\t%d MiB\n", c.MemoryMiB)
+	fmt.Fprintf(t, "vCPUs:\t%d\n", c.VCPUs)
+	fmt.Fprintf(t, "Machine:\t%s\n", c.Machine)
+	clock := c.Clock.Offset
+	if c.Clock.Offset == domains.OffsetVariable {
+		clock = fmt.Sprintf("variable, adjustment %+ds, basis %s", c.Clock.Adjustment, c.Clock.Basis)
+	}
+	fmt.Fprintf(t, "Clock:\t%s\n", clock)
+	if l := d.Live; l != nil {
+		fmt.Fprintf(t, "Accelerator:\t%s\n", l.Accel)
+		fmt.Fprintf(t, "PID:\t%d\n", l.PID)
+		fmt.Fprintf(t, "Started:\t%s\n", l.Started.Format(time.RFC3339))
+		fmt.Fprintf(t, "RTC adjustment:\t%+ds\n", l.RTC)
+	}
+	fmt.Fprintf(t, "Version:\t%d\n", d.Version)
+	fmt.Fprintf(t, "Last seq:\t%d\n", d.LastSeq)
+	_ = t.Flush()
+}
+
+func printEvent(w io.Writer, e domains.Event) {
+	p, _ := json.Marshal(e.Payload)
+	fmt.Fprintf(w, "%d\t%s\t%s\tv%d\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339Nano), e.Domain, e.Version, e.Type, p)
+}

@@ -1,0 +1,155 @@
+package domains
+
+import (
+	"context"
+	"time"
+)
+
+// StartOptions tune Start.
+type StartOptions struct {
+	Paused bool // leave the vCPUs stopped after boot (virsh start --paused)
+}
+
+// Start boots a shut-off domain.
+func (s *Service) Start(ctx context.Context, cmdID, ref string, o StartOptions) (Result, error) {
+	return s.once(ctx, cmdID, func() (Result, error) {
+		d, unlock, err := s.acquire(ref)
+		if err != nil {
+			return Result{}, err
+		}
+		defer unlock()
+		if _, ok := Next(d.State, TypeStarted); !ok {
+			return Result{}, Errorf(CodeConflict, "domain %q is already %s", d.Config.Name, d.State)
+		}
+		if s.driver == nil {
+			return Result{}, Errorf(CodeUnavailable, "this agent has no hypervisor")
+		}
+		base := ClockBase(d.Config.Clock, s.clock.Now())
+		g, err := s.driver.Start(ctx, StartSpec{Config: d.Config, ClockBase: base, Paused: o.Paused})
+		if err != nil {
+			return Result{}, coded(CodeUnavailable, "start domain %q: %w", d.Config.Name, err)
+		}
+		ps := []Payload{Started{Reason: StartBooted, Accel: g.Accel(), PID: g.PID(), ClockBase: base}}
+		if o.Paused {
+			ps = append(ps, Paused{Reason: PauseUser})
+		}
+		res, err := s.commit(ctx, cmdID, d.Config.UUID, ps...)
+		if err != nil {
+			// Undo: a guest whose start is not on record must not run.
+			kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = g.Kill(kctx)
+			return Result{}, err
+		}
+		s.watch(d.Config.UUID, g)
+		return res, nil
+	})
+}
+
+// Shutdown asks the guest to power off (ACPI power button). The guest
+// decides; its shutdown and stopped events follow when it does.
+func (s *Service) Shutdown(ctx context.Context, cmdID, ref string) (Result, error) {
+	return s.act(ctx, cmdID, ref, TypeShutdown, func(ctx context.Context, g Guest) (Payload, error) {
+		return nil, g.Powerdown(ctx)
+	})
+}
+
+// Suspend pauses the vCPUs.
+func (s *Service) Suspend(ctx context.Context, cmdID, ref string) (Result, error) {
+	return s.act(ctx, cmdID, ref, TypePaused, func(ctx context.Context, g Guest) (Payload, error) {
+		return Paused{Reason: PauseUser}, g.Pause(ctx)
+	})
+}
+
+// Resume restarts paused vCPUs.
+func (s *Service) Resume(ctx context.Context, cmdID, ref string) (Result, error) {
+	return s.act(ctx, cmdID, ref, TypeResumed, func(ctx context.Context, g Guest) (Payload, error) {
+		return Resumed{Reason: PauseUser}, g.Resume(ctx)
+	})
+}
+
+// Reset is a hard reset of the guest, as the reset button.
+func (s *Service) Reset(ctx context.Context, cmdID, ref string) (Result, error) {
+	return s.act(ctx, cmdID, ref, TypeReset, func(ctx context.Context, g Guest) (Payload, error) {
+		return Reset{Guest: false, Reason: "host"}, g.Reset(ctx)
+	})
+}
+
+// Destroy kills QEMU at once.
+func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (Result, error) {
+	return s.once(ctx, cmdID, func() (Result, error) {
+		d, unlock, err := s.acquire(ref)
+		if err != nil {
+			return Result{}, err
+		}
+		defer unlock()
+		if _, ok := Next(d.State, TypeStopped); !ok {
+			return Result{}, Errorf(CodeConflict, "domain %q is not running (%s)", d.Config.Name, d.State)
+		}
+		if h := s.guest(d.Config.UUID); h != nil {
+			if err := h.guest.Kill(ctx); err != nil {
+				return Result{}, coded(CodeUnavailable, "destroy %q: %w", d.Config.Name, err)
+			}
+			select {
+			case <-h.guest.Done():
+			case <-ctx.Done():
+				return Result{}, Errorf(CodeUnavailable, "destroy %q: QEMU did not exit: %w", d.Config.Name, ctx.Err())
+			}
+			s.forget(d.Config.UUID, h)
+		}
+		return s.commit(ctx, cmdID, d.Config.UUID, Stopped{Reason: StopDestroyed})
+	})
+}
+
+// act runs a verb that needs a live guest and records what it did. The
+// transition on event type t is checked before QEMU is touched.
+func (s *Service) act(ctx context.Context, cmdID, ref string, t Type, do func(context.Context, Guest) (Payload, error)) (Result, error) {
+	return s.once(ctx, cmdID, func() (Result, error) {
+		d, unlock, err := s.acquire(ref)
+		if err != nil {
+			return Result{}, err
+		}
+		defer unlock()
+		next, ok := Next(d.State, t)
+		if !ok || (t == TypeShutdown && d.State == StateShutdown) {
+			return Result{}, Errorf(CodeConflict, "cannot %s domain %q: it is %s", verbOf(t), d.Config.Name, d.State)
+		}
+		h := s.guest(d.Config.UUID)
+		if h == nil {
+			return Result{}, Errorf(CodeUnavailable, "domain %q: no connection to its QEMU", d.Config.Name)
+		}
+		p, err := do(ctx, h.guest)
+		if err != nil {
+			return Result{}, coded(CodeUnavailable, "%s %q: %w", verbOf(t), d.Config.Name, err)
+		}
+		if p == nil {
+			return Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}, nil
+		}
+		_ = next
+		return s.commit(ctx, cmdID, d.Config.UUID, p)
+	})
+}
+
+func verbOf(t Type) string {
+	switch t {
+	case TypePaused:
+		return "suspend"
+	case TypeResumed:
+		return "resume"
+	case TypeShutdown:
+		return "shut down"
+	case TypeReset:
+		return "reset"
+	}
+	return string(t)
+}
+
+// coded keeps an error's code when it has one, else uses code.
+func coded(code Code, format string, a ...any) error {
+	err := Errorf(code, format, a...)
+	var inner *Error
+	if e, ok := err.(*Error); ok && e.err != nil && asError(e.err, &inner) {
+		e.Code = inner.Code
+	}
+	return err
+}

@@ -1,0 +1,129 @@
+package domains
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// The service's view of the world: small interfaces, declared here by their
+// consumer, implemented by store and hypervisor/qemu.
+
+// AnyVersion skips the optimistic concurrency check of an append.
+const AnyVersion = ^uint64(0)
+
+// AppendRequest is one domain's events to append atomically.
+type AppendRequest struct {
+	Domain          uuid.UUID
+	ExpectedVersion uint64
+	Events          []Event
+	CommandID       string // recorded with Result in the same transaction
+	Result          []byte
+}
+
+// EventLog is the durable log.
+type EventLog interface {
+	// Append returns the assigned sequences once the events are durable.
+	Append(ctx context.Context, req AppendRequest) ([]uint64, error)
+	// ReadAfter returns up to limit events with sequences after after.
+	ReadAfter(ctx context.Context, after uint64, limit int) ([]Event, error)
+	// Command returns what was recorded for a command ID.
+	Command(ctx context.Context, id string) (rec CommandRecord, found bool, err error)
+}
+
+// CommandRecord is what the log keeps for a command ID: the sequence of
+// its first event (its events are consecutive) and the result bytes.
+type CommandRecord struct {
+	FirstSeq uint64
+	Result   []byte
+}
+
+// TimeSource is the host's time; tests fake it.
+type TimeSource interface {
+	Now() time.Time
+}
+
+// SystemClock is the real clock in the process's local zone.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Driver runs guests (hypervisor/qemu implements it).
+type Driver interface {
+	// Start launches the guest paused, configures it and lets it run; it
+	// returns once the guest runs (or is paused, if spec.Paused).
+	Start(ctx context.Context, spec StartSpec) (Guest, error)
+	// Attach reconnects to a guest that kept running while the agent was
+	// away. It fails with an error matching ErrNotFound when there is none.
+	Attach(ctx context.Context, cfg Config) (Guest, error)
+}
+
+// StartSpec is what Start needs.
+type StartSpec struct {
+	Config Config
+	// ClockBase is the RTC's offset from UTC now, in seconds: the driver
+	// starts QEMU with -rtc base=<UTC now + ClockBase>.
+	ClockBase int64
+	Paused    bool
+}
+
+// Guest is a running QEMU.
+type Guest interface {
+	PID() int
+	Accel() string
+	// Status re-reads QEMU's real state: the source of truth after a hint.
+	Status(ctx context.Context) (GuestStatus, error)
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	Reset(ctx context.Context) error
+	Powerdown(ctx context.Context) error
+	// Kill ends QEMU at once (destroy).
+	Kill(ctx context.Context) error
+	// Events are hints from QMP; closed when the monitor goes away.
+	Events() <-chan GuestEvent
+	// Done is closed when QEMU has exited; Exit then says how.
+	Done() <-chan struct{}
+	Exit() GuestExit
+	// Detach drops the monitor but leaves QEMU running (agent stop).
+	Detach() error
+}
+
+// GuestStatus is QEMU's state as read through QMP.
+type GuestStatus struct {
+	Running bool
+	Status  string    // QEMU's RunState: running, paused, shutdown, guest-panicked, ...
+	RTC     time.Time // the guest's RTC now, as UTC wall time
+}
+
+// GuestExit tells how QEMU ended.
+type GuestExit struct {
+	Code     int
+	Signaled bool
+	Err      string
+}
+
+// GuestEventKind names a QMP hint.
+type GuestEventKind int
+
+const (
+	GuestStop GuestEventKind = iota + 1
+	GuestResume
+	GuestShutdown
+	GuestReset
+	GuestPanicked
+	GuestRTCChange
+	GuestDeviceDeleted
+)
+
+// GuestEvent is a typed QMP event.
+type GuestEvent struct {
+	Kind   GuestEventKind
+	Time   time.Time
+	Guest  bool   // SHUTDOWN/RESET: initiated by the guest
+	Reason string // SHUTDOWN/RESET reason, panic action
+	Offset int64  // RTC_CHANGE offset in seconds
+	Device string // DEVICE_DELETED id
+	Info   string
+}

@@ -1,0 +1,292 @@
+package domains
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Service is the worker: it validates commands against the projection,
+// acts through the Driver, appends the resulting events and folds them. It
+// sees only the interfaces in ports.go.
+type Service struct {
+	log    EventLog
+	driver Driver
+	clock  TimeSource
+	host   string
+	notify func(Event) // optional observer of committed events (metrics)
+
+	mu   sync.RWMutex // guards proj
+	proj *Projection
+
+	lmu    sync.Mutex
+	locks  map[uuid.UUID]*sync.Mutex  // one per domain: serialises commands and hints
+	guests map[uuid.UUID]*guestHandle // running guests
+	flight map[string]chan struct{}   // command IDs being executed
+
+	defineMu sync.Mutex // names are unique across domains
+	wg       sync.WaitGroup
+	closed   chan struct{}
+	hintTO   time.Duration
+}
+
+// Options configure a Service.
+type Options struct {
+	Log        EventLog
+	Driver     Driver     // nil: lifecycle verbs answer unavailable
+	Time       TimeSource // nil: SystemClock
+	Host       string
+	Projection *Projection // the replayed log; nil: empty
+	OnCommit   func(Event)
+}
+
+// NewService builds a service over an already replayed projection.
+func NewService(o Options) *Service {
+	s := &Service{
+		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, proj: o.Projection,
+		locks: map[uuid.UUID]*sync.Mutex{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]chan struct{}{},
+		closed: make(chan struct{}), hintTO: 10 * time.Second,
+	}
+	if s.clock == nil {
+		s.clock = SystemClock{}
+	}
+	if s.proj == nil {
+		s.proj = NewProjection()
+	}
+	return s
+}
+
+// List returns every domain.
+func (s *Service) List() []Domain {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proj.List()
+}
+
+// Get finds a domain by name or UUID.
+func (s *Service) Get(ref string) (Domain, error) {
+	s.mu.RLock()
+	d, ok := s.proj.Lookup(ref)
+	s.mu.RUnlock()
+	if !ok {
+		return Domain{}, Errorf(CodeNotFound, "domain %q not found", ref)
+	}
+	return d, nil
+}
+
+// LastSeq is the last sequence folded into the live projection.
+func (s *Service) LastSeq() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proj.LastSeq()
+}
+
+// Snapshot serialises the live projection (for the store's snapshots).
+func (s *Service) Snapshot() (seq uint64, data []byte, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	data, err = s.proj.MarshalSnapshot()
+	return s.proj.LastSeq(), data, err
+}
+
+// Equal compares the live projection with p (replay checks).
+func (s *Service) Equal(p *Projection) (bool, string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proj.Equal(p)
+}
+
+func (s *Service) lock(id uuid.UUID) func() {
+	s.lmu.Lock()
+	m, ok := s.locks[id]
+	if !ok {
+		m = &sync.Mutex{}
+		s.locks[id] = m
+	}
+	s.lmu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// once runs fn at most once per command ID: a retry of a finished command
+// gets the recorded result; a retry racing the first waits for it.
+func (s *Service) once(ctx context.Context, cmdID string, fn func() (Result, error)) (Result, error) {
+	if cmdID == "" {
+		return fn()
+	}
+	if len(cmdID) > 128 {
+		return Result{}, Errorf(CodeInvalid, "command id longer than 128 bytes")
+	}
+	for {
+		s.lmu.Lock()
+		ch, busy := s.flight[cmdID]
+		if !busy {
+			ch = make(chan struct{})
+			s.flight[cmdID] = ch
+		}
+		s.lmu.Unlock()
+		if !busy {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Result{}, Errorf(CodeUnavailable, "waiting for command %s: %w", cmdID, ctx.Err())
+		}
+	}
+	defer func() {
+		s.lmu.Lock()
+		close(s.flight[cmdID])
+		delete(s.flight, cmdID)
+		s.lmu.Unlock()
+	}()
+	rec, found, err := s.log.Command(ctx, cmdID)
+	if err != nil {
+		return Result{}, Errorf(CodeUnavailable, "command table: %w", err)
+	}
+	if found {
+		return decodeResult(rec)
+	}
+	return fn()
+}
+
+// commit appends events for one domain (caller holds its lock), folds them
+// and returns the result. Events are facts: callers append only after the
+// thing happened.
+func (s *Service) commit(ctx context.Context, cmdID string, id uuid.UUID, payloads ...Payload) (Result, error) {
+	now := s.clock.Now()
+	evs := make([]Event, len(payloads))
+	for i, p := range payloads {
+		evs[i] = NewEvent(id, now, cmdID, s.host, p)
+	}
+	s.mu.RLock()
+	expected := s.proj.Version(id)
+	// Dry-run the fold on a copy: an event the projection would refuse is
+	// a bug here, and must not reach the log.
+	if err := s.proj.check(id, evs); err != nil {
+		s.mu.RUnlock()
+		return Result{}, Errorf(CodeConflict, "%w", err)
+	}
+	s.mu.RUnlock()
+	res := Result{Domain: id, Seqs: make([]uint64, len(evs))}
+	req := AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID}
+	// The stored result cannot know its sequences yet; they are rebuilt
+	// from the record's first sequence (events of one append are consecutive).
+	res.Name, res.State = s.predict(id, evs)
+	if cmdID != "" {
+		req.Result = encodeResult(Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
+	}
+	seqs, err := s.log.Append(ctx, req)
+	if err != nil {
+		// The log may hold events this projection has not seen (an append
+		// that committed after its caller gave up): catch up, then report.
+		_ = s.catchUp(ctx, 0)
+		if errors.Is(err, ErrConflict) {
+			return Result{}, err
+		}
+		return Result{}, Errorf(CodeUnavailable, "append: %w", err)
+	}
+	// Concurrent commits for other domains may have taken earlier
+	// sequences; the projection folds strictly in order, from the log.
+	if err := s.catchUp(ctx, seqs[len(seqs)-1]); err != nil {
+		return Result{}, Errorf(CodeInternal, "fold after append: %w", err)
+	}
+	if s.notify != nil {
+		for i, e := range evs {
+			e.Seq, e.Version = seqs[i], expected+uint64(i)+1
+			s.notify(e)
+		}
+	}
+	copy(res.Seqs, seqs)
+	return res, nil
+}
+
+// catchUp folds events from the log until the projection has seen upto
+// (0: everything the log has).
+func (s *Service) catchUp(ctx context.Context, upto uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for upto == 0 || s.proj.lastSeq < upto {
+		evs, err := s.log.ReadAfter(ctx, s.proj.lastSeq, 1024)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			if upto == 0 {
+				return nil
+			}
+			return fmt.Errorf("log ends at %d before sequence %d", s.proj.lastSeq, upto)
+		}
+		for _, e := range evs {
+			if err := s.proj.Apply(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// predict returns the name and state the domain will have after evs.
+func (s *Service) predict(id uuid.UUID, evs []Event) (string, State) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, ok := s.proj.domains[id]
+	name, st := "", StateShutoff
+	if ok {
+		name, st = d.Config.Name, d.State
+	}
+	for _, e := range evs {
+		if def, ok := e.Payload.(Defined); ok {
+			name = def.Config.Name
+		}
+		st, _ = Next(st, e.Type)
+	}
+	return name, st
+}
+
+// check reports whether evs would fold cleanly onto the domain.
+func (p *Projection) check(id uuid.UUID, evs []Event) error {
+	q := &Projection{lastSeq: p.lastSeq, domains: map[uuid.UUID]*Domain{}, byName: map[string]uuid.UUID{}, tombstones: map[uuid.UUID]uint64{}}
+	if d, ok := p.domains[id]; ok {
+		c := d.clone()
+		q.domains[id] = &c
+	}
+	if v, ok := p.tombstones[id]; ok {
+		q.tombstones[id] = v
+	}
+	for i, e := range evs {
+		e.Seq, e.Version = p.lastSeq+uint64(i)+1, p.Version(id)+uint64(i)+1
+		if def, ok := e.Payload.(Defined); ok {
+			if other, taken := p.byName[def.Config.Name]; taken && other != id {
+				return fmt.Errorf("name %q is taken by domain %s", def.Config.Name, other)
+			}
+		}
+		if err := q.Apply(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops watching guests (they keep running) and waits.
+func (s *Service) Close() {
+	s.lmu.Lock()
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+	guests := make([]*guestHandle, 0, len(s.guests))
+	for _, g := range s.guests {
+		guests = append(guests, g)
+	}
+	s.lmu.Unlock()
+	for _, g := range guests {
+		_ = g.guest.Detach()
+	}
+	s.wg.Wait()
+}

@@ -1,0 +1,244 @@
+package domains
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// guestHandle ties a running Guest to its domain.
+type guestHandle struct {
+	id    uuid.UUID
+	guest Guest
+}
+
+func (s *Service) guest(id uuid.UUID) *guestHandle {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	return s.guests[id]
+}
+
+func (s *Service) forget(id uuid.UUID, h *guestHandle) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if s.guests[id] == h {
+		delete(s.guests, id)
+	}
+}
+
+// watch folds a guest's QMP hints and its exit into events. The guest's
+// lifetime is its own: no request context reaches this goroutine.
+func (s *Service) watch(id uuid.UUID, g Guest) {
+	h := &guestHandle{id: id, guest: g}
+	s.lmu.Lock()
+	s.guests[id] = h
+	s.lmu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		events := g.Events()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				s.hint(h, ev)
+			case <-g.Done():
+				// Hints QEMU sent just before exiting (SHUTDOWN, a last
+				// RTC_CHANGE) are facts too: fold them first.
+				s.drain(h, events)
+				s.exited(h)
+				return
+			case <-s.closed:
+				return
+			}
+		}
+	}()
+}
+
+func (s *Service) drain(h *guestHandle, events <-chan GuestEvent) {
+	if events == nil {
+		return
+	}
+	t := time.NewTimer(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			s.hint(h, ev)
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// current returns the domain if h is still its live guest.
+func (s *Service) current(h *guestHandle) (Domain, bool) {
+	if s.guest(h.id) != h {
+		return Domain{}, false
+	}
+	s.mu.RLock()
+	d, ok := s.proj.Get(h.id)
+	s.mu.RUnlock()
+	return d, ok && d.State.Active() && d.Live != nil
+}
+
+// hint handles one QMP event. QMP events are hints: where state is
+// concerned, QEMU's real state is re-read and only differences recorded.
+func (s *Service) hint(h *guestHandle, ev GuestEvent) {
+	defer s.lock(h.id)()
+	d, ok := s.current(h)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.hintTO)
+	defer cancel()
+	var p Payload
+	switch ev.Kind {
+	case GuestRTCChange:
+		p = RTCChanged{Offset: ev.Offset, Adjustment: RTCAdjustment(d.Live.ClockBase, ev.Offset)}
+	case GuestReset:
+		if ev.Guest { // host resets are recorded by the reset command
+			p = Reset{Guest: true, Reason: ev.Reason}
+		}
+	case GuestPanicked:
+		p = Crashed{Reason: "guest-panicked", Action: ev.Reason, Info: ev.Info}
+	case GuestShutdown:
+		if d.State == StateCrashed || d.State == StateShutdown {
+			return // the panic or an earlier SHUTDOWN already says why
+		}
+		r := ShutdownHost
+		if ev.Guest {
+			r = ShutdownGuest
+		}
+		p = Shutdown{Reason: r, QEMUReason: ev.Reason}
+	case GuestStop, GuestResume:
+		p = s.runDiff(ctx, h, d)
+	}
+	if p == nil {
+		return
+	}
+	if _, ok := Next(d.State, p.EventType()); !ok {
+		return
+	}
+	_, _ = s.commit(ctx, "", h.id, p) // a failed append leaves QEMU's state to the next re-read
+}
+
+// runDiff re-reads whether the vCPUs run and returns the event that brings
+// the projection in line, or nil.
+func (s *Service) runDiff(ctx context.Context, h *guestHandle, d Domain) Payload {
+	st, err := h.guest.Status(ctx)
+	if err != nil {
+		return nil
+	}
+	switch {
+	case st.Running && d.State == StatePaused:
+		return Resumed{Reason: "unpaused"}
+	case !st.Running && d.State == StateRunning:
+		switch st.Status {
+		case "paused", "suspended":
+			return Paused{Reason: PauseUnknown}
+		case "io-error":
+			return Paused{Reason: PauseIOError}
+		case "finish-migrate", "postmigrate", "inmigrate":
+			return Paused{Reason: PauseMigration}
+		}
+	}
+	return nil
+}
+
+// exited records QEMU's end, unless a command already did (destroy).
+func (s *Service) exited(h *guestHandle) {
+	defer s.lock(h.id)()
+	d, ok := s.current(h)
+	s.forget(h.id, h)
+	if !ok {
+		return
+	}
+	x := h.guest.Exit()
+	detail := "QEMU exited with status " + fmt.Sprint(x.Code)
+	if x.Signaled || x.Err != "" {
+		detail = "QEMU ended: " + x.Err
+	}
+	reason := StopCrashed
+	switch d.State {
+	case StateShutdown:
+		reason, detail = StopShutdown, ""
+	case StateCrashed:
+		detail = "guest panicked"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.hintTO)
+	defer cancel()
+	_, _ = s.commit(ctx, "", h.id, Stopped{Reason: reason, Detail: detail})
+}
+
+// Recover reattaches to guests that kept running while the agent was away
+// and records what changed meanwhile: their run state, an RTC the guest
+// moved, or QEMU's disappearance.
+func (s *Service) Recover(ctx context.Context) error {
+	if s.driver == nil {
+		return nil
+	}
+	var errs []error
+	for _, d := range s.List() {
+		if !d.State.Active() {
+			continue
+		}
+		if err := s.recoverOne(ctx, d.Config.UUID); err != nil {
+			errs = append(errs, fmt.Errorf("domain %q: %w", d.Config.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
+	unlock := s.lock(id)
+	s.mu.RLock()
+	d, ok := s.proj.Get(id)
+	s.mu.RUnlock()
+	if !ok || !d.State.Active() || s.guest(id) != nil {
+		unlock()
+		return nil
+	}
+	g, err := s.driver.Attach(ctx, d.Config)
+	if errors.Is(err, ErrNotFound) {
+		_, err = s.commit(ctx, "", id, Stopped{Reason: StopCrashed, Detail: "QEMU was gone when the agent reconnected"})
+		unlock()
+		return err
+	}
+	if err != nil {
+		unlock()
+		return err
+	}
+	h := &guestHandle{id: id, guest: g}
+	s.lmu.Lock()
+	s.guests[id] = h
+	s.lmu.Unlock()
+	if p := s.runDiff(ctx, h, d); p != nil {
+		if _, err := s.commit(ctx, "", id, p); err != nil {
+			unlock()
+			return err
+		}
+	}
+	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
+		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
+		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
+			if _, err := s.commit(ctx, "", id, RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {
+				unlock()
+				return err
+			}
+		}
+	}
+	s.forget(id, h) // watch registers it again
+	unlock()
+	s.watch(id, g)
+	return nil
+}
