@@ -42,6 +42,7 @@ type agentProc struct {
 	t        *testing.T
 	cmd      *exec.Cmd
 	natsURL  string
+	metrics  string
 	host     string
 	stateDir string
 	done     chan struct{}
@@ -60,19 +61,19 @@ func startAgent(t *testing.T, stateDir string, extra ...string) *agentProc {
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
 			a.stderr.WriteString(line + "\n")
-			var m struct{ Message, NATS string }
 			var raw map[string]any
 			if json.Unmarshal([]byte(line), &raw) == nil && raw["message"] == "agent ready" {
-				m.NATS, _ = raw["nats"].(string)
+				u, _ := raw["nats"].(string)
+				m, _ := raw["metrics"].(string)
 				select {
-				case ready <- m.NATS:
+				case ready <- [2]string{u, m}:
 				default:
 				}
 			}
@@ -81,7 +82,8 @@ func startAgent(t *testing.T, stateDir string, extra ...string) *agentProc {
 	go func() { _ = a.cmd.Wait(); pw.Close(); close(a.done) }()
 	t.Cleanup(func() { a.stop() })
 	select {
-	case a.natsURL = <-ready:
+	case r := <-ready:
+		a.natsURL, a.metrics = r[0], r[1]
 	case <-a.done:
 		t.Fatalf("agent exited before ready:\n%s", a.stderr.String())
 	case <-time.After(30 * time.Second):
@@ -100,6 +102,9 @@ func (a *agentProc) stop() {
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:
+		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+			a.t.Errorf("agent exited with %d after SIGTERM:\n%s", code, a.stderr.String())
+		}
 	case <-time.After(30 * time.Second):
 		_ = a.cmd.Process.Kill()
 		<-a.done

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -57,3 +58,5 @@ func printEvent(w io.Writer, e domains.Event) {
 	p, _ := json.Marshal(e.Payload)
 	fmt.Fprintf(w, "%d\t%s\t%s\tv%d\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339Nano), e.Domain, e.Version, e.Type, p)
 }
+
+func stderrOf() io.Writer { return os.Stderr }

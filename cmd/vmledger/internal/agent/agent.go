@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -33,7 +34,9 @@ type Config struct {
 	MetricsAddr   string // empty: no metrics endpoint
 	SnapshotEvery uint64 // events between projection snapshots
 	Driver        domains.Driver
-	Log           zerolog.Logger
+	// ConsolePath returns a running domain's serial socket; nil: no consoles.
+	ConsolePath func(uuid.UUID) string
+	Log         zerolog.Logger
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -69,7 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.Join(err, st.unwind(uctx))
 	}
 	info := Info{Host: cfg.Host, NATSURL: a.natsURL, MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
-	a.log.Info().Str("host", info.Host).Str("nats", info.NATSURL).Uint64("last_seq", info.LastSeq).
+	a.log.Info().Str("host", info.Host).Str("nats", info.NATSURL).Str("metrics", info.MetricsAddr).Uint64("last_seq", info.LastSeq).
 		Int("domains", info.Domains).Str("state_dir", cfg.StateDir).Msg("agent ready")
 	if cfg.Ready != nil {
 		cfg.Ready(info)
@@ -96,6 +99,8 @@ type agent struct {
 	metricsAddr string
 	metricsSrv  *http.Server
 	relayStop   func()
+	consoles    *consoles
+	consoleStop func()
 	snapStop    func()
 
 	closers []func(context.Context) error // services on the bus, stopped in undo
@@ -137,6 +142,7 @@ func (a *agent) steps() []step {
 		{name: "relay", do: a.startRelay, undo: a.stopRelay},
 		{name: "history service", do: a.startHistory, undo: a.closeLast},
 		{name: "command service", do: a.startCommands, undo: a.closeLast},
+		{name: "consoles", do: a.startConsoles, undo: a.stopConsoles},
 		{name: "metrics", do: a.startMetrics, undo: a.stopMetrics},
 	}
 }
