@@ -161,6 +161,11 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		s.cancel()
 		return nil, fmt.Errorf("commands: fallback subscription: %w", err)
 	}
+	if err := flushSubs(ctx, nc); err != nil {
+		_ = svc.Stop()
+		s.cancel()
+		return nil, fmt.Errorf("commands: %w", err)
+	}
 	return s, nil
 }
 
@@ -227,8 +232,12 @@ func (s *CommandService) call(verb string, body []byte, timeout string) (res any
 	st.InFlight.Add(1)
 	start := time.Now()
 	d := s.o.Timeout
-	if ms, perr := strconv.ParseInt(timeout, 10, 64); perr == nil && ms > 0 && time.Duration(ms)*time.Millisecond < d {
-		d = time.Duration(ms) * time.Millisecond
+	if ms, perr := strconv.ParseInt(timeout, 10, 64); perr == nil && ms > 0 {
+		// Keep a tenth (at most 100ms) for the reply's trip back, so a
+		// handler that honours its deadline is heard before the caller
+		// gives up on it.
+		left := time.Duration(ms) * time.Millisecond
+		d = min(d, left-min(left/10, 100*time.Millisecond))
 	}
 	ctx, cancel := context.WithTimeout(s.base, d)
 	defer func() {

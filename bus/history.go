@@ -106,12 +106,27 @@ func StartHistory(ctx context.Context, nc *nats.Conn, st EventReader, o HistoryO
 	if err != nil {
 		return nil, fmt.Errorf("history: subscribe: %w", err)
 	}
+	if err := flushSubs(ctx, nc); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("history: %w", err)
+	}
 	return &HistoryService{sub: sub}, nil
 }
 
 // Stop drains the subscription: requests already received are answered.
 func (h *HistoryService) Stop(ctx context.Context) error {
 	return drainSub(ctx, h.sub)
+}
+
+// flushSubs waits for the server to confirm the subscriptions made so far,
+// so a service is reachable from other connections once its Start returns.
+func flushSubs(ctx context.Context, nc *nats.Conn) error {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("subscriptions not confirmed by the server: %w", err)
+	}
+	return nil
 }
 
 // drainSub drains sub and waits, under ctx, until it is closed.
@@ -188,9 +203,9 @@ func servePage(ctx context.Context, st EventReader, data []byte, lim pageLimits)
 		if filtered {
 			chunk = 1024
 		}
-		evs, err := st.ReadAfter(ctx, cursor, chunk)
+		evs, err := readCommitted(ctx, st, cursor, chunk)
 		if err != nil {
-			return nil, domains.Errorf(domains.CodeInternal, "history: read after %d: %w", cursor, err)
+			return nil, domains.Errorf(domains.CodeInternal, "history: %w", err)
 		}
 		if len(evs) == 0 {
 			break

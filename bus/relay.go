@@ -90,8 +90,8 @@ func (r *Relay) Lag() uint64 {
 func (r *Relay) Skipped() uint64 { return r.skips.Load() }
 
 // Run relays until ctx ends, then saves its position and returns nil. It
-// returns an error only when it cannot go on: the store failed a read or a
-// position write, or the connection was closed.
+// returns an error only when it cannot go on: the store failed a read, an
+// event cannot be encoded, or the connection was closed.
 func (r *Relay) Run(ctx context.Context) error {
 	if err := checkToken("host", r.o.Host); err != nil {
 		return fmt.Errorf("relay: %w", err)
@@ -104,14 +104,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	saved, savedAt := pos, time.Now()
 	r.log.Info().Uint64("position", pos).Uint64("last_seq", r.st.LastSeq()).Msg("relay started")
 
+	// A failed position write costs only republishing after a restart, so
+	// it is logged and retried at the next persist, never fatal.
 	persist := func(ctx context.Context) error {
 		if pos == saved {
 			return nil
 		}
+		savedAt = time.Now()
 		if err := r.st.SetRelayPosition(ctx, pos); err != nil {
 			return fmt.Errorf("relay: save position %d: %w", pos, err)
 		}
-		saved, savedAt = pos, time.Now()
+		saved = pos
 		return nil
 	}
 	defer func() {
@@ -131,12 +134,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		// Take the commit channel before reading: a commit that lands after
 		// the read closes it, so no wake-up is lost between read and wait.
 		committed := r.st.Committed()
-		evs, err := r.st.ReadAfter(ctx, pos, r.o.Batch)
+		evs, err := readCommitted(ctx, r.st, pos, r.o.Batch)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("relay: read after %d: %w", pos, err)
+			return fmt.Errorf("relay: %w", err)
 		}
 		if len(evs) == 0 {
 			if pos != saved {
@@ -148,7 +151,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			case <-committed:
 			case <-idle.C:
 				if err := persist(ctx); err != nil && ctx.Err() == nil {
-					return err
+					r.log.Warn().Err(err).Msg("relay: position not saved; will retry")
 				}
 			case <-ctx.Done():
 				return nil
@@ -181,7 +184,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.pubd.Store(pos)
 		if pos-saved >= uint64(r.o.PersistEvery) || time.Since(savedAt) >= r.o.PersistInterval {
 			if err := persist(ctx); err != nil && ctx.Err() == nil {
-				return err
+				r.log.Warn().Err(err).Msg("relay: position not saved; will retry")
 			}
 		}
 	}
@@ -231,6 +234,25 @@ func (r *Relay) message(e *domains.Event) (*nats.Msg, error) {
 	m.Header.Set(HeaderSeq, strconv.FormatUint(e.Seq, 10))
 	m.Header.Set(HeaderMsgID, msgID(r.o.Host, e.Seq))
 	return m, nil
+}
+
+// readCommitted reads up to limit events after pos, but never past
+// LastSeq: the store publishes LastSeq only once a commit is durable, and
+// a bbolt reader can see a transaction a moment before its final fsync.
+// An event on the bus must never be one a crash could still take back.
+func readCommitted(ctx context.Context, st EventReader, pos uint64, limit int) ([]domains.Event, error) {
+	head := st.LastSeq()
+	if head <= pos {
+		return nil, nil
+	}
+	evs, err := st.ReadAfter(ctx, pos, int(min(uint64(limit), head-pos)))
+	if err != nil {
+		return nil, fmt.Errorf("read after %d: %w", pos, err)
+	}
+	for len(evs) > 0 && evs[len(evs)-1].Seq > head {
+		evs = evs[:len(evs)-1]
+	}
+	return evs, nil
 }
 
 // recover waits until the connection is up again, then a backoff that

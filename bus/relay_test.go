@@ -182,6 +182,9 @@ func TestRelayStopsOnReadError(t *testing.T) {
 	st := bustest.NewStore()
 	_, nc := embedded(t)
 	boom := errors.New("disk on fire")
+	if _, err := st.Append(context.Background(), bustest.Event(domainsN(1)[0], host, 1)); err != nil {
+		t.Fatal(err)
+	}
 	st.FailReads(boom)
 	r := bus.NewRelay(nc, st, bus.RelayOptions{Host: host})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -199,4 +202,28 @@ func TestRelayRejectsBadHost(t *testing.T) {
 			t.Errorf("host %q: Run = %v, want a host error", h, err)
 		}
 	}
+}
+
+// A failing position write is not fatal: events keep flowing, and the
+// position is saved once writes work again.
+func TestRelaySurvivesPositionWriteFailures(t *testing.T) {
+	st := bustest.NewStore()
+	e, nc := embedded(t)
+	sub := bustest.Connect(t, e.ClientURL())
+	var rec recorder
+	if _, err := sub.Subscribe("vmledger.evt."+host+".>", rec.handle); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Flush()
+	st.FailPositionWrites(errors.New("read-only file system"))
+	runRelay(t, nc, st, bus.RelayOptions{PersistEvery: 10, PersistInterval: 10 * time.Millisecond})
+	if err := appendConcurrently(context.Background(), fakeLog{st}, 2, 100); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "events despite failing position writes", func() bool { return rec.count() >= 100 })
+	st.FailPositionWrites(nil)
+	waitFor(t, 10*time.Second, "position saved", func() bool {
+		pos, _ := st.RelayPosition(context.Background())
+		return pos == 100
+	})
 }

@@ -24,6 +24,7 @@ type Store struct {
 	relayPos  uint64
 	posWrites int
 	readErr   error
+	posErr    error
 }
 
 // NewStore returns an empty store.
@@ -97,6 +98,9 @@ func (s *Store) SetRelayPosition(ctx context.Context, seq uint64) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.posErr != nil {
+		return s.posErr
+	}
 	if seq < s.relayPos || seq > uint64(len(s.events)) {
 		return errors.New("bustest: relay position out of range")
 	}
@@ -117,6 +121,13 @@ func (s *Store) FailReads(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.readErr = err
+}
+
+// FailPositionWrites makes SetRelayPosition fail with err (nil restores it).
+func (s *Store) FailPositionWrites(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.posErr = err
 }
 
 // Event returns an unsequenced rtc-changed event for domain; n makes the
