@@ -60,12 +60,16 @@ func UnmarshalEvent(seq uint64, b []byte) (Event, error) {
 	copy(e.Domain[:], r.bytes(16))
 	e.Version = r.uvarint()
 	tb := r.raw()
-	e.Schema = uint16(r.uvarint())
+	schema := r.uvarint()
+	e.Schema = uint16(schema)
 	e.Time = time.Unix(0, r.varint()).UTC()
 	e.CommandID = r.str()
 	e.Host = r.str()
 	if r.err != nil {
 		return e, fmt.Errorf("seq %d: envelope: %w", seq, r.err)
+	}
+	if schema > 0xffff {
+		return e, fmt.Errorf("seq %d: schema version %d: %w", seq, schema, ErrCorrupt)
 	}
 	e.Seq = seq
 	e.Type = internType(tb)

@@ -125,7 +125,7 @@ func (c Config) Validate() error {
 			add("disks[%d].target %q: duplicate", i, d.Target)
 		}
 		seen[d.Target] = true
-		if d.Path == "" || strings.ContainsAny(d.Path, "\x00,\n") || !strings.HasPrefix(d.Path, "/") {
+		if d.Path == "" || strings.ContainsFunc(d.Path, badPathRune) || !strings.HasPrefix(d.Path, "/") {
 			add("disks[%d].path %q: must be an absolute path without commas or control characters", i, d.Path)
 		}
 		switch d.Format {
@@ -191,6 +191,10 @@ func (k Clock) problems() []string {
 	return p
 }
 
+// badPathRune: a comma would start a new QEMU option; control characters
+// have no business in a path.
+func badPathRune(r rune) bool { return r == ',' || r < 0x20 || r == 0x7f }
+
 // propRE keeps device properties from smuggling extra QEMU options.
 var propRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@+-]{0,256}$`)
 
@@ -212,6 +216,7 @@ func (d Device) Validate() error {
 
 // Normalize fills defaults so that equal intentions compare equal.
 func (c Config) Normalize() Config {
+	c = c.Clone() // never write into the caller's slices
 	if c.Machine == "" {
 		c.Machine = "pc"
 	}

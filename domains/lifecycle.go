@@ -123,7 +123,16 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t Type, do func(co
 			return Result{}, coded(CodeUnavailable, "%s %q: %w", verbOf(t), d.Config.Name, err)
 		}
 		if p == nil {
-			return Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}, nil
+			res := Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}
+			if cmdID != "" {
+				// No event (the guest decides), but the command is recorded,
+				// so that a retry does not act again.
+				req := AppendRequest{Domain: d.Config.UUID, ExpectedVersion: AnyVersion, CommandID: cmdID, Result: encodeResult(res)}
+				if _, err := s.log.Append(ctx, req); err != nil {
+					return Result{}, coded(CodeUnavailable, "record command %s: %w", cmdID, err)
+				}
+			}
+			return res, nil
 		}
 		_ = next
 		return s.commit(ctx, cmdID, d.Config.UUID, p)

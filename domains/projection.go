@@ -111,14 +111,17 @@ func (p *Projection) Apply(e Event) error {
 	if e.Seq <= p.lastSeq {
 		return fmt.Errorf("apply seq %d after %d: out of order: %w", e.Seq, p.lastSeq, ErrCorrupt)
 	}
+	if e.Payload == nil || e.Payload.EventType() != e.Type {
+		return fmt.Errorf("seq %d: %s event with payload %T: %w", e.Seq, e.Type, e.Payload, ErrCorrupt)
+	}
 	d := p.domains[e.Domain]
 	if e.Type == TypeDefined {
 		if d != nil {
 			return fmt.Errorf("seq %d: domain %s defined twice: %w", e.Seq, e.Domain, ErrCorrupt)
 		}
 		def, ok := e.Payload.(Defined)
-		if !ok {
-			return fmt.Errorf("seq %d: payload %T: %w", e.Seq, e.Payload, ErrCorrupt)
+		if !ok || def.Config.UUID != e.Domain {
+			return fmt.Errorf("seq %d: defined payload %T does not define domain %s: %w", e.Seq, e.Payload, e.Domain, ErrCorrupt)
 		}
 		if want := p.tombstones[e.Domain] + 1; e.Version != want {
 			return fmt.Errorf("seq %d: domain %s version %d, want %d: %w", e.Seq, e.Domain, e.Version, want, ErrCorrupt)
