@@ -158,7 +158,16 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (Result, err
 // and returns the result. Events are facts: callers append only after the
 // thing happened.
 func (s *Service) commit(ctx context.Context, cmdID string, id uuid.UUID, payloads ...Payload) (Result, error) {
-	now := s.clock.Now()
+	return s.commitAt(ctx, time.Time{}, cmdID, id, payloads...)
+}
+
+// commitAt is commit with the time the fact happened, when a better source
+// than the agent's clock knows it (QEMU's event timestamp); zero: now.
+func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id uuid.UUID, payloads ...Payload) (Result, error) {
+	now := at
+	if now.IsZero() {
+		now = s.clock.Now()
+	}
 	evs := make([]Event, len(payloads))
 	for i, p := range payloads {
 		evs[i] = NewEvent(id, now, cmdID, s.host, p)

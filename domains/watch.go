@@ -129,7 +129,12 @@ func (s *Service) hint(h *guestHandle, ev GuestEvent) {
 	if _, ok := Next(d.State, p.EventType()); !ok {
 		return
 	}
-	_, _ = s.commit(ctx, "", h.id, p) // a failed append leaves QEMU's state to the next re-read
+	// The fact happened when QEMU reported it; re-read states happened now.
+	at := ev.Time
+	if ev.Kind == GuestStop || ev.Kind == GuestResume {
+		at = time.Time{}
+	}
+	_, _ = s.commitAt(ctx, at, "", h.id, p) // a failed append leaves QEMU's state to the next re-read
 }
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings
