@@ -30,29 +30,47 @@ func (p *problems) add(format string, a ...any) {
 func (p *problems) full() bool { return len(p.errs) >= maxProblems }
 
 // Check verifies the whole file: bbolt's own page-level check, then that
-// sequences run gap-free from 1, that every event decodes, that the index
-// holds versions 1..n for each domain and points each at an event of that
-// domain and version (and nothing else: as many entries as events), and
-// that commands, snapshots and the relay position point inside the log.
-// It returns nil or an error wrapping ErrCorrupt that lists the problems.
+// sequences run gap-free from 1 and every event decodes; that the index
+// holds versions 1..n for each domain, each pointing at an event of that
+// domain and version, with exactly one entry per event up to the
+// "indexed" mark (lag.go); that the events after the mark continue each
+// domain's versions without a gap; and that commands, snapshots and the
+// relay position point inside the log. It returns nil or an error wrapping
+// ErrCorrupt that lists the problems.
 //
-// Events committed while Check runs are left out: it checks the log up to
-// LastSeq at the start, in chunks, so no read transaction grows with the
-// log. bbolt's page check needs one transaction over the whole file: it
-// runs in a write transaction that is rolled back, because bbolt's check is
-// not safe beside a concurrent writer; appends wait for it.
+// Events committed while Check runs are left out: it checks the log as of
+// its start, in chunks, so no read transaction grows with the log. bbolt's
+// page check needs one transaction over the whole file: it runs in a write
+// transaction that is rolled back, because bbolt's check is not safe beside
+// a concurrent writer; appends wait for it.
 func (s *Store) Check(ctx context.Context) error {
 	var p problems
 	if err := s.checkPages(ctx, &p); err != nil {
 		return fmt.Errorf("store: check %s: %w", s.path, err)
 	}
-	upto := s.LastSeq()
-	steps := []func(context.Context, uint64, *problems) error{s.checkEvents, s.checkIndex, s.checkSmall}
+	var c checker
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
+			c.upto = binary.BigEndian.Uint64(k)
+		}
+		v := tx.Bucket(bucketMeta).Get(metaIndexed)
+		var err error
+		if c.indexed, err = seqOf(v); err != nil || c.indexed > c.upto {
+			p.add("meta indexed %x (log ends at %d)", v, c.upto)
+			c.indexed = 0
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: check %s: %w", s.path, err)
+	}
+	c.last = map[uuid.UUID]uint64{}
+	steps := []func(context.Context, *checker, *problems) error{s.checkIndex, s.checkEvents, s.checkSmall}
 	for _, step := range steps {
 		if p.full() {
 			break
 		}
-		if err := step(ctx, upto, &p); err != nil {
+		if err := step(ctx, &c, &p); err != nil {
 			return fmt.Errorf("store: check %s: %w", s.path, err)
 		}
 	}
@@ -60,6 +78,13 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("store: check %s: %w", s.path, errors.Join(append([]error{ErrCorrupt}, p.errs...)...))
 	}
 	return nil
+}
+
+// checker is the state Check carries from one pass to the next.
+type checker struct {
+	upto    uint64               // last event at the start
+	indexed uint64               // the "indexed" mark at the start
+	last    map[uuid.UUID]uint64 // per domain, the last version indexed up to the mark
 }
 
 func (s *Store) checkPages(ctx context.Context, p *problems) error {
@@ -82,15 +107,16 @@ func (s *Store) checkPages(ctx context.Context, p *problems) error {
 	return err
 }
 
-// checkEvents: keys 1..upto, each value decodes with a sane envelope.
-func (s *Store) checkEvents(ctx context.Context, upto uint64, p *problems) error {
+// checkEvents: keys 1..upto, each decodes; after the indexed mark, each
+// continues its domain's versions.
+func (s *Store) checkEvents(ctx context.Context, ck *checker, p *problems) error {
 	pos := uint64(0)
-	for pos < upto && !p.full() {
+	for pos < ck.upto && !p.full() {
 		start := pos
 		err := s.view(ctx, func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketEvents).Cursor()
 			n := 0
-			for k, v := c.Seek(u64(pos + 1)); k != nil && n < replayChunk && pos < upto && !p.full(); k, v = c.Next() {
+			for k, v := c.Seek(u64(pos + 1)); k != nil && n < replayChunk && pos < ck.upto && !p.full(); k, v = c.Next() {
 				n++
 				if len(k) != 8 {
 					p.add("event key %x is not 8 bytes", k)
@@ -107,6 +133,11 @@ func (s *Store) checkEvents(ctx context.Context, upto uint64, p *problems) error
 					p.add("event %d: %w", seq, err)
 				case e.Domain == uuid.Nil || e.Version == 0:
 					p.add("event %d: domain %s version %d", seq, e.Domain, e.Version)
+				case seq > ck.indexed:
+					if want := ck.last[e.Domain] + 1; e.Version != want {
+						p.add("event %d (not yet indexed): %s version %d, want %d", seq, e.Domain, e.Version, want)
+					}
+					ck.last[e.Domain] = e.Version
 				}
 			}
 			return nil
@@ -115,7 +146,7 @@ func (s *Store) checkEvents(ctx context.Context, upto uint64, p *problems) error
 			return err
 		}
 		if pos == start {
-			p.add("log ends at %d, expected %d events", pos, upto)
+			p.add("log ends at %d, expected %d events", pos, ck.upto)
 			break
 		}
 	}
@@ -123,8 +154,10 @@ func (s *Store) checkEvents(ctx context.Context, upto uint64, p *problems) error
 }
 
 // checkIndex: per domain versions 1..n, each pointing at an event of that
-// domain and version; as many entries (up to upto) as events.
-func (s *Store) checkIndex(ctx context.Context, upto uint64, p *problems) error {
+// domain and version; one entry per event up to the indexed mark. Entries
+// after the mark are flushes since Check started: a store opened read-only
+// cannot have those.
+func (s *Store) checkIndex(ctx context.Context, ck *checker, p *problems) error {
 	var (
 		after   []byte // last key seen; resume after it
 		domain  []byte
@@ -154,10 +187,6 @@ func (s *Store) checkIndex(ctx context.Context, upto uint64, p *problems) error 
 					continue
 				}
 				seq := binary.BigEndian.Uint64(v)
-				if seq > upto {
-					continue // committed after Check started
-				}
-				entries++
 				ver := binary.BigEndian.Uint64(k[16:])
 				if !bytes.Equal(k[:16], domain) {
 					domain, version = append(domain[:0], k[:16]...), 0
@@ -166,6 +195,12 @@ func (s *Store) checkIndex(ctx context.Context, upto uint64, p *problems) error 
 					p.add("index %x: version %d follows %d", k[:16], ver, version)
 				}
 				version = ver
+				if seq <= ck.indexed {
+					entries++
+					ck.last[uuid.UUID(k[:16])] = ver
+				} else if s.readOnly {
+					p.add("index %x/%d → event %d, after the indexed mark %d", k[:16], ver, seq, ck.indexed)
+				}
 				ev := events.Get(v)
 				if ev == nil {
 					p.add("index %x/%d → missing event %d", k[:16], ver, seq)
@@ -182,14 +217,14 @@ func (s *Store) checkIndex(ctx context.Context, upto uint64, p *problems) error 
 			return err
 		}
 	}
-	if !p.full() && entries != upto {
-		p.add("index has %d entries for %d events", entries, upto)
+	if !p.full() && entries != ck.indexed {
+		p.add("index has %d entries for the %d indexed events", entries, ck.indexed)
 	}
 	return nil
 }
 
 // checkSmall: format, commands, snapshots and relay position.
-func (s *Store) checkSmall(ctx context.Context, upto uint64, p *problems) error {
+func (s *Store) checkSmall(ctx context.Context, _ *checker, p *problems) error {
 	return s.view(ctx, func(tx *bolt.Tx) error {
 		last := uint64(0)
 		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {

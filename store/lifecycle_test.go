@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -218,6 +219,19 @@ func TestCheckFindsCorruption(t *testing.T) {
 		{"extra index entry", func(tx *bolt.Tx) error { return tx.Bucket(bucketIndex).Put(indexKey(g.id, 5), u64(4)) }},
 		{"command beyond the log", func(tx *bolt.Tx) error { return tx.Bucket(bucketCommands).Put([]byte("x"), u64(99)) }},
 		{"relay beyond the log", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaRelay, u64(99)) }},
+		{"indexed mark behind the index", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaIndexed, u64(2)) }},
+		{"unindexed event out of order", func(tx *bolt.Tx) error {
+			ix := tx.Bucket(bucketIndex)
+			for v := uint64(2); v <= 4; v++ {
+				if err := ix.Delete(indexKey(g.id, v)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(bucketMeta).Put(metaIndexed, u64(1)); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketEvents).Put(u64(3), foreignVal) // other domain, version 2
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -267,4 +281,74 @@ func TestOpenRefusesForeignFile(t *testing.T) {
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrFormat) {
 		t.Fatalf("Open of a foreign format: %v", err)
 	}
+}
+
+func TestIndexLag(t *testing.T) {
+	// Index entries wait in memory until indexFlushAt of them gathered:
+	// reads merge them; a copy of the file taken while they wait (as after
+	// a crash) opens with them rebuilt; a flush writes them all.
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openAt(t, filepath.Join(dir, "log.db"), Options{NoSync: true})
+	gens := []*gen{newGen(1), newGen(2), newGen(3)}
+	appendRound := func(s *Store, perDomain int) {
+		for _, g := range gens {
+			v := uint64(g.n)
+			mustAppend(t, s, AppendRequest{Domain: g.id, ExpectedVersion: v, Events: g.batch(perDomain, "")})
+		}
+	}
+	indexEntries := func(s *Store) (n int, mark uint64) {
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(bucketIndex).Stats().KeyN
+			mark, _ = seqOf(tx.Bucket(bucketMeta).Get(metaIndexed))
+			return nil
+		})
+		return n, mark
+	}
+	verify := func(s *Store, what string) {
+		t.Helper()
+		for _, g := range gens {
+			if v, err := s.DomainVersion(ctx, g.id); err != nil || v != uint64(g.n) {
+				t.Fatalf("%s: DomainVersion %d %v, want %d", what, v, err, g.n)
+			}
+			for _, after := range []uint64{0, 3, uint64(g.n) - 1} {
+				evs, err := s.ReadDomain(ctx, g.id, after, 0)
+				if err != nil || len(evs) != g.n-int(after) || evs[len(evs)-1].Version != uint64(g.n) {
+					t.Fatalf("%s: ReadDomain after %d: %d events, %v", what, after, len(evs), err)
+				}
+			}
+		}
+		if err := s.Check(ctx); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+
+	appendRound(s, 10)
+	if n, mark := indexEntries(s); n != 0 || mark != 0 {
+		t.Fatalf("index written early: %d entries, mark %d", n, mark)
+	}
+	verify(s, "lagging")
+
+	data, err := os.ReadFile(filepath.Join(dir, "log.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := filepath.Join(dir, "crashed.db")
+	if err := os.WriteFile(crashed, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := openAt(t, crashed, Options{})
+	if c.lag.n != 30 {
+		t.Fatalf("rebuilt lag of %d entries, want 30", c.lag.n)
+	}
+	verify(c, "rebuilt")
+
+	for n, _ := indexEntries(s); n == 0; n, _ = indexEntries(s) {
+		appendRound(s, 100)
+	}
+	appendRound(s, 1)
+	if n, mark := indexEntries(s); n < indexFlushAt || uint64(n) != mark {
+		t.Fatalf("after flush: %d entries, mark %d", n, mark)
+	}
+	verify(s, "flushed")
 }

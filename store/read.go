@@ -48,9 +48,23 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, limit int) ([]domai
 // afterVersion, in version order. An unknown domain gives no events.
 func (s *Store) ReadDomain(ctx context.Context, id uuid.UUID, afterVersion uint64, limit int) ([]domains.Event, error) {
 	limit = clampLimit(limit)
+	lagging := s.lag.of(id) // before the transaction: all of these are visible in it
 	var out []domains.Event
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		events := tx.Bucket(bucketEvents)
+		add := func(version uint64, seq []byte) error {
+			v := events.Get(seq)
+			if v == nil {
+				return fmt.Errorf("index %s/%d points at missing event %x: %w", id, version, seq, ErrCorrupt)
+			}
+			e, err := decode(seq, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		}
+		last := afterVersion
 		c := tx.Bucket(bucketIndex).Cursor()
 		var start [24]byte
 		copy(start[:16], id[:])
@@ -59,15 +73,22 @@ func (s *Store) ReadDomain(ctx context.Context, id uuid.UUID, afterVersion uint6
 			if len(k) != 24 || string(k[:16]) != string(id[:]) {
 				break
 			}
-			v := events.Get(seq)
-			if v == nil {
-				return fmt.Errorf("index %s/%d points at missing event %x: %w", id, binary.BigEndian.Uint64(k[16:]), seq, ErrCorrupt)
-			}
-			e, err := decode(seq, v)
-			if err != nil {
+			last = binary.BigEndian.Uint64(k[16:])
+			if err := add(last, seq); err != nil {
 				return err
 			}
-			out = append(out, e)
+		}
+		for _, p := range lagging {
+			if len(out) >= limit {
+				break
+			}
+			if p.version <= last {
+				continue // in the bucket too (flushed since we copied the lag)
+			}
+			last = p.version
+			if err := add(p.version, u64(p.seq)); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -79,9 +100,9 @@ func (s *Store) ReadDomain(ctx context.Context, id uuid.UUID, afterVersion uint6
 
 // DomainVersion is the domain's current version: 0 if it has no events.
 func (s *Store) DomainVersion(ctx context.Context, id uuid.UUID) (uint64, error) {
-	var v uint64
+	v := s.lag.last(id)
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		v = lastVersion(tx.Bucket(bucketIndex).Cursor(), id)
+		v = max(v, lastVersion(tx.Bucket(bucketIndex).Cursor(), id))
 		return nil
 	})
 	if err != nil {

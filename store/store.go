@@ -66,8 +66,9 @@ var (
 	bucketSnapshots = []byte("snapshots")
 	bucketMeta      = []byte("meta")
 
-	metaFormat = []byte("format")
-	metaRelay  = []byte("relay")
+	metaFormat  = []byte("format")
+	metaRelay   = []byte("relay")
+	metaIndexed = []byte("indexed") // events up to here have index entries (lag.go)
 )
 
 func allBuckets() [][]byte {
@@ -83,6 +84,7 @@ type Store struct {
 
 	pool    requestPool
 	lastSeq atomic.Uint64 // highest committed sequence; written by the writer only
+	lag     *lagIndex     // index entries not yet in the index bucket
 
 	// closeMu orders Append's send against Close: Close takes the write
 	// lock, so no request can slip into reqs after the writer's last drain.
@@ -184,16 +186,19 @@ func (s *Store) init() error {
 				}
 			}
 			m := tx.Bucket(bucketMeta)
-			if m.Get(metaFormat) == nil {
-				return m.Put(metaFormat, u64(formatVersion))
+			if m.Get(metaFormat) != nil {
+				return nil
 			}
-			return nil
+			if err := m.Put(metaIndexed, u64(0)); err != nil {
+				return err
+			}
+			return m.Put(metaFormat, u64(formatVersion))
 		})
 		if err != nil {
 			return fmt.Errorf("store: create buckets in %s: %w", s.path, err)
 		}
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaFormat)
 		if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
 			return fmt.Errorf("store: open %s: format %x, want %d: %w", s.path, v, formatVersion, ErrFormat)
@@ -206,6 +211,10 @@ func (s *Store) init() error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return s.loadLag(context.Background())
 }
 
 // Close stops accepting appends, lets the writer commit what it already

@@ -19,6 +19,9 @@ const (
 	// maxBatchEvents bounds one group commit so a flood of appends cannot
 	// make one transaction (and everyone's latency) arbitrarily long.
 	maxBatchEvents = 16384
+	// maxLinger bounds how long collect waits for released appenders to
+	// come back before committing (see collect).
+	maxLinger = 500 * time.Microsecond
 
 	// Fill factors (docs/store.md). Events are keyed by an increasing
 	// sequence, so every insert is at the right edge: pack pages full.
@@ -32,9 +35,15 @@ const (
 // batchState is the writer's scratch space, reused across commits.
 type batchState struct {
 	batch   []*request
-	pending map[uuid.UUID]uint64 // versions after earlier requests of this batch
-	cmds    map[string]struct{}  // command IDs of earlier requests of this batch
-	vals    []byte               // index values (sequences); must outlive Put until commit
+	pending map[uuid.UUID]uint64   // versions after earlier requests of this batch
+	cmds    map[string]struct{}    // command IDs of earlier requests of this batch
+	keys    []byte                 // event keys; bbolt keeps values (and these) until commit
+	ixVals  []byte                 // index values of a flush, likewise
+	entries map[uuid.UUID][]lagPos // index entries of this commit, for the lag
+
+	timer      *time.Timer   // linger timer, reused
+	lastCommit time.Duration // how long the last commit took
+	replied    int           // how many requests the last commit released
 }
 
 // writer is the only goroutine that writes to the file. It takes the first
@@ -42,19 +51,28 @@ type batchState struct {
 // transaction (one pair of fsyncs for the whole group), then replies.
 func (s *Store) writer() {
 	defer close(s.done)
-	w := &batchState{pending: map[uuid.UUID]uint64{}, cmds: map[string]struct{}{}}
-	replied := 0
+	w := &batchState{pending: map[uuid.UUID]uint64{}, cmds: map[string]struct{}{}, entries: map[uuid.UUID][]lagPos{}}
+	w.timer = time.NewTimer(time.Hour)
+	w.timer.Stop()
 	for {
 		r, ok := <-s.reqs
 		if !ok {
+			// Closing: write the lagging index entries, so that a cleanly
+			// closed log has a complete index.
+			if s.lag.n > 0 {
+				w.batch = w.batch[:0]
+				s.commit(w, true)
+			}
 			return
 		}
-		w.batch = s.collect(w.batch[:0], r, replied)
+		s.collect(w, r)
 		if len(w.batch) == 0 {
 			continue // every request was abandoned before we took it
 		}
-		s.commit(w)
-		replied = len(w.batch)
+		start := time.Now()
+		s.commit(w, false)
+		w.lastCommit = time.Since(start)
+		w.replied = len(w.batch)
 		for i, r := range w.batch {
 			r.reply <- struct{}{} // capacity 1, one send per use: never blocks
 			w.batch[i] = nil
@@ -65,11 +83,20 @@ func (s *Store) writer() {
 // collect takes r and everything else already queued, up to maxBatchEvents.
 // Requests whose caller gave up before we took them are dropped here, so
 // a cancelled append is either never written or fully handled.
-func (s *Store) collect(batch []*request, r *request, replied int) []*request {
+//
+// Lingering: the appenders just released by the last commit are usually
+// about to append again, but the first of them reaches the queue before
+// the others have run. Committing at once would split them into two groups
+// that alternate, each waiting for the other's fsyncs: half the
+// throughput. So while fewer requests are queued than the last commit
+// released, collect waits for them, but never longer than a quarter of the
+// last commit's duration (capped at maxLinger). A lone appender never waits.
+func (s *Store) collect(w *batchState, r *request) {
+	w.batch = w.batch[:0]
 	events := 0
 	take := func(r *request) {
 		if r.state.CompareAndSwap(stateQueued, stateTaken) {
-			batch = append(batch, r)
+			w.batch = append(w.batch, r)
 			events += r.count()
 		}
 	}
@@ -78,7 +105,7 @@ func (s *Store) collect(batch []*request, r *request, replied int) []*request {
 		select {
 		case r, ok := <-s.reqs:
 			if !ok {
-				return batch // closed: the next receive ends the writer
+				return // closed: the next receive ends the writer
 			}
 			take(r)
 			continue
@@ -86,53 +113,74 @@ func (s *Store) collect(batch []*request, r *request, replied int) []*request {
 		}
 		break
 	}
-	return batch
+	linger := min(w.lastCommit/4, maxLinger)
+	if len(w.batch) >= w.replied || events >= maxBatchEvents || linger <= 0 {
+		return
+	}
+	w.timer.Reset(linger)
+	defer w.timer.Stop()
+	for len(w.batch) < w.replied && events < maxBatchEvents {
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				return
+			}
+			take(r)
+		case <-w.timer.C:
+			return
+		}
+	}
 }
 
 // commit applies w.batch in one bbolt transaction. A request that fails its
 // own checks gets its own error and writes nothing; the rest commit. An
 // error of the transaction itself fails every request of the batch.
-func (s *Store) commit(w *batchState) {
+//
+// The events' index entries go to the lag (lag.go); when it is full, or
+// with flushIndex, this commit also writes the whole lag to the index.
+func (s *Store) commit(w *batchState, flushIndex bool) {
 	start := time.Now()
 	total := 0
 	for _, r := range w.batch {
 		total += r.count()
 	}
-	if cap(w.vals) < 8*total {
-		w.vals = make([]byte, 8*total)
+	if cap(w.keys) < 8*total {
+		w.keys = make([]byte, 8*total)
 	}
-	vals := w.vals[:8*total]
+	flush := flushIndex || s.lag.n+total >= indexFlushAt
+	if n := 8 * (s.lag.n + total); flush && cap(w.ixVals) < n {
+		w.ixVals = make([]byte, n)
+	}
 	clear(w.pending)
 	clear(w.cmds)
+	clear(w.entries)
 
 	last := s.lastSeq.Load()
 	next := last
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		next = last
-		ev, ix, cm := tx.Bucket(bucketEvents), tx.Bucket(bucketIndex), tx.Bucket(bucketCommands)
-		ev.FillPercent, ix.FillPercent = eventsFill, indexFill
-		c := ix.Cursor()
-		var key [24]byte
+		keys := w.keys[:8*total]
+		ev, cm := tx.Bucket(bucketEvents), tx.Bucket(bucketCommands)
+		ev.FillPercent = eventsFill
+		c := tx.Bucket(bucketIndex).Cursor()
 		for _, r := range w.batch {
 			r.err = nil
 			if !s.check(w, c, cm, r) {
 				continue
 			}
 			r.first, r.base = next+1, w.pending[r.domain]
-			copy(key[:16], r.domain[:])
+			ps := w.entries[r.domain]
 			for i := 0; i < r.count(); i++ {
 				next++
-				v := vals[:8:8]
-				vals = vals[8:]
-				binary.BigEndian.PutUint64(v, next)
-				if err := ev.Put(v, r.event(i)); err != nil {
+				k := keys[:8:8]
+				keys = keys[8:]
+				binary.BigEndian.PutUint64(k, next)
+				if err := ev.Put(k, r.event(i)); err != nil {
 					return fmt.Errorf("put event %d: %w", next, err)
 				}
-				binary.BigEndian.PutUint64(key[16:], r.base+uint64(i)+1)
-				if err := ix.Put(key[:], v); err != nil {
-					return fmt.Errorf("put index %s/%d: %w", r.domain, r.base+uint64(i)+1, err)
-				}
+				ps = append(ps, lagPos{version: r.base + uint64(i) + 1, seq: next})
 			}
+			w.entries[r.domain] = ps
 			w.pending[r.domain] = r.base + uint64(r.count())
 			if r.cmdID != "" {
 				// The sequence of the command's first event; 0 if it had none.
@@ -147,6 +195,9 @@ func (s *Store) commit(w *batchState) {
 				w.cmds[r.cmdID] = struct{}{}
 			}
 		}
+		if flush {
+			return s.lag.flush(tx, w.entries, next, w.ixVals)
+		}
 		return nil
 	})
 	if err != nil {
@@ -158,9 +209,16 @@ func (s *Store) commit(w *batchState) {
 		return
 	}
 	latency := time.Since(start)
+	// Lag before lastSeq: a reader that saw the new LastSeq (or was woken
+	// by Committed) finds these events through ReadDomain.
+	if flush {
+		s.lag.flushed(next)
+	} else {
+		s.lag.add(w.entries)
+	}
 	s.lastSeq.Store(next)
 	s.broadcast()
-	if s.obs != nil {
+	if s.obs != nil && len(w.batch) > 0 {
 		s.obs.Committed(int(next-last), len(w.batch), latency)
 	}
 }
@@ -171,7 +229,10 @@ func (s *Store) commit(w *batchState) {
 func (s *Store) check(w *batchState, c *bolt.Cursor, cm *bolt.Bucket, r *request) bool {
 	cur, ok := w.pending[r.domain]
 	if !ok {
-		cur = lastVersion(c, r.domain)
+		// The writer is the lag's only mutator: no lock needed to read it.
+		if cur = s.lag.lastLocked(r.domain); cur == 0 {
+			cur = lastVersion(c, r.domain)
+		}
 		w.pending[r.domain] = cur
 	}
 	if r.expected != AnyVersion && r.expected != cur {
