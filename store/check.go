@@ -54,6 +54,10 @@ func (s *Store) Check(ctx context.Context) error {
 			c.upto = binary.BigEndian.Uint64(k)
 		}
 		v := tx.Bucket(bucketMeta).Get(metaIndexed)
+		if v == nil && s.readOnly {
+			c.indexed = c.upto // written before the lag existed (loadLag)
+			return nil
+		}
 		var err error
 		if c.indexed, err = seqOf(v); err != nil || c.indexed > c.upto {
 			p.add("meta indexed %x (log ends at %d)", v, c.upto)

@@ -130,9 +130,10 @@ func (l *lagIndex) flush(tx *bolt.Tx, batch map[uuid.UUID][]lagPos, upto uint64,
 // loadLag rebuilds the lag from the events after meta "indexed", in chunks.
 func (s *Store) loadLag(ctx context.Context) error {
 	var indexed uint64
+	missing := false
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaIndexed)
-		if v == nil {
+		if missing = v == nil; missing {
 			return nil
 		}
 		var err error
@@ -141,6 +142,20 @@ func (s *Store) loadLag(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: open %s: indexed mark: %w", s.path, err)
+	}
+	if missing {
+		// Written before the lag existed, when every commit wrote its index
+		// entries: the index is complete. Say so in the file before any
+		// append can make it untrue.
+		indexed = s.LastSeq()
+		if !s.readOnly {
+			err := s.update(ctx, func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put(metaIndexed, u64(indexed))
+			})
+			if err != nil {
+				return fmt.Errorf("store: open %s: set indexed mark: %w", s.path, err)
+			}
+		}
 	}
 	if indexed > s.LastSeq() {
 		return fmt.Errorf("store: open %s: indexed mark %d beyond the log (%d): %w", s.path, indexed, s.LastSeq(), ErrCorrupt)

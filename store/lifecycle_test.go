@@ -352,3 +352,44 @@ func TestIndexLag(t *testing.T) {
 	}
 	verify(s, "flushed")
 }
+
+func TestLegacyIndexMark(t *testing.T) {
+	// A file from before the lag has no "indexed" mark and a complete
+	// index. Read-only, it checks clean; opened for writing, the mark is
+	// set to the end of the log before anything is appended.
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGen(1)
+	mustAppend(t, s, AppendRequest{Domain: g.id, Events: g.batch(5, "")})
+	s.Close() // flushes the index
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaIndexed) })
+	db.Close()
+
+	ro, err := OpenReadOnly(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.Check(ctx); err != nil {
+		t.Fatalf("read-only check of a legacy file: %v", err)
+	}
+	if v, _ := ro.DomainVersion(ctx, g.id); v != 5 || ro.lag.n != 0 {
+		t.Fatalf("legacy read-only: version %d, lag %d", v, ro.lag.n)
+	}
+	ro.Close()
+
+	s = openAt(t, path, Options{})
+	mustAppend(t, s, AppendRequest{Domain: g.id, ExpectedVersion: 5, Events: g.batch(2, "")})
+	var mark uint64
+	_ = s.db.View(func(tx *bolt.Tx) error { mark, _ = seqOf(tx.Bucket(bucketMeta).Get(metaIndexed)); return nil })
+	if mark != 5 || s.lag.n != 2 {
+		t.Fatalf("mark %d, lag %d; want 5, 2", mark, s.lag.n)
+	}
+}

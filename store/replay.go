@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -15,92 +17,116 @@ import (
 // no read transaction lives long (a few milliseconds).
 const replayChunk = 16384
 
-type replayBuf struct {
-	events []domains.Event
-	err    error
+// maxDecoders bounds Replay's decoding goroutines.
+const maxDecoders = 4
+
+// replayJob is one chunk of Replay: the events with sequence in (from, to].
+type replayJob struct {
+	from, to uint64
+	events   []domains.Event
+	err      error
+	done     chan struct{} // closed when events (or err) are ready
 }
 
 // Replay calls fn, in sequence order from the caller's goroutine, for every
 // event with sequence in (after, LastSeq at the call]. It stops at fn's
 // first error and returns it.
 //
-// One goroutine reads and decodes the next chunk (in its own short read
-// transaction) while the caller's goroutine applies the previous one: on
-// two cores, decoding and folding run side by side.
+// Decoding is most of replay's cost, so it runs ahead of fn on up to
+// GOMAXPROCS goroutines (at most maxDecoders), each decoding whole chunks
+// in its own short read transaction; the caller's goroutine takes the
+// chunks in order and folds them. Since sequences are gap-free, chunk
+// boundaries are known without reading: chunk i is (after+i·C, after+(i+1)·C].
+// A few chunks of decoded events are in memory at a time (~2 MiB each).
 func (s *Store) Replay(ctx context.Context, after uint64, fn func(domains.Event) error) error {
 	upto := s.LastSeq()
 	if after >= upto {
 		return ctx.Err()
 	}
+	workers := min(runtime.GOMAXPROCS(0), maxDecoders, int((upto-after+replayChunk-1)/replayChunk))
 	ctx, cancel := context.WithCancel(ctx)
-	full := make(chan *replayBuf, 1)
-	free := make(chan *replayBuf, 3)
-	for range 3 {
-		free <- &replayBuf{events: make([]domains.Event, 0, replayChunk)}
+	var wg sync.WaitGroup
+	// Wait for every goroutine on every return path: no read transaction
+	// may outlive Replay.
+	defer wg.Wait()
+	defer cancel()
+
+	free := make(chan []domains.Event, workers+1) // bounds decoded chunks in memory
+	for range workers + 1 {
+		free <- make([]domains.Event, 0, replayChunk)
 	}
-	go s.replayReader(ctx, after, upto, free, full)
-	// Wait for the reader on every return path: no read transaction may
-	// outlive Replay.
-	defer func() {
-		cancel()
-		for range full {
+	order := make(chan *replayJob, workers+1) // chunks in sequence order, for fn
+	jobs := make(chan *replayJob, workers+1)  // the same chunks, for the decoders
+	wg.Add(1 + workers)
+	go func() {
+		defer wg.Done()
+		defer close(order)
+		defer close(jobs)
+		for from := after; from < upto; from += replayChunk {
+			var buf []domains.Event
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			j := &replayJob{from: from, to: min(from+replayChunk, upto), events: buf[:0], done: make(chan struct{})}
+			order <- j // capacity ≥ buffers in flight: never blocks for long
+			jobs <- j
 		}
 	}()
+	for range workers {
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				j.events, j.err = s.decodeChunk(ctx, j.from, j.to, j.events)
+				close(j.done)
+			}
+		}()
+	}
 
-	for b := range full {
-		for i := range b.events {
-			if err := fn(b.events[i]); err != nil {
+	for j := range order {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		for i := range j.events {
+			if err := fn(j.events[i]); err != nil {
 				return err
 			}
 		}
-		if b.err != nil {
-			return fmt.Errorf("store: replay: %w", b.err)
+		if j.err != nil {
+			return fmt.Errorf("store: replay: %w", j.err)
 		}
-		clear(b.events) // drop references to payloads already applied
-		free <- b
+		clear(j.events) // drop references to payloads already applied
+		free <- j.events
 	}
 	return ctx.Err()
 }
 
-// replayReader fills buffers from free with consecutive chunks and hands
-// them over on full, which it closes when done.
-func (s *Store) replayReader(ctx context.Context, pos, upto uint64, free <-chan *replayBuf, full chan<- *replayBuf) {
-	defer close(full)
-	for pos < upto {
-		var b *replayBuf
-		select {
-		case b = <-free:
-		case <-ctx.Done():
-			return
-		}
-		b.events = b.events[:0]
-		b.err = s.view(ctx, func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketEvents).Cursor()
-			for k, v := c.Seek(u64(pos + 1)); k != nil && pos < upto && len(b.events) < replayChunk; k, v = c.Next() {
-				e, err := decode(k, v)
-				if err != nil {
-					return err
-				}
-				if e.Seq != pos+1 {
-					return fmt.Errorf("sequence %d follows %d: %w", e.Seq, pos, ErrCorrupt)
-				}
-				b.events = append(b.events, e)
-				pos = e.Seq
+// decodeChunk decodes the events with sequence in (from, to] into buf, in
+// one read transaction; a missing sequence is corruption.
+func (s *Store) decodeChunk(ctx context.Context, from, to uint64, buf []domains.Event) ([]domains.Event, error) {
+	pos := from
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(u64(from + 1)); k != nil && pos < to; k, v = c.Next() {
+			e, err := decode(k, v)
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		if b.err == nil && len(b.events) == 0 && pos < upto {
-			b.err = fmt.Errorf("log ends at %d, before %d: %w", pos, upto, ErrCorrupt)
+			if e.Seq != pos+1 {
+				return fmt.Errorf("sequence %d follows %d: %w", e.Seq, pos, ErrCorrupt)
+			}
+			buf = append(buf, e)
+			pos = e.Seq
 		}
-		select {
-		case full <- b:
-		case <-ctx.Done():
-			return
+		if pos < to {
+			return fmt.Errorf("log ends at %d, before %d: %w", pos, to, ErrCorrupt)
 		}
-		if b.err != nil {
-			return
-		}
-	}
+		return nil
+	})
+	return buf, err
 }
 
 // seqOf reads a big-endian sequence value.
