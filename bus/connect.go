@@ -55,6 +55,10 @@ const (
 // written to a socket that dies is covered separately: the relay compares
 // the connection's reconnect count around each flush (see Relay).
 func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, error) {
+	return connect(ctx, url, o)
+}
+
+func connect(ctx context.Context, url string, o ConnectOptions, extra ...nats.Option) (*nats.Conn, error) {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 2 * time.Second
 	}
@@ -102,7 +106,7 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	if o.CertFile != "" || o.KeyFile != "" {
 		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", url, err)
 	}

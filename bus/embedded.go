@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
 
@@ -96,6 +97,14 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 
 // ClientURL is the URL clients dial, with the real port when Port was -1.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Connect is Connect for the agent's own connection: in-process, over a
+// pipe instead of loopback TCP, which takes the kernel out of the relay's
+// hop (median commit-to-subscriber latency drops by about a third, see
+// docs/bus.md). Everything else, reconnect policy included, is Connect's.
+func (e *Embedded) Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
+	return connect(ctx, e.ClientURL(), o, nats.InProcessServer(e.srv))
+}
 
 // Server exposes the nats-server for in-process wiring and tests.
 func (e *Embedded) Server() *server.Server { return e.srv }

@@ -101,34 +101,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		return fmt.Errorf("relay: read position: %w", err)
 	}
 	r.pubd.Store(pos)
-	saved, savedAt := pos, time.Now()
 	r.log.Info().Uint64("position", pos).Uint64("last_seq", r.st.LastSeq()).Msg("relay started")
 
-	// A failed position write costs only republishing after a restart, so
-	// it is logged and retried at the next persist, never fatal.
-	persist := func(ctx context.Context) error {
-		if pos == saved {
-			return nil
-		}
-		savedAt = time.Now()
-		if err := r.st.SetRelayPosition(ctx, pos); err != nil {
-			return fmt.Errorf("relay: save position %d: %w", pos, err)
-		}
-		saved = pos
-		return nil
-	}
-	defer func() {
-		// A fresh context: ctx is usually what just ended. Losing this write
-		// costs only republishing, so a short bound is fine.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := persist(sctx); err != nil {
-			r.log.Warn().Err(err).Msg("relay: position not saved on stop; events after it will be republished")
-		}
-	}()
+	kick := make(chan struct{}, 1)
+	sctx, stopSaver := context.WithCancel(ctx)
+	saverDone := make(chan struct{})
+	go func(saved uint64) { defer close(saverDone); r.savePositions(sctx, saved, kick) }(pos)
+	defer func() { stopSaver(); <-saverDone }()
 
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
 	fails := 0 // consecutive unconfirmed batches
 	for {
 		// Take the commit channel before reading: a commit that lands after
@@ -142,17 +122,8 @@ func (r *Relay) Run(ctx context.Context) error {
 			return fmt.Errorf("relay: %w", err)
 		}
 		if len(evs) == 0 {
-			if pos != saved {
-				idle.Reset(max(time.Until(savedAt.Add(r.o.PersistInterval)), 0))
-			} else {
-				idle.Stop()
-			}
 			select {
 			case <-committed:
-			case <-idle.C:
-				if err := persist(ctx); err != nil && ctx.Err() == nil {
-					r.log.Warn().Err(err).Msg("relay: position not saved; will retry")
-				}
 			case <-ctx.Done():
 				return nil
 			}
@@ -182,11 +153,58 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		pos = evs[len(evs)-1].Seq
 		r.pubd.Store(pos)
-		if pos-saved >= uint64(r.o.PersistEvery) || time.Since(savedAt) >= r.o.PersistInterval {
-			if err := persist(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn().Err(err).Msg("relay: position not saved; will retry")
+		select {
+		case kick <- struct{}{}:
+		default: // a kick is pending; the saver reads the latest position
+		}
+	}
+}
+
+// savePositions saves the confirmed position (Published) off the
+// publishing path: a position write is a bbolt commit with its fsyncs, and
+// waiting for it would hold up every event behind it. The first change
+// after a quiet spell is saved at once; after a save, further changes wait
+// PersistInterval unless PersistEvery events pile up. A failed write costs
+// only republishing after a restart, so it is logged and retried, never
+// fatal. When ctx ends the final position is saved.
+func (r *Relay) savePositions(ctx context.Context, saved uint64, kick <-chan struct{}) {
+	save := func(ctx context.Context) {
+		pos := r.pubd.Load()
+		if pos == saved {
+			return
+		}
+		if err := r.st.SetRelayPosition(ctx, pos); err != nil {
+			r.log.Warn().Err(err).Uint64("position", pos).Msg("relay: position not saved; events after the last saved one would be republished after a restart")
+			return
+		}
+		saved = pos
+	}
+	defer func() {
+		// A fresh context: ctx is what just ended.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		save(fctx)
+	}()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	holding := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+			if holding && r.pubd.Load()-saved < uint64(r.o.PersistEvery) {
+				continue
+			}
+		case <-hold.C:
+			holding = false
+			if r.pubd.Load() == saved {
+				continue
 			}
 		}
+		save(ctx)
+		holding = true
+		hold.Reset(r.o.PersistInterval)
 	}
 }
 
