@@ -157,11 +157,17 @@ func decodePayload(r *reader, t Type, schema uint16) (Payload, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p, r.done()
+}
+
+// done reports the reader's first error, or trailing bytes: a payload must
+// use its frame exactly, whichever schema version decoded it.
+func (r *reader) done() error {
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
 	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%d trailing bytes: %w", len(r.b), ErrCorrupt)
+		return fmt.Errorf("%d trailing bytes: %w", len(r.b), ErrCorrupt)
 	}
-	return p, nil
+	return nil
 }

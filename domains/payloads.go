@@ -60,6 +60,7 @@ const (
 )
 
 // Shutdown: a shutdown happened; QEMUReason is QMP's raw reason string.
+// Schema 2; schema 1 had `guest bool` instead of Reason (upcast.go).
 type Shutdown struct {
 	Reason     string `json:"reason"`
 	QEMUReason string `json:"qemu_reason,omitempty"`

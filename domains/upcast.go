@@ -4,16 +4,45 @@ import "fmt"
 
 // Schema evolution: each event type has a payload schema version. Events
 // are never rewritten in place; an older payload is upcast to the current
-// shape when read. currentSchema is the version new events are written at.
+// shape when read, so every log ever written replays with every later
+// release (store/testdata keeps a log of release 0.1 to prove it).
+// currentSchema is the version new events are written at.
+//
+// History of shape changes (docs/replay.md):
+//
+//	shutdown 1 → 2: `guest bool` became `reason "guest"|"host"`, to match
+//	                libvirt's SHUTDOWN_GUEST / SHUTDOWN_HOST details and
+//	                leave room for more origins without another bool.
 func currentSchema(t Type) uint16 {
 	switch t {
+	case TypeShutdown:
+		return 2
 	default:
 		return 1
 	}
 }
 
-// upcast decodes a payload written at an older schema version.
+// CurrentSchema is the payload schema version this release writes for t;
+// tools that read raw logs use it to tell old payloads from new ones.
+func CurrentSchema(t Type) uint16 { return currentSchema(t) }
+
+// upcast decodes a payload written at an older schema version into the
+// current payload struct. Each case reads the old binary layout exactly as
+// the old release wrote it; the old Go struct is not kept, only its bytes.
 func upcast(r *reader, t Type, schema uint16) (Payload, error) {
-	return nil, fmt.Errorf("%s schema version %d is not known to this release (current %d): %w",
-		t, schema, currentSchema(t), ErrCorrupt)
+	var p Payload
+	switch {
+	case t == TypeShutdown && schema == 1:
+		// v1: bool guest, string qemu_reason.
+		guest, qemuReason := r.bool(), r.str()
+		reason := ShutdownHost
+		if guest {
+			reason = ShutdownGuest
+		}
+		p = Shutdown{Reason: reason, QEMUReason: qemuReason}
+	default:
+		return nil, fmt.Errorf("%s schema version %d is not known to this release (current %d): %w",
+			t, schema, currentSchema(t), ErrCorrupt)
+	}
+	return p, r.done()
 }

@@ -167,13 +167,17 @@ func newListCmd(g *globals) *cobra.Command {
 }
 
 func newInfoCmd(g *globals) *cobra.Command {
+	var at string
 	cmd := &cobra.Command{
-		Use:   "info DOMAIN",
-		Short: "Show a domain's state and basic facts",
+		Use:   "info DOMAIN [--at SEQ|TIME]",
+		Short: "Show a domain's state and basic facts (as they stood at --at)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkAt(at); err != nil {
+				return err
+			}
 			var d domains.Domain
-			if err := g.call(cmd.Context(), api.VerbInfo, api.DomainRequest{Domain: args[0]}, &d); err != nil {
+			if err := g.call(cmd.Context(), api.VerbInfo, api.DomainRequest{Domain: args[0], At: at}, &d); err != nil {
 				return err
 			}
 			if g.json {
@@ -183,19 +187,24 @@ func newInfoCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	addAt(cmd, &at)
 	addJSON(cmd, g)
 	return cmd
 }
 
 func newConfigCmd(g *globals) *cobra.Command {
 	var asYAML bool
+	var at string
 	cmd := &cobra.Command{
-		Use:   "config DOMAIN",
-		Short: "Print a domain's configuration (JSON; --yaml for YAML), as the log has it",
+		Use:   "config DOMAIN [--at SEQ|TIME]",
+		Short: "Print a domain's configuration (JSON; --yaml for YAML), as the log has it (at --at)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkAt(at); err != nil {
+				return err
+			}
 			var c domains.Config
-			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0]}, &c); err != nil {
+			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at}, &c); err != nil {
 				return err
 			}
 			if asYAML {
@@ -210,6 +219,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asYAML, "yaml", false, "print YAML instead of JSON")
+	addAt(cmd, &at)
 	addJSON(cmd, g)
 	return cmd
 }

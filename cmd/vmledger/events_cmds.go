@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -93,11 +94,15 @@ NATS outage (history request plus de-duplication by sequence).`,
 
 func newHistoryCmd(g *globals) *cobra.Command {
 	var f eventFilter
+	var rg logRange
 	cmd := &cobra.Command{
-		Use:   "history DOMAIN",
+		Use:   "history DOMAIN [--since SEQ|TIME] [--until SEQ|TIME] [--type T]",
 		Short: "Print one domain's events",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := rg.parse(); err != nil {
+				return err
+			}
 			nc, c, err := g.dial(cmd.Context())
 			if err != nil {
 				return err
@@ -108,10 +113,16 @@ func newHistoryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return drain(cmd.Context(), g, c, o, eventPrinter(cmd.OutOrStdout(), g.json))
+			o.After = rg.after(o.After)
+			err = drain(cmd.Context(), g, c, o, rg.filter(eventPrinter(cmd.OutOrStdout(), g.json)))
+			if errors.Is(err, errRangeEnd) {
+				return nil
+			}
+			return err
 		},
 	}
 	f.register(cmd, false)
+	rg.register(cmd)
 	addJSON(cmd, g)
 	return cmd
 }

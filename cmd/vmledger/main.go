@@ -23,6 +23,7 @@ const (
 	exitNotFound    = 3
 	exitConflict    = 4 // exists already, wrong state
 	exitUnavailable = 5 // no agent, no hypervisor, timeout
+	exitCorrupt     = 6 // log verify found problems
 )
 
 func main() {
@@ -45,6 +46,10 @@ func exitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
 		return exitUsage
+	}
+	var c corruptError
+	if errors.As(err, &c) {
+		return exitCorrupt
 	}
 	switch domains.CodeOf(err) {
 	case domains.CodeInvalid:
@@ -71,7 +76,8 @@ recorded as an event in a durable log and published on NATS.
 an agent over NATS.
 
 Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
-4 conflict (exists, wrong state), 5 unavailable (no agent, no hypervisor).`,
+4 conflict (exists, wrong state), 5 unavailable (no agent, no hypervisor),
+6 a damaged log (log verify).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -87,6 +93,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLifecycleCmd(g, "resume", "Resume a paused domain"),
 		newLifecycleCmd(g, "reset", "Hard-reset a running domain"),
 		newEventsCmd(g), newHistoryCmd(g), newConsoleCmd(g),
+		newLogCmd(g),
 	)
 	return root
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/google/uuid"
+
 	"github.com/vmledger/vmledger/domains"
 )
 
@@ -46,6 +48,9 @@ type DomainRequest struct {
 	CommandID string `json:"command_id,omitempty"`
 	Domain    string `json:"domain"`           // name or UUID
 	Paused    bool   `json:"paused,omitempty"` // start only
+	// At (info and config only) asks for the domain as it stood at a point
+	// of the log: a decimal sequence or an RFC 3339 time (docs/replay.md).
+	At string `json:"at,omitempty"`
 }
 
 // ListRequest filters list.
@@ -83,9 +88,18 @@ type Service interface {
 	LastSeq() uint64
 }
 
+// Log is the read side of the event log that point-in-time requests
+// (DomainRequest.At) fold; store.Store satisfies it.
+type Log interface {
+	ReadDomain(ctx context.Context, id uuid.UUID, afterVersion uint64, limit int) ([]domains.Event, error)
+}
+
 // Handler maps verbs to the service. It satisfies bus.Handler.
 type Handler struct {
 	Svc Service
+	// Log, if set, answers info and config with At; without it they
+	// fail as unavailable.
+	Log Log
 }
 
 // Handle decodes body for verb, strictly, and runs it.
@@ -108,7 +122,13 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 		if err := decodeRef(body, &r); err != nil {
 			return nil, err
 		}
-		d, err := h.Svc.Get(r.Domain)
+		var d domains.Domain
+		var err error
+		if r.At != "" {
+			d, err = h.asOf(ctx, r.Domain, r.At)
+		} else {
+			d, err = h.Svc.Get(r.Domain)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -123,6 +143,9 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	}
 	if r.Paused && verb != VerbStart {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused flag", verb)
+	}
+	if r.At != "" {
+		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no \"at\": only info and config look back", verb)
 	}
 	switch verb {
 	case VerbUndefine:

@@ -276,7 +276,7 @@ func (a *agent) startHistory(ctx context.Context) error {
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
-	c, err := bus.StartCommands(ctx, a.nc, api.Handler{Svc: a.svc}, bus.CommandOptions{
+	c, err := bus.StartCommands(ctx, a.nc, api.Handler{Svc: a.svc, Log: a.store}, bus.CommandOptions{
 		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log.With().Str("component", "commands").Logger(),
 	})
 	if err != nil {
