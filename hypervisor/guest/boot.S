@@ -12,6 +12,8 @@
  *   - forever: poll COM1 for a command byte (never blocking), and each
  *     time the CMOS RTC seconds register changes print
  *     "RTC YYYY-MM-DD hh:mm:ss\r\n";
+ *   - when the ACPI power button is pressed (QMP system_powerdown,
+ *     virsh shutdown), act as if "P" had been received;
  *   - commands, one per line (\r or \n terminated):
  *       T YYYYMMDDhhmmss  set the RTC          -> "OK T"
  *       P                 ACPI soft power-off  -> "OK P"
@@ -24,10 +26,13 @@
  *   ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o tinyguest.img boot.o
  *
  * Nothing beyond a 286 is needed (LIDT is the newest instruction; no
- * 32-bit operands), so the image runs the same under KVM and TCG.
+ * 32-bit operands; .arch i286 enforces it), so the image runs the same
+ * under KVM and TCG.
  */
 
         .code16
+        .arch   i286                    /* see the header; also keeps gas from
+                                           promoting a short Jcc to a 386 one */
         .text
         .globl  _start
 
@@ -42,19 +47,27 @@
         .set    RTC_A,      0x0a        /* bit 7: update in progress */
         .set    RTC_B,      0x0b        /* bit 7 SET, bit 2 binary, bit 1 24h */
 
-        .set    PM1A_CNT,      0x604    /* PM base 0x600 + 4, pc and q35 */
-        .set    PM1A_CNT_OLD,  0xb004   /* PM base 0xb000 + 4, old QEMU */
+        /* ACPI PM1a block; SeaBIOS puts it at 0x600 on pc and q35 */
+        .set    PM1A_STS,      0x600    /* status, write 1 to clear */
+        .set    PM1A_EN,       0x602    /* enables: status bit -> SCI */
+        .set    PM1A_CNT,      0x604    /* control: sleep/power-off */
+        .set    PWRBTN,        0x0100   /* PWRBTN_STS / PWRBTN_EN */
         .set    SLP_EN_S5,     0x2000   /* SLP_EN, SLP_TYP=0 (QEMU's _S5) */
         .set    PVPANIC,       0x505    /* QEMU ISA pvpanic default port */
-        .if     (PM1A_CNT ^ PM1A_CNT_OLD) & 0xff
-        .error  "poweroff reuses DL for both PM1a_CNT ports"
-        .endif
 
         /* Scratch RAM just past the sector; nothing else lives there. */
         .set    LINEBUF,    0x7e00      /* the command line being received */
         .set    LINEMAX,    32          /* longer lines are truncated -> ERR */
         .set    VALS,       LINEBUF+LINEMAX /* one RTC snapshot */
         .set    NFIELDS,    7           /* entries in the fields table */
+        /*
+         * CH is 0 throughout the main loop (CX only ever holds a line
+         * length of at most LINEMAX, or a count that a LOOP ran down to 0),
+         * so loop counts there are loaded with the shorter MOV to CL.
+         */
+        .if     LINEMAX > 0xff
+        .error  "CH would not stay 0 in the main loop"
+        .endif
 
 _start:
         xor     %ax, %ax
@@ -67,9 +80,22 @@ _start:
          * Interrupts stay on for one reason: the main loop HLTs until the
          * next BIOS timer tick (IRQ 0, 18.2 Hz, programmed by SeaBIOS) so
          * an idle guest does not burn a host CPU. We install no handlers
-         * and enable no interrupt sources ourselves.
+         * and unmask no interrupts ourselves.
          */
         sti
+        /*
+         * Ask QEMU to latch the ACPI power button: it sets PWRBTN_STS on
+         * system_powerdown only while PWRBTN_EN is set (the bit is the
+         * same in both registers); the main loop polls it. A reset clears
+         * PM1a_EN again, so this runs on every boot. AX is still 0, so no
+         * other event is enabled. PWRBTN_EN also raises the SCI (IRQ 9),
+         * but SeaBIOS leaves IRQ 9 masked (and edge-triggered) in the PIC.
+         * QEMU ignores byte accesses to the upper half of the PM1a
+         * registers, hence the 16-bit OUT (and IN, below).
+         */
+        mov     $PM1A_EN, %dx
+        mov     $PWRBTN>>8, %ah
+        out     %ax, %dx
         /*
          * No far jump to normalise CS: every jump and call is IP-relative
          * and all data is addressed through DS=0, so 07C0:0000 and
@@ -105,7 +131,23 @@ _start:
          * registers on the fly, so switching does not corrupt the time.
          */
         mov     $0xff02, %bx            /* B = (B & 0xff) | 0x02 */
-        call    modify_b
+        call    modify_b                /* AL = register B */
+
+        /*
+         * Patch the radix of the AAM/AAD instructions below: 10 if the RTC
+         * counts in binary, 16 if in BCD (register B bit 2). With it, AAM
+         * splits a register into two digits and AAD joins two digits into
+         * a register, in either mode. Once per boot is enough: only the
+         * guest writes register B, and never its data-mode bit. (Patching
+         * immediates is what fits in 512 bytes; real and emulated x86 CPUs
+         * both notice stores to code that has not run yet.)
+         */
+        test    $0x04, %al
+        mov     $16, %al
+        jz      1f
+        mov     $10, %al
+1:      mov     %al, aam_radix
+        mov     %al, aad_radix
 
         mov     $banner, %si
         call    puts
@@ -114,11 +156,16 @@ _start:
 /*
  * Main loop: alternate between a non-blocking look at the UART and a look
  * at the RTC, so neither the clock output nor command input can starve
- * the other. When there is nothing to do, sleep until the next interrupt
- * (at most one timer tick, ~55 ms): that bounds both the command latency
- * and the lag of the clock line behind the RTC.
+ * the other. When there is nothing to do, check the power button, then
+ * sleep until the next interrupt (at most one timer tick, ~55 ms): that
+ * bounds the command latency, the power button latency and the lag of
+ * the clock line behind the RTC.
  */
 idle:
+        mov     $PM1A_STS, %dx
+        in      %dx, %ax
+        sahf                            /* CF = AH bit 0 = PWRBTN_STS */
+        jc      button
         hlt
 main:
         mov     $COM1_LSR, %dx
@@ -135,6 +182,14 @@ main:
         jae     main                    /* overlong: drop, line will be ERR */
         stosb
         jmp     main
+
+/*
+ * The power button was pressed: power off exactly as "P" does, "OK P"
+ * included. PWRBTN_STS stays set; nobody is left to clear it.
+ */
+button:
+        mov     $'P', %al
+        jmp     poweroff
 
 clock:
         mov     $RTC_A, %al             /* registers are undefined while */
@@ -156,30 +211,27 @@ clock:
         push    %di
         mov     $VALS, %di
         mov     $fields, %si
-        mov     $NFIELDS, %cx
-1:      lodsw                           /* AL = separator, AH = register */
-        mov     %ah, %al
-        call    cmos_read
-        stosb
+        mov     $NFIELDS, %cl
+1:      lodsw                           /* AL = register, AH = separator */
+        call    cmos_read               /* AL = its value */
+        stosw                           /* VALS: (value, separator) pairs */
         loop    1b
         pop     %di
         cmp     %al, %bl
         jne     main
         mov     %al, last_sec
 
-        call    set_radix
         mov     $rtc_str, %si
         call    puts
-        mov     $fields, %si
-        mov     $VALS, %bx
-        mov     $NFIELDS, %cx
-2:      lodsw                           /* AL = separator to print first */
-        call    putc                    /* (none if NUL) */
-        mov     (%bx), %al
-        inc     %bx
+        mov     $VALS, %si
+        mov     $NFIELDS, %cl
+2:      lodsw                           /* AL = value, AH = separator */
+        xchg    %al, %ah
+        call    putc                    /* separator first (none if NUL) */
+        mov     %ah, %al
         aam     $16                     /* AH = tens, AL = ones (patched) */
 aam_radix = . - 1
-        cmp     $NFIELDS, %cx
+        cmp     $NFIELDS, %cl
         jne     4f
         /*
          * Century (first field): register 0x32 is not standard; if it
@@ -208,8 +260,7 @@ line:
         mov     $LINEBUF, %di
         sub     %di, %cx                /* CX = line length */
         jcxz    to_main                 /* empty line, e.g. the \n of \r\n */
-        mov     (%di), %al
-        mov     %al, ok_cmd             /* "OK <cmd>" acknowledgement */
+        mov     (%di), %al              /* AL = the command letter */
         dec     %cx
         jnz     set_time                /* only T takes arguments */
         cmp     $'P', %al
@@ -234,49 +285,47 @@ set_time:
         cmpw    $0x2054, (%di)          /* "T " */
         jne     error
         lea     2(%di), %si
-        mov     $14, %cx
+        mov     $14, %cl
 1:      lodsb
         sub     $'0', %al
         cmp     $9, %al
         ja      error
         loop    1b
 
-        call    set_radix               /* BCD or binary, per register B */
         mov     $0xff80, %bx            /* SET: freeze updates while writing */
         call    modify_b
         lea     2(%di), %si
-        mov     $fields+1, %bx          /* register numbers, century first */
-        mov     $NFIELDS, %cx
-2:      lodsw                           /* AL = tens char, AH = ones char */
+        mov     $NFIELDS, %cl
+        /*
+         * Digit pair i is at LINEBUF+2+2*i, and its register in entry i of
+         * the fields table, so SI (before the LODSW) addresses both.
+         */
+2:      mov     fields-(LINEBUF+2)(%si), %al
+        out     %al, $CMOS_INDEX
+        lodsw                           /* AL = tens char, AH = ones char */
         xchg    %al, %ah
         sub     $0x3030, %ax            /* AH = tens, AL = ones */
         aad     $16                     /* AL = AH*radix + AL (patched) */
 aad_radix = . - 1
-        mov     %al, %ah
-        mov     (%bx), %al
-        inc     %bx
-        inc     %bx
-        call    cmos_write
+        out     %al, $CMOS_DATA
         loop    2b
         mov     $0x7f00, %bx            /* clear SET: the RTC runs again, */
         call    modify_b                /* QEMU reports RTC_CHANGE here */
+        mov     $'T', %al
         call    ack
         jmp     main
 
 /*
- * "P": ACPI S5 by writing SLP_EN with SLP_TYP 0 (the _S5 value in QEMU's
- * DSDT) to PM1a_CNT. SeaBIOS programs the PM block of both PIIX4 (pc)
- * and ICH9 (q35) to 0x600 whenever QEMU supplies the ACPI tables, which
- * every QEMU since 1.7 does; before that it left PIIX4 at 0xb000. QEMU
- * acts on the first write, so the second one only runs (and hits an
- * unassigned port) if the first did nothing.
+ * "P" and the power button: ACPI S5 by writing SLP_EN with SLP_TYP 0 (the
+ * _S5 value in QEMU's DSDT) to PM1a_CNT. SeaBIOS programs the PM block of
+ * both PIIX4 (pc) and ICH9 (q35) to 0x600 whenever QEMU supplies the ACPI
+ * tables, which every QEMU since 1.7 does. (Before that it left PIIX4 at
+ * 0xb000; the guest no longer tries 0xb004 as well.)
  */
 poweroff:
         call    ack
         mov     $SLP_EN_S5, %ax
         mov     $PM1A_CNT, %dx
-        out     %ax, %dx
-        mov     $PM1A_CNT_OLD>>8, %dh   /* low byte is 0x04 for both */
         out     %ax, %dx
         jmp     halt                    /* no ACPI: nothing more we can do */
 
@@ -311,9 +360,10 @@ reboot:
 
 /* ---- subroutines ---- */
 
-/* Print "OK <cmd>\r\n" and wait until it has left the UART, because the
+/* Print "OK <AL>\r\n" and wait until it has left the UART, because the
  * caller may be about to stop or reset the machine. */
 ack:
+        mov     %al, ok_cmd
         mov     $ok_str, %si
         call    puts
         mov     $COM1_LSR&0xff, %dl     /* putc left DH = COM1>>8 */
@@ -346,39 +396,13 @@ putc:
         out     %al, %dx
 2:      ret
 
-/*
- * Patch the radix of the AAM/AAD instructions above: 10 if the RTC counts
- * in binary, 16 if in BCD (register B bit 2). With it, AAM splits a
- * register into two digits and AAD joins two digits into a register, in
- * either mode. (Patching immediates is what fits in 512 bytes; real and
- * emulated x86 CPUs both notice stores to code that has not run yet.)
- */
-set_radix:
-        mov     $RTC_B, %al
-        call    cmos_read
-        test    $0x04, %al
-        mov     $16, %al
-        jz      1f
-        mov     $10, %al
-1:      mov     %al, aam_radix
-        mov     %al, aad_radix
-        ret
-
 /* Register B = (B & BH) | BL. */
 modify_b:
         mov     $RTC_B, %al
         call    cmos_read
         and     %bh, %al
         or      %bl, %al
-        mov     %al, %ah
-        mov     $RTC_B, %al
-        /* fall through */
-
-/* CMOS register AL = AH. */
-cmos_write:
-        out     %al, $CMOS_INDEX
-        mov     %ah, %al
-        out     %al, $CMOS_DATA
+        out     %al, $CMOS_DATA         /* the index still selects B */
         ret
 
 /* AL = CMOS register AL. */
@@ -399,17 +423,17 @@ uart_init:
         .byte   0xfc, 0x03              /* MCR: DTR, RTS */
 uart_init_end:
 
-/* (separator printed before the field, RTC register), in display order,
+/* (RTC register, separator printed before the field), in display order,
  * which is also the order of the digits in the T command. Seconds must
  * stay last: the snapshot consistency check relies on it. */
 fields:
-        .byte   ' ', 0x32               /* century (non-standard, QEMU has it) */
-        .byte   0,   0x09               /* year */
-        .byte   '-', 0x08               /* month */
-        .byte   '-', 0x07               /* day of month */
-        .byte   ' ', 0x04               /* hours */
-        .byte   ':', 0x02               /* minutes */
-        .byte   ':', 0x00               /* seconds */
+        .byte   0x32, ' '               /* century (non-standard, QEMU has it) */
+        .byte   0x09, 0                 /* year */
+        .byte   0x08, '-'               /* month */
+        .byte   0x07, '-'               /* day of month */
+        .byte   0x04, ' '               /* hours */
+        .byte   0x02, ':'               /* minutes */
+        .byte   0x00, ':'               /* seconds */
         .if     (. - fields) != 2*NFIELDS
         .error  "NFIELDS does not match the fields table"
         .endif

@@ -6,7 +6,9 @@
 // COM1 once a second and obeys one-letter commands read from COM1 that set
 // the RTC, power off through ACPI, reset, or raise a pvpanic. Each of these
 // makes QEMU emit the matching QMP event (RTC_CHANGE, SHUTDOWN, RESET,
-// GUEST_PANICKED). docs/guest.md describes the protocol.
+// GUEST_PANICKED). It also powers off when the ACPI power button is pressed
+// (QMP system_powerdown), as if it had received CmdPowerOff. docs/guest.md
+// describes the protocol.
 package guest
 
 //go:generate sh build.sh

@@ -157,6 +157,49 @@ func testPanic(t *testing.T, accel, machine string) {
 	v.expectEvent(lineTimeout, "GUEST_PANICKED", nil)
 }
 
+// TestQEMUPowerButton presses the ACPI power button (QMP system_powerdown,
+// which is what vmledger shutdown and virsh shutdown send) and expects the
+// guest to power itself off. After a reset the guest must enable the button
+// again, because QEMU's reset clears PM1a_EN. TCG is enough: the guest
+// code is the same under KVM, and SeaBIOS boots far faster under TCG on
+// nested-virtualisation hosts.
+func TestQEMUPowerButton(t *testing.T) {
+	qemuPath(t)
+	for _, machine := range []string{"pc", "q35"} {
+		for _, reset := range []bool{false, true} {
+			name := machine + "/boot"
+			if reset {
+				name = machine + "/after-reset"
+			}
+			t.Run(name, func(t *testing.T) {
+				if testing.Short() && machine != "pc" {
+					t.Skip("-short: only pc")
+				}
+				t.Parallel()
+				v := startVM(t, vmConfig{accel: "tcg", machine: machine})
+				v.expectLine(bootTimeout, "banner", equals(Banner))
+				v.expectRTC(lineTimeout)
+				if reset {
+					v.send(CmdReset)
+					v.expectLine(lineTimeout, "OK R", equals("OK R"))
+					v.expectLine(bootTimeout, "banner after reset", equals(Banner))
+					v.expectRTC(lineTimeout)
+				}
+
+				v.qmpExecute("system_powerdown")
+				v.expectEvent(lineTimeout, "POWERDOWN", nil)
+				v.expectLine(lineTimeout, "OK P", equals("OK P"))
+				v.expectEvent(lineTimeout, "SHUTDOWN", func(data map[string]any) bool {
+					return data["guest"] == true && data["reason"] == "guest-shutdown"
+				})
+				if code := v.waitExit(exitTimeout); code != 0 {
+					t.Fatalf("QEMU exited with status %d after the power button, want 0", code)
+				}
+			})
+		}
+	}
+}
+
 // TestQEMUServerSocket checks the other common wiring, where QEMU listens
 // on the serial socket (server=on,wait=off) and the client connects later.
 // The banner may be gone by then; clock lines and commands must work.
@@ -195,14 +238,24 @@ type qmpEvent struct {
 	Data  map[string]any `json:"data"`
 }
 
+// qmpMessage is anything QMP sends after the handshake: an event, or the
+// reply to a command (exactly one of return and error).
+type qmpMessage struct {
+	qmpEvent
+	Return json.RawMessage `json:"return"`
+	Error  json.RawMessage `json:"error"`
+}
+
 // vm is one running QEMU with the guest, its serial console split into
-// lines and its QMP events, each delivered on a channel.
+// lines, its QMP events and its QMP replies, each delivered on a channel.
 type vm struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	serial  net.Conn
+	qmp     net.Conn
 	lines   chan serialLine
 	events  chan qmpEvent
+	replies chan qmpMessage
 	exited  chan struct{} // closed once cmd.Wait has returned
 	waitErr error         // cmd.Wait's result; read only after exited
 
@@ -257,11 +310,12 @@ func startVM(t *testing.T, cfg vmConfig) *vm {
 		t.Fatal(err)
 	}
 	v := &vm{
-		t:      t,
-		cmd:    cmd,
-		lines:  make(chan serialLine, 1024),
-		events: make(chan qmpEvent, 256),
-		exited: make(chan struct{}),
+		t:       t,
+		cmd:     cmd,
+		lines:   make(chan serialLine, 1024),
+		events:  make(chan qmpEvent, 256),
+		replies: make(chan qmpMessage, 16),
+		exited:  make(chan struct{}),
 	}
 	go func() {
 		v.waitErr = cmd.Wait()
@@ -344,9 +398,11 @@ func (v *vm) dial(path string) net.Conn {
 }
 
 // startQMP does the QMP handshake (greeting, qmp_capabilities) and then
-// forwards every asynchronous event to v.events.
+// forwards every asynchronous event to v.events and every command reply to
+// v.replies.
 func (v *vm) startQMP(c net.Conn) {
 	v.t.Helper()
+	v.qmp = c
 	r := bufio.NewReader(c)
 	c.SetDeadline(time.Now().Add(lineTimeout))
 	greeting, err := r.ReadBytes('\n')
@@ -371,19 +427,48 @@ func (v *vm) startQMP(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	go func() {
 		defer close(v.events)
+		defer close(v.replies)
 		for {
 			line, err := r.ReadBytes('\n')
 			if err != nil {
 				return
 			}
-			var ev qmpEvent
-			if json.Unmarshal(line, &ev) != nil || ev.Event == "" {
+			var msg qmpMessage
+			if json.Unmarshal(line, &msg) != nil {
 				continue
 			}
-			v.record("QMP %s %v", ev.Event, ev.Data)
-			v.events <- ev
+			switch {
+			case msg.Event != "":
+				v.record("QMP %s %v", msg.Event, msg.Data)
+				v.events <- msg.qmpEvent
+			case msg.Return != nil || msg.Error != nil:
+				v.record("QMP reply %s", bytes.TrimSpace(line))
+				v.replies <- msg
+			}
 		}
 	}()
+}
+
+// qmpExecute runs a QMP command without arguments and fails the test
+// unless QEMU answers it with success.
+func (v *vm) qmpExecute(command string) {
+	v.t.Helper()
+	v.record("QMP execute %s", command)
+	v.qmp.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := fmt.Fprintf(v.qmp, `{"execute":%q}`+"\n", command); err != nil {
+		v.t.Fatalf("QMP %s: %v", command, err)
+	}
+	select {
+	case msg, ok := <-v.replies:
+		if !ok {
+			v.t.Fatalf("QMP closed while waiting for the reply to %s", command)
+		}
+		if msg.Error != nil {
+			v.t.Fatalf("QMP %s failed: %s", command, msg.Error)
+		}
+	case <-time.After(lineTimeout):
+		v.t.Fatalf("no QMP reply to %s within %v", command, lineTimeout)
+	}
 }
 
 func (v *vm) readSerial() {
