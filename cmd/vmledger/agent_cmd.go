@@ -45,6 +45,11 @@ guests keep running and are reattached at the next start.`,
 				return err
 			}
 			cfg.Log = log
+			switch cfg.Accel {
+			case "auto", "kvm", "tcg", "none":
+			default:
+				return usagef("--accel %q: want auto, kvm, tcg or none", cfg.Accel)
+			}
 			return agent.Run(cmd.Context(), cfg)
 		},
 	}
@@ -55,6 +60,9 @@ guests keep running and are reattached at the next start.`,
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
+	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or none (no hypervisor)")
+	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
+	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH)")
 	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&format, "log-format", "json", "log format: json or console")

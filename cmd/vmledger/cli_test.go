@@ -103,7 +103,7 @@ func TestCLIDefineListInfoConfigUndefine(t *testing.T) {
 	}
 }
 
-func checkExit(t *testing.T, a *agentProc, want int, args ...string) {
+func checkExit(t testing.TB, a *agentProc, want int, args ...string) {
 	t.Helper()
 	out, errs, code := a.cli(args...)
 	if code != want {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // These tests run the built binary, as a user would.
@@ -39,10 +41,11 @@ func TestMain(m *testing.M) {
 
 // agentProc is a running `vmledger agent`.
 type agentProc struct {
-	t        *testing.T
+	t        testing.TB
 	cmd      *exec.Cmd
 	natsURL  string
 	metrics  string
+	runDir   string
 	host     string
 	stateDir string
 	done     chan struct{}
@@ -51,11 +54,18 @@ type agentProc struct {
 
 // startAgent runs an agent with an embedded NATS on a free port and waits
 // for its "agent ready" log line.
-func startAgent(t *testing.T, stateDir string, extra ...string) *agentProc {
+func startAgent(t testing.TB, stateDir string, extra ...string) *agentProc {
+	t.Helper()
+	return startAgentEnv(t, stateDir, nil, append([]string{"--accel", "none"}, extra...)...)
+}
+
+// startAgentEnv is startAgent with extra environment (e.g. TZ).
+func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), stderr: &bytes.Buffer{}}
 	args := append([]string{"agent", "--state-dir", stateDir, "--host", a.host, "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, extra...)
 	a.cmd = exec.Command(binary, args...)
+	a.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	a.cmd.Stderr = pw
 	if err := a.cmd.Start(); err != nil {
@@ -125,7 +135,7 @@ func (a *agentProc) cli(args ...string) (string, string, int) {
 	return runCLI(a.t, full...)
 }
 
-func runCLI(t *testing.T, args ...string) (string, string, int) {
+func runCLI(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -153,7 +163,7 @@ func (a *agentProc) mustCLI(args ...string) string {
 	return out
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
+func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -163,3 +173,14 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+func newPipe() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }
+
+func uuidOf(t testing.TB, s string) uuid.UUID {
+	t.Helper()
+	id, err := uuid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

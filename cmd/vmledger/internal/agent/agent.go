@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -21,6 +20,7 @@ import (
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
+	"github.com/vmledger/vmledger/hypervisor/qemu"
 	"github.com/vmledger/vmledger/store"
 )
 
@@ -33,10 +33,12 @@ type Config struct {
 	NATSCreds     string
 	MetricsAddr   string // empty: no metrics endpoint
 	SnapshotEvery uint64 // events between projection snapshots
-	Driver        domains.Driver
-	// ConsolePath returns a running domain's serial socket; nil: no consoles.
-	ConsolePath func(uuid.UUID) string
-	Log         zerolog.Logger
+	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
+	// none (no hypervisor: lifecycle verbs answer unavailable).
+	Accel      string
+	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
+	QEMUBinary string
+	Log        zerolog.Logger
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -97,6 +99,7 @@ type agent struct {
 	metrics     *metrics
 	relay       *bus.Relay
 	metricsAddr string
+	driver      *qemu.Driver
 	metricsSrv  *http.Server
 	relayStop   func()
 	consoles    *consoles
@@ -130,6 +133,7 @@ func (a *agent) steps() []step {
 		{name: "state directory", do: a.stateDir},
 		{name: "event log", do: a.openStore, undo: func(context.Context) error { return a.store.Close() }},
 		{name: "projection", do: a.loadProjection},
+		{name: "hypervisor", do: a.startHypervisor},
 		{name: "nats", do: a.startNATS, undo: a.stopNATS},
 		{name: "domain service", do: a.startService, undo: a.stopService},
 		{name: "guest recovery", do: func(ctx context.Context) error {
@@ -191,6 +195,39 @@ func (a *agent) loadProjection(ctx context.Context) error {
 	return nil
 }
 
+// startHypervisor resolves the accelerator once; every guest of this agent
+// uses it, and the log says which.
+func (a *agent) startHypervisor(context.Context) error {
+	if a.cfg.Accel == "none" {
+		a.log.Warn().Msg("hypervisor: none (--accel none): lifecycle verbs will answer unavailable")
+		return nil
+	}
+	if a.cfg.RunDir == "" {
+		a.cfg.RunDir = filepath.Join(a.cfg.StateDir, "run")
+	}
+	d, err := qemu.New(qemu.Options{RunDir: a.cfg.RunDir, Binary: a.cfg.QEMUBinary, Accel: a.cfg.Accel,
+		Log: a.log.With().Str("component", "qemu").Logger()})
+	if err != nil {
+		if a.cfg.Accel == "auto" || a.cfg.Accel == "" {
+			a.log.Warn().Err(err).Msg("hypervisor: none: QEMU is not usable; lifecycle verbs will answer unavailable")
+			return nil
+		}
+		return err
+	}
+	a.driver = d
+	a.log.Info().Str("accel", d.Accel()).Str("run_dir", d.RunDir()).Msg("hypervisor: QEMU")
+	return nil
+}
+
+// domainDriver is the driver as the service sees it: a nil interface, not
+// a typed nil pointer, when there is none.
+func (a *agent) domainDriver() domains.Driver {
+	if a.driver == nil {
+		return nil
+	}
+	return a.driver
+}
+
 func (a *agent) startNATS(ctx context.Context) error {
 	url := a.cfg.NATSURL
 	if url == "" {
@@ -232,7 +269,7 @@ func (a *agent) stopNATS(ctx context.Context) error {
 
 func (a *agent) startService(context.Context) error {
 	a.svc = domains.NewService(domains.Options{
-		Log: a.store.EventLog(), Driver: a.cfg.Driver, Host: a.cfg.Host, Projection: a.proj,
+		Log: a.store.EventLog(), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
 		OnCommit: func(e domains.Event) { a.metrics.events.WithLabelValues(string(e.Type)).Inc() },
 	})
 	a.proj = nil // the service owns it now

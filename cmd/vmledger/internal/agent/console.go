@@ -123,10 +123,10 @@ func (c *consoles) once(ctx context.Context, id uuid.UUID) error {
 }
 
 func (a *agent) startConsoles(context.Context) error {
-	if a.cfg.ConsolePath == nil {
+	if a.driver == nil {
 		return nil
 	}
-	a.consoles = &consoles{nc: a.nc, host: a.cfg.Host, path: a.cfg.ConsolePath,
+	a.consoles = &consoles{nc: a.nc, host: a.cfg.Host, path: a.driver.ConsolePath,
 		log: a.log.With().Str("component", "console").Logger(), active: map[uuid.UUID]func(){}}
 	a.consoleStop = background(func(ctx context.Context) {
 		for {
