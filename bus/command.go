@@ -84,6 +84,9 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 	if err := checkToken("host", o.Host); err != nil {
 		return nil, err
 	}
+	if h == nil {
+		return nil, domains.Errorf(domains.CodeInvalid, "commands: nil handler")
+	}
 	if o.Version == "" {
 		o.Version = "0.0.0"
 	}
@@ -132,15 +135,20 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		return nil, fmt.Errorf("commands: add service: %w", err)
 	}
 	s.svc = svc
-	for _, v := range o.Verbs {
-		verb := v
+	fail := func(err error) (*CommandService, error) {
+		_ = svc.Stop()
+		if s.fallback != nil {
+			_ = s.fallback.Unsubscribe()
+		}
+		s.cancel()
+		return nil, fmt.Errorf("commands: %w", err)
+	}
+	for _, verb := range o.Verbs {
 		err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
 			s.dispatch(verb, r.Data(), r.Reply(), r.Headers().Get(HeaderTimeout))
 		}), micro.WithEndpointSubject(CommandSubject(o.Host, verb)))
 		if err != nil {
-			_ = svc.Stop()
-			s.cancel()
-			return nil, fmt.Errorf("commands: endpoint %q: %w", verb, err)
+			return fail(fmt.Errorf("endpoint %q: %w", verb, err))
 		}
 	}
 	// Every request on vmledger.cmd.<host>.> also reaches this fallback,
@@ -157,14 +165,10 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 			"unknown verb %q: this agent serves %s", verb, strings.Join(o.Verbs, ", ")))
 	})
 	if err != nil {
-		_ = svc.Stop()
-		s.cancel()
-		return nil, fmt.Errorf("commands: fallback subscription: %w", err)
+		return fail(fmt.Errorf("fallback subscription: %w", err))
 	}
 	if err := flushSubs(ctx, nc); err != nil {
-		_ = svc.Stop()
-		s.cancel()
-		return nil, fmt.Errorf("commands: %w", err)
+		return fail(err)
 	}
 	return s, nil
 }

@@ -100,8 +100,8 @@ func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
 // Connect is Connect for the agent's own connection: in-process, over a
 // pipe instead of loopback TCP, which takes the kernel out of the relay's
-// hop (median commit-to-subscriber latency drops by about a third, see
-// docs/bus.md). Everything else, reconnect policy included, is Connect's.
+// hop (docs/bus.md, Performance). Everything else, reconnect policy
+// included, is Connect's.
 func (e *Embedded) Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 	return connect(ctx, e.ClientURL(), o, nats.InProcessServer(e.srv))
 }

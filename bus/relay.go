@@ -35,17 +35,19 @@ type RelayOptions struct {
 }
 
 // Relay publishes committed events on NATS in sequence order, at least
-// once. It only reads the log, so it can never hold up an append; it saves
-// its position through the store, so a restarted agent resumes where the
-// last one stopped.
+// once. It reads the log and never waits on the writer, so it cannot hold
+// up an append; apart from that it only saves its position (a small commit
+// at most once a second, off the publishing path), so a restarted agent
+// resumes where the last one stopped instead of republishing everything.
 //
 // Delivery: a batch counts as published only when a flush (PING/PONG) on
-// the same TCP connection succeeded after it, which proves the server
-// received every message before the PING. If the connection was replaced
-// in between (reconnect count changed), the batch is sent again. After an
-// outage the relay resumes from the last confirmed sequence, so
-// subscribers may see a sequence twice, never a hole caused by the relay,
-// and always in increasing order between duplicates.
+// the same connection succeeded after it, which proves the server received
+// every message sent before the PING. If the connection was replaced in
+// between (reconnect count changed), the batch is sent again. After an
+// outage the relay resumes from the last confirmed sequence: subscribers
+// may see the stream step back and repeat sequences, never skip one
+// because of the relay. Dropping every sequence at or below the last one
+// seen restores exactly-once, in order.
 type Relay struct {
 	nc    *nats.Conn
 	st    RelayStore
@@ -219,8 +221,9 @@ func (r *Relay) publish(ctx context.Context, evs []domains.Event) error {
 		if err := r.nc.PublishMsg(m); err != nil {
 			if errors.Is(err, nats.ErrMaxPayload) {
 				// No retry can ever deliver it; stopping here would stall
-				// every later event. Subscribers see the gap and fetch
-				// history, which names the event (docs/bus.md, limits).
+				// every later event. Subscribers see the gap and ask
+				// history, which cannot carry it either and answers with
+				// an internal error naming the sequence (docs/bus.md).
 				r.skips.Add(1)
 				r.log.Error().Uint64("seq", evs[i].Seq).Int("bytes", len(m.Data)).Msg("relay: event exceeds the server's max payload; not published")
 				continue
