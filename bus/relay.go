@@ -141,7 +141,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			fails++
 			r.log.Warn().Err(err).Uint64("position", pos).Int("attempt", fails).Msg("relay: batch not confirmed; waiting for NATS, then resending from position")
-			if err := r.recover(ctx, fails); err != nil {
+			if err := r.awaitBus(ctx, fails); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -276,11 +276,11 @@ func readCommitted(ctx context.Context, st EventReader, pos uint64, limit int) (
 	return evs, nil
 }
 
-// recover waits until the connection is up again, then a backoff that
+// awaitBus waits until the connection is up again, then a backoff that
 // grows with consecutive failures: a failure that persists while connected
 // (a server that stopped answering PINGs in time) must not become a hot
 // loop. A closed connection never comes back, so that ends the relay.
-func (r *Relay) recover(ctx context.Context, fails int) error {
+func (r *Relay) awaitBus(ctx context.Context, fails int) error {
 	if err := waitConnected(ctx, r.nc); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
