@@ -49,7 +49,7 @@ type Observer interface {
 
 const (
 	// DefaultInitialMmapSize is 1 GiB of address space (not memory): about
-	// 5 million events with their index. See docs/store.md.
+	// 7 million events with their index (~154 B each). See docs/store.md.
 	DefaultInitialMmapSize = 1 << 30
 	// DefaultTimeout is how long Open waits for another holder of the lock.
 	DefaultTimeout = 500 * time.Millisecond
