@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,7 +22,7 @@ const (
 	maxBatchEvents = 16384
 	// maxLinger bounds how long collect waits for released appenders to
 	// come back before committing (see collect).
-	maxLinger = 500 * time.Microsecond
+	maxLinger = 1 * time.Millisecond
 
 	// Fill factors (docs/store.md). Events are keyed by an increasing
 	// sequence, so every insert is at the right edge: pack pages full.
@@ -41,9 +42,8 @@ type batchState struct {
 	ixVals  []byte                 // index values of a flush, likewise
 	entries map[uuid.UUID][]lagPos // index entries of this commit, for the lag
 
-	timer      *time.Timer   // linger timer, reused
 	lastCommit time.Duration // how long the last commit took
-	replied    int           // how many requests the last commit released
+	expected   int           // requests expected in the next batch (collect)
 }
 
 // writer is the only goroutine that writes to the file. It takes the first
@@ -52,8 +52,6 @@ type batchState struct {
 func (s *Store) writer() {
 	defer close(s.done)
 	w := &batchState{pending: map[uuid.UUID]uint64{}, cmds: map[string]struct{}{}, entries: map[uuid.UUID][]lagPos{}}
-	w.timer = time.NewTimer(time.Hour)
-	w.timer.Stop()
 	for {
 		r, ok := <-s.reqs
 		if !ok {
@@ -72,7 +70,7 @@ func (s *Store) writer() {
 		start := time.Now()
 		s.commit(w, false)
 		w.lastCommit = time.Since(start)
-		w.replied = len(w.batch)
+		w.expected = len(w.batch) + len(s.reqs)
 		for i, r := range w.batch {
 			r.reply <- struct{}{} // capacity 1, one send per use: never blocks
 			w.batch[i] = nil
@@ -84,13 +82,17 @@ func (s *Store) writer() {
 // Requests whose caller gave up before we took them are dropped here, so
 // a cancelled append is either never written or fully handled.
 //
-// Lingering: the appenders just released by the last commit are usually
-// about to append again, but the first of them reaches the queue before
-// the others have run. Committing at once would split them into two groups
-// that alternate, each waiting for the other's fsyncs: half the
-// throughput. So while fewer requests are queued than the last commit
-// released, collect waits for them, but never longer than a quarter of the
-// last commit's duration (capped at maxLinger). A lone appender never waits.
+// Lingering: the appenders released by the last commit are usually about
+// to append again, but the first of them reaches the queue before the
+// others have run. Committing at once splits them into two groups that
+// alternate, each waiting for the other's fsyncs: half the throughput. So
+// while fewer requests are queued than are expected (those the last commit
+// released plus those that queued during it), collect yields the processor
+// (runtime.Gosched: the released appenders are runnable, and run first) and
+// drains again. It stops as soon as a yield brings nothing twice in a row,
+// or after half the last commit's duration (at most maxLinger). A timer
+// would be simpler but Go's timers wait ~1 ms here, longer than a commit.
+// A lone appender costs one empty yield.
 func (s *Store) collect(w *batchState, r *request) {
 	w.batch = w.batch[:0]
 	events := 0
@@ -100,34 +102,41 @@ func (s *Store) collect(w *batchState, r *request) {
 			events += r.count()
 		}
 	}
-	take(r)
-	for events < maxBatchEvents {
-		select {
-		case r, ok := <-s.reqs:
-			if !ok {
-				return // closed: the next receive ends the writer
+	drain := func() (got int, open bool) {
+		for events < maxBatchEvents {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					return got, false // closed: the next receive ends the writer
+				}
+				take(r)
+				got++
+				continue
+			default:
 			}
-			take(r)
-			continue
-		default:
+			break
 		}
-		break
+		return got, true
 	}
-	linger := min(w.lastCommit/4, maxLinger)
-	if len(w.batch) >= w.replied || events >= maxBatchEvents || linger <= 0 {
+	take(r)
+	if _, open := drain(); !open {
 		return
 	}
-	w.timer.Reset(linger)
-	defer w.timer.Stop()
-	for len(w.batch) < w.replied && events < maxBatchEvents {
-		select {
-		case r, ok := <-s.reqs:
-			if !ok {
-				return
-			}
-			take(r)
-		case <-w.timer.C:
+	start := time.Now()
+	linger := min(w.lastCommit/2, maxLinger)
+	for idle := 0; len(w.batch) < w.expected && events < maxBatchEvents && idle < 2; {
+		if time.Since(start) >= linger {
+			break
+		}
+		runtime.Gosched()
+		got, open := drain()
+		if !open {
 			return
+		}
+		if got == 0 {
+			idle++
+		} else {
+			idle = 0
 		}
 	}
 }
