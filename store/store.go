@@ -153,7 +153,7 @@ func boltOptions(opts Options, readOnly bool) *bolt.Options {
 
 func openError(path string, err error) error {
 	if errors.Is(err, berrors.ErrTimeout) {
-		return fmt.Errorf("store: open %s: another process (a running agent?) holds the file: %w", path, errors.Join(ErrLocked, err))
+		return fmt.Errorf("store: open %s: another process (a running agent?) holds the file: %w (%w)", path, ErrLocked, err)
 	}
 	return fmt.Errorf("store: open %s: %w", path, err)
 }
