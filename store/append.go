@@ -130,7 +130,11 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]uint64, error)
 		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
 			return nil, fmt.Errorf("store: append: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("store: append for %s: %w: %w", req.Domain, ErrMaybeCommitted, ctx.Err())
+		select {
+		case <-r.reply: // the reply raced the cancellation: use it
+		default:
+			return nil, fmt.Errorf("store: append for %s: %w: %w", req.Domain, ErrMaybeCommitted, ctx.Err())
+		}
 	}
 	if r.err != nil {
 		err := r.err
@@ -150,7 +154,7 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]uint64, error)
 
 // encode validates req and encodes its events in the caller's goroutine,
 // presuming versions ExpectedVersion+1... (0+1... under AnyVersion; the
-// writer fixes them up then, see setVersion).
+// writer fixes them up then, see rebase).
 func (s *Store) encode(req AppendRequest) (*request, error) {
 	if req.Domain == uuid.Nil {
 		return nil, invalidf("append: nil domain")

@@ -26,6 +26,9 @@ func clampLimit(limit int) int {
 // sequence order.
 func (s *Store) ReadAfter(ctx context.Context, after uint64, limit int) ([]domains.Event, error) {
 	limit = clampLimit(limit)
+	if after == ^uint64(0) {
+		return nil, ctx.Err() // nothing can follow; after+1 would wrap to the start
+	}
 	var out []domains.Event
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
@@ -48,6 +51,9 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, limit int) ([]domai
 // afterVersion, in version order. An unknown domain gives no events.
 func (s *Store) ReadDomain(ctx context.Context, id uuid.UUID, afterVersion uint64, limit int) ([]domains.Event, error) {
 	limit = clampLimit(limit)
+	if afterVersion == ^uint64(0) {
+		return nil, ctx.Err() // nothing can follow; afterVersion+1 would wrap
+	}
 	lagging := s.lag.of(id) // before the transaction: all of these are visible in it
 	var out []domains.Event
 	err := s.view(ctx, func(tx *bolt.Tx) error {

@@ -362,6 +362,12 @@ func TestReadDomainPaging(t *testing.T) {
 	if page, err := s.ReadDomain(ctx, uuid.New(), 0, 10); err != nil || len(page) != 0 {
 		t.Fatalf("unknown domain: %v %v", page, err)
 	}
+	if page, err := s.ReadDomain(ctx, gens[0].id, ^uint64(0), 10); err != nil || len(page) != 0 {
+		t.Fatalf("after the last possible version: %v %v", page, err)
+	}
+	if page, err := s.ReadAfter(ctx, ^uint64(0), 10); err != nil || len(page) != 0 {
+		t.Fatalf("after the last possible sequence: %v %v", page, err)
+	}
 }
 
 func TestCommittedFires(t *testing.T) {
