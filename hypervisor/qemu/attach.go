@@ -1,0 +1,128 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/hypervisor/qmp"
+)
+
+// Attach reconnects to the QEMU of cfg that kept running while the agent
+// was away. The pid file alone proves nothing (the pid may have been
+// reused since), so the process must also carry "-uuid <uuid>" on its
+// command line. Without such a process the error matches
+// domains.ErrNotFound.
+func (d *Driver) Attach(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
+	g, err := d.AttachGuest(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// AttachGuest is Attach returning the concrete type.
+func (d *Driver) AttachGuest(ctx context.Context, cfg domains.Config) (*Guest, error) {
+	p := d.Paths(cfg.UUID)
+	pid, pidfd, err := findQEMU(p, cfg.UUID)
+	if err != nil {
+		return nil, err
+	}
+	// From here on the pidfd pins the process identity: whatever happens
+	// to the pid, signals and exit notification concern this QEMU.
+	mon, err := qmp.Dial(ctx, "unix", p.QMP)
+	if err != nil {
+		closeFD(pidfd)
+		return nil, domains.Errorf(domains.CodeUnavailable, "qemu: attach %s (pid %d): monitor: %w", cfg.UUID, pid, err)
+	}
+	accel, err := queryAccel(ctx, mon)
+	if err != nil {
+		mon.Close()
+		closeFD(pidfd)
+		return nil, fmt.Errorf("qemu: attach %s: %w", cfg.UUID, err)
+	}
+	log := d.log
+	proc := watchPID(pid, pidfd, func() { removeRuntimeFiles(log, p) })
+	g := newGuest(d.log, cfg.UUID, p, accel, proc, mon)
+	g.log.Info().Str("accel", accel).Msg("attached to running qemu")
+	return g, nil
+}
+
+// findQEMU returns the pid of the live QEMU of domain id and a pidfd for
+// it (-1 where the kernel has none; the caller owns it), or an error
+// matching domains.ErrNotFound.
+func findQEMU(p Paths, id uuid.UUID) (pid, pidfd int, err error) {
+	notFound := func(format string, a ...any) (int, int, error) {
+		return 0, -1, domains.Errorf(domains.CodeNotFound, "qemu: domain %s: no running QEMU: "+format, append([]any{id}, a...)...)
+	}
+	b, err := os.ReadFile(p.PID)
+	if err != nil {
+		return notFound("%w", err)
+	}
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return notFound("pid file %s holds %q", p.PID, b)
+	}
+	// Open the pidfd before checking the command line, so the check and
+	// everything after it concern the same process even if the pid is
+	// recycled in between.
+	pidfd, err = unix.PidfdOpen(pid, 0)
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		return notFound("pid %d has exited", pid)
+	case errors.Is(err, unix.ENOSYS):
+		pidfd = -1
+	case err != nil:
+		return 0, -1, fmt.Errorf("qemu: pidfd_open %d: %w", pid, err)
+	}
+	if !isOurQEMU(pid, id) {
+		closeFD(pidfd)
+		return notFound("pid %d is not its QEMU (or has exited)", pid)
+	}
+	return pid, pidfd, nil
+}
+
+// isOurQEMU checks /proc/<pid>/cmdline for "-uuid <id>" as two consecutive
+// arguments. A zombie has an empty command line, so it never matches.
+func isOurQEMU(pid int, id uuid.UUID) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
+	for i := 0; i+1 < len(args); i++ {
+		if string(args[i]) == "-uuid" && strings.EqualFold(string(args[i+1]), id.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// queryAccel asks QEMU which accelerator it runs with; an attached QEMU
+// may predate the driver's current choice.
+func queryAccel(ctx context.Context, mon *qmp.Client) (string, error) {
+	var kvm struct {
+		Enabled bool `json:"enabled"`
+	}
+	if err := mon.Execute(ctx, "query-kvm", nil, &kvm); err != nil {
+		return "", err
+	}
+	if kvm.Enabled {
+		return AccelKVM, nil
+	}
+	return AccelTCG, nil
+}
+
+func closeFD(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
