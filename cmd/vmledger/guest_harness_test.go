@@ -65,7 +65,7 @@ func shortRunDir(t testing.TB) string {
 	}
 	t.Cleanup(func() {
 		// Guests a failed test left behind must not outlive it.
-		_ = exec.Command("pkill", "-KILL", "-f", run).Run()
+		_ = exec.Command("pkill", "-KILL", "-f", run+"/").Run()
 		os.RemoveAll(run)
 	})
 	return run

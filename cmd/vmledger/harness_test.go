@@ -90,7 +90,12 @@ func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string)
 		}
 	}()
 	go func() { _ = a.cmd.Wait(); pw.Close(); close(a.done) }()
-	t.Cleanup(func() { a.stop() })
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.stderr.String())
+		}
+	})
 	select {
 	case r := <-ready:
 		a.natsURL, a.metrics = r[0], r[1]
