@@ -2,6 +2,7 @@ package domains
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -86,7 +87,19 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (Result, error
 		if _, ok := Next(d.State, TypeStopped); !ok {
 			return Result{}, Errorf(CodeConflict, "domain %q is not running (%s)", d.Config.Name, d.State)
 		}
-		if h := s.guest(d.Config.UUID); h != nil {
+		h := s.guest(d.Config.UUID)
+		if h == nil && s.driver != nil {
+			// Not watched (recovery failed): find QEMU before declaring it
+			// stopped, so destroy never leaves a guest running unrecorded.
+			g, err := s.driver.Attach(ctx, d.Config)
+			switch {
+			case err == nil:
+				h = &guestHandle{id: d.Config.UUID, guest: g}
+			case !errors.Is(err, ErrNotFound):
+				return Result{}, coded(CodeUnavailable, "destroy %q: %w", d.Config.Name, err)
+			}
+		}
+		if h != nil {
 			if err := h.guest.Kill(ctx); err != nil {
 				return Result{}, coded(CodeUnavailable, "destroy %q: %w", d.Config.Name, err)
 			}
@@ -110,8 +123,7 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t Type, do func(co
 			return Result{}, err
 		}
 		defer unlock()
-		next, ok := Next(d.State, t)
-		if !ok || (t == TypeShutdown && d.State == StateShutdown) {
+		if _, ok := Next(d.State, t); !ok || (t == TypeShutdown && d.State == StateShutdown) {
 			return Result{}, Errorf(CodeConflict, "cannot %s domain %q: it is %s", verbOf(t), d.Config.Name, d.State)
 		}
 		h := s.guest(d.Config.UUID)
@@ -134,7 +146,6 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t Type, do func(co
 			}
 			return res, nil
 		}
-		_ = next
 		return s.commit(ctx, cmdID, d.Config.UUID, p)
 	})
 }
