@@ -11,7 +11,7 @@ import (
 func newGuestImageCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "guest-image PATH",
-		Short: "Write the project's tiny test guest (a 512-byte boot disk) to PATH",
+		Short: "Write the project's tiny test guest (a boot sector in a 1 MiB raw disk) to PATH",
 		Long: `Write vmledger's own tiny guest: a BIOS boot sector (padded to a 1 MiB raw disk, as q35's AHCI boot needs) that prints
 "RTC YYYY-MM-DD hh:mm:ss" on COM1 every second and sets its RTC when it
 reads "T YYYYMMDDhhmmss" (see docs/guest.md). Use it as a raw IDE disk:
