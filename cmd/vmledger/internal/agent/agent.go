@@ -103,6 +103,7 @@ type agent struct {
 	metricsSrv  *http.Server
 	relayStop   func()
 	consoles    *consoles
+	folded      chan struct{} // signalled after the service folds a commit
 	consoleStop func()
 	snapStop    func()
 
@@ -110,6 +111,7 @@ type agent struct {
 }
 
 func (a *agent) validate() error {
+	a.folded = make(chan struct{}, 1)
 	c := &a.cfg
 	if !domains.ValidName(c.Host) {
 		return domains.Errorf(domains.CodeInvalid, "host %q: must be a NATS subject token (letters, digits, '-', '_')", c.Host)
@@ -270,7 +272,13 @@ func (a *agent) stopNATS(ctx context.Context) error {
 func (a *agent) startService(context.Context) error {
 	a.svc = domains.NewService(domains.Options{
 		Log: a.store.EventLog(), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
-		OnCommit: func(e domains.Event) { a.metrics.events.WithLabelValues(string(e.Type)).Inc() },
+		OnCommit: func(e domains.Event) {
+			a.metrics.events.WithLabelValues(string(e.Type)).Inc()
+			select { // the projection has folded e: wake the console loop
+			case a.folded <- struct{}{}:
+			default:
+			}
+		},
 	})
 	a.proj = nil // the service owns it now
 	return nil

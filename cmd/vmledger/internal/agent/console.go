@@ -128,12 +128,14 @@ func (a *agent) startConsoles(context.Context) error {
 	}
 	a.consoles = &consoles{nc: a.nc, host: a.cfg.Host, path: a.driver.ConsolePath,
 		log: a.log.With().Str("component", "console").Logger(), active: map[uuid.UUID]func(){}}
+	// Wake on the service's folds, not on the store's commits: a commit is
+	// visible in the store before the projection has folded it, and a sync
+	// then would miss the domain that just started.
 	a.consoleStop = background(func(ctx context.Context) {
 		for {
-			ch := a.store.Committed()
 			a.consoles.sync(ctx, a.svc.List())
 			select {
-			case <-ch:
+			case <-a.folded:
 			case <-ctx.Done():
 				return
 			}
