@@ -3,6 +3,7 @@ package domains
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -35,6 +36,12 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o StartOptions) 
 			ps = append(ps, Paused{Reason: PauseUser})
 		}
 		res, err := s.commit(ctx, cmdID, d.Config.UUID, ps...)
+		if err != nil && s.startLanded(d.Config.UUID, g.PID()) {
+			// The append failed ambiguously but its events are in the log:
+			// the start is on record, so the guest runs and is watched.
+			s.watch(d.Config.UUID, g)
+			return s.reread(ctx, cmdID)
+		}
 		if err != nil {
 			// Undo: a guest whose start is not on record must not run.
 			kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -99,18 +106,30 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (Result, error
 				return Result{}, coded(CodeUnavailable, "destroy %q: %w", d.Config.Name, err)
 			}
 		}
+		attached := h != nil && s.guest(d.Config.UUID) != h
 		if h != nil {
-			if err := h.guest.Kill(ctx); err != nil {
+			err := h.guest.Kill(ctx)
+			if err == nil {
+				select {
+				case <-h.guest.Done():
+				case <-ctx.Done():
+					err = fmt.Errorf("QEMU did not exit: %w", ctx.Err())
+				}
+			}
+			if err != nil {
+				if attached {
+					_ = h.guest.Detach() // not ours to keep: drop the monitor
+				}
 				return Result{}, coded(CodeUnavailable, "destroy %q: %w", d.Config.Name, err)
 			}
-			select {
-			case <-h.guest.Done():
-			case <-ctx.Done():
-				return Result{}, Errorf(CodeUnavailable, "destroy %q: QEMU did not exit: %w", d.Config.Name, ctx.Err())
-			}
+		}
+		res, err := s.commit(ctx, cmdID, d.Config.UUID, Stopped{Reason: StopDestroyed})
+		if err == nil && h != nil {
+			// Only now: had the commit failed, the watcher would still
+			// record QEMU's end as stopped (crashed).
 			s.forget(d.Config.UUID, h)
 		}
-		return s.commit(ctx, cmdID, d.Config.UUID, Stopped{Reason: StopDestroyed})
+		return res, err
 	})
 }
 
@@ -123,7 +142,10 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t Type, do func(co
 			return Result{}, err
 		}
 		defer unlock()
-		if _, ok := Next(d.State, t); !ok || (t == TypeShutdown && d.State == StateShutdown) {
+		// In shutdown, the guest is on its way out: pausing it there would
+		// strand it (there is no resume from "in shutdown"), and pressing
+		// the button twice does nothing more.
+		if _, ok := Next(d.State, t); !ok || d.State == StateShutdown && (t == TypeShutdown || t == TypePaused) {
 			return Result{}, Errorf(CodeConflict, "cannot %s domain %q: it is %s", verbOf(t), d.Config.Name, d.State)
 		}
 		h := s.guest(d.Config.UUID)
@@ -172,4 +194,19 @@ func coded(code Code, format string, a ...any) error {
 		e.Code = inner.Code
 	}
 	return err
+}
+
+// reread returns the recorded result of a command whose append failed
+// ambiguously but landed.
+func (s *Service) reread(ctx context.Context, cmdID string) (Result, error) {
+	if cmdID == "" {
+		return Result{}, Errorf(CodeUnavailable, "the start was recorded, but its reply was lost; see the domain's history")
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	rec, found, err := s.log.Command(rctx, cmdID)
+	if err != nil || !found {
+		return Result{}, Errorf(CodeUnavailable, "the start was recorded, but its reply was lost: %v", err)
+	}
+	return decodeResult(rec)
 }

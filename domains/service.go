@@ -189,6 +189,11 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 	if cmdID != "" {
 		req.Result = encodeResult(Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
 	}
+	// Events record what already happened: the caller giving up must not
+	// cut the recording short, so the append and the fold run on a context
+	// of their own (bounded, never cancelled by the request).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	seqs, err := s.log.Append(ctx, req)
 	if err != nil {
 		// The log may hold events this projection has not seen (an append
@@ -237,6 +242,19 @@ func (s *Service) catchUp(ctx context.Context, upto uint64) error {
 		}
 	}
 	return nil
+}
+
+// recordTimeout bounds the recording of facts that already happened.
+const recordTimeout = 30 * time.Second
+
+// startLanded reports whether, after an append that failed ambiguously,
+// the log (as folded) records this very QEMU as started: only our own
+// started event carries its pid.
+func (s *Service) startLanded(id uuid.UUID, pid int) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, ok := s.proj.domains[id]
+	return ok && d.Live != nil && d.Live.PID == pid && d.State.Active()
 }
 
 // predict returns the name and state the domain will have after evs.

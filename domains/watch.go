@@ -34,9 +34,18 @@ func (s *Service) forget(id uuid.UUID, h *guestHandle) {
 func (s *Service) watch(id uuid.UUID, g Guest) {
 	h := &guestHandle{id: id, guest: g}
 	s.lmu.Lock()
+	select {
+	case <-s.closed:
+		// The service stopped while this guest was starting: leave it
+		// running for the next agent, as Close does with the others.
+		s.lmu.Unlock()
+		_ = g.Detach()
+		return
+	default:
+	}
 	s.guests[id] = h
+	s.wg.Add(1) // under lmu, ordered before Close's Wait
 	s.lmu.Unlock()
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		events := g.Events()
@@ -44,8 +53,16 @@ func (s *Service) watch(id uuid.UUID, g Guest) {
 			select {
 			case ev, ok := <-events:
 				if !ok {
-					events = nil
-					continue
+					// The monitor went away. If QEMU is exiting, Done
+					// follows; if not, reconnect and re-read its state.
+					select {
+					case <-g.Done():
+						s.exited(h)
+					case <-time.After(monitorGrace):
+						s.reconnect(h)
+					case <-s.closed:
+					}
+					return
 				}
 				s.hint(h, ev)
 			case <-g.Done():
@@ -134,7 +151,7 @@ func (s *Service) hint(h *guestHandle, ev GuestEvent) {
 	if ev.Kind == GuestStop || ev.Kind == GuestResume {
 		at = time.Time{}
 	}
-	_, _ = s.commitAt(ctx, at, "", h.id, p) // a failed append leaves QEMU's state to the next re-read
+	s.record(ctx, h.id, at, p)
 }
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings
@@ -182,7 +199,56 @@ func (s *Service) exited(h *guestHandle) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.hintTO)
 	defer cancel()
-	_, _ = s.commit(ctx, "", h.id, Stopped{Reason: reason, Detail: detail})
+	s.record(ctx, h.id, time.Time{}, Stopped{Reason: reason, Detail: detail})
+}
+
+// record appends a guest-reported fact, retrying a failing log a few times
+// (a fact QEMU reported once is not reported again), as long as the fact
+// still fits the domain's state. The caller holds the domain's lock.
+func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p Payload) {
+	for try, wait := 0, 100*time.Millisecond; ; try, wait = try+1, wait*2 {
+		_, err := s.commitAt(ctx, at, "", id, p)
+		if err == nil || try == 4 {
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		case <-s.closed:
+			return
+		}
+		s.mu.RLock()
+		d, ok := s.proj.Get(id)
+		s.mu.RUnlock()
+		if _, legal := Next(d.State, p.EventType()); !ok || !legal {
+			return // the log moved on (caught up): the fact no longer applies
+		}
+	}
+}
+
+// monitorGrace is how long a watcher waits, after QMP went away, for QEMU
+// to exit before it concludes that only the monitor was lost.
+const monitorGrace = time.Second
+
+// reconnect re-attaches to a QEMU whose monitor connection was lost while
+// it kept running, and records what changed meanwhile (as at agent start).
+func (s *Service) reconnect(h *guestHandle) {
+	s.forget(h.id, h)
+	_ = h.guest.Detach()
+	for wait := 200 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+		err := s.recoverOne(ctx, h.id)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-s.closed:
+			return
+		}
+	}
 }
 
 // Recover reattaches to guests that kept running while the agent was away
@@ -197,53 +263,54 @@ func (s *Service) Recover(ctx context.Context) error {
 		if !d.State.Active() {
 			continue
 		}
-		if err := s.recoverOne(ctx, d.Config.UUID); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
+		err := s.recoverOne(rctx, d.Config.UUID)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("domain %q: %w", d.Config.Name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// recoverTimeout bounds reattaching to one guest: a QEMU that greets but
+// never answers must not hold up the agent.
+const recoverTimeout = 30 * time.Second
+
 func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
-	unlock := s.lock(id)
+	// The lock is held until the guest is watched, so no command can reach
+	// QEMU in between (it serves one QMP client at a time).
+	defer s.lock(id)()
 	s.mu.RLock()
 	d, ok := s.proj.Get(id)
 	s.mu.RUnlock()
 	if !ok || !d.State.Active() || s.guest(id) != nil {
-		unlock()
 		return nil
 	}
 	g, err := s.driver.Attach(ctx, d.Config)
 	if errors.Is(err, ErrNotFound) {
 		_, err = s.commit(ctx, "", id, Stopped{Reason: StopCrashed, Detail: "QEMU was gone when the agent reconnected"})
-		unlock()
 		return err
 	}
 	if err != nil {
-		unlock()
 		return err
 	}
-	h := &guestHandle{id: id, guest: g}
-	s.lmu.Lock()
-	s.guests[id] = h
-	s.lmu.Unlock()
-	if p := s.runDiff(ctx, h, d); p != nil {
+	// Whatever is recorded below, the guest ends up watched: a failed
+	// append must not leave a QEMU whose exit nobody notices.
+	defer s.watch(id, g)
+	var errs []error
+	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
-			unlock()
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
 		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
 			if _, err := s.commit(ctx, "", id, RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {
-				unlock()
-				return err
+				errs = append(errs, err)
 			}
 		}
 	}
-	s.forget(id, h) // watch registers it again
-	unlock()
-	s.watch(id, g)
-	return nil
+	return errors.Join(errs...)
 }

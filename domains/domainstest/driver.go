@@ -371,3 +371,7 @@ func (g *FakeGuest) Detach() error {
 	g.closeEvents()
 	return nil
 }
+
+// DropMonitor simulates a lost QMP connection while QEMU keeps running:
+// Events closes, Done does not.
+func (g *FakeGuest) DropMonitor() { g.closeEvents() }
