@@ -144,6 +144,9 @@ func (c Config) Validate() error {
 			add("nics[%d].id %q: must be a unique device id", i, n.ID)
 		}
 		seen[n.ID] = true
+		if n.Model != "" && !machineRE.MatchString(n.Model) {
+			add("nics[%d].model %q: not a QEMU device name", i, n.Model)
+		}
 		if n.MAC != "" && !macRE.MatchString(n.MAC) {
 			add("nics[%d].mac %q: must be lower-case aa:bb:cc:dd:ee:ff", i, n.MAC)
 		}
@@ -195,6 +198,14 @@ func (k Clock) problems() []string {
 // have no business in a path.
 func badPathRune(r rune) bool { return r == ',' || r < 0x20 || r == 0x7f }
 
+// hostProps are properties that name host files or host-side backends
+// (or the device's identity): a guest config must not reach the host, nor
+// another device's chardev or drive, through them.
+var hostProps = map[string]bool{
+	"id": true, "driver": true, "file": true, "romfile": true, "chardev": true, "drive": true,
+	"netdev": true, "memdev": true, "fsdev": true, "path": true, "filename": true, "bus": true,
+}
+
 // propRE keeps device properties from smuggling extra QEMU options.
 var propRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@+-]{0,256}$`)
 
@@ -207,8 +218,8 @@ func (d Device) Validate() error {
 		return fmt.Errorf("driver %q: not a QEMU device driver name", d.Driver)
 	}
 	for k, v := range d.Props {
-		if !idRE.MatchString(k) || k == "id" || k == "driver" || !propRE.MatchString(v) {
-			return fmt.Errorf("prop %q=%q: not allowed", k, v)
+		if !idRE.MatchString(k) || hostProps[strings.ToLower(k)] || !propRE.MatchString(v) || strings.HasPrefix(v, "/") {
+			return fmt.Errorf("prop %q=%q: not allowed (no host paths, backends or ids in device props)", k, v)
 		}
 	}
 	return nil

@@ -47,7 +47,9 @@ var (
 // Errorf makes a coded error; a %w verb keeps the cause for errors.Is.
 func Errorf(code Code, format string, a ...any) error {
 	err := fmt.Errorf(format, a...)
-	return &Error{Code: code, Message: err.Error(), err: errors.Unwrap(err)}
+	// Keep the formatted error itself as the cause: it unwraps to every %w
+	// operand (errors.Unwrap would drop them when there are several).
+	return &Error{Code: code, Message: err.Error(), err: err}
 }
 
 // CodeOf returns the code of err, CodeInternal when it carries none.

@@ -140,7 +140,7 @@ func TestCommandLineErrors(t *testing.T) {
 		}, want: "no free ide port"},
 		{name: "nic model with comma", edit: func(c *domains.Config) {
 			c.NICs = []domains.NIC{{ID: "n0", Model: "e1000,romfile=/etc/shadow"}}
-		}, want: "not a QEMU device name"},
+		}, want: "not a QEMU device name", invalid: true}, // refused at define since the review
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

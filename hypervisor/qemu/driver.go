@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -35,16 +36,21 @@ type Options struct {
 	// Accel is "auto" (default: KVM when /dev/kvm opens read-write, else
 	// TCG), "kvm" (fail at New when KVM is unusable) or "tcg".
 	Accel string
-	Log   zerolog.Logger
+	// Protected are directories no guest disk may point into (the agent's
+	// state directory: its event log). RunDir is always protected: it holds
+	// every guest's RAM file and sockets.
+	Protected []string
+	Log       zerolog.Logger
 }
 
 // Driver starts and re-attaches QEMU guests. It holds no per-guest state:
 // everything it needs to find a guest again is in the guest's run directory.
 type Driver struct {
-	runDir string
-	binary string
-	accel  string
-	log    zerolog.Logger
+	runDir    string
+	protected []string
+	binary    string
+	accel     string
+	log       zerolog.Logger
 }
 
 var _ domains.Driver = (*Driver)(nil)
@@ -86,6 +92,11 @@ func New(o Options) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{runDir: runDir, binary: path, accel: accel, log: o.Log}
+	for _, dir := range append([]string{runDir}, o.Protected...) {
+		if abs, err := filepath.Abs(dir); err == nil {
+			d.protected = append(d.protected, filepath.Clean(abs))
+		}
+	}
 	d.log.Info().Str("accel", accel).Str("requested", o.Accel).Str("binary", path).
 		Str("run_dir", runDir).Msg("qemu driver ready")
 	return d, nil
@@ -130,4 +141,33 @@ func kvmUsable(dev string) error {
 		return &os.PathError{Op: "open", Path: dev, Err: err}
 	}
 	return unix.Close(fd)
+}
+
+// checkDisks refuses disks inside a protected directory, following
+// symbolic links, so a config cannot hand a guest another guest's RAM, a
+// control socket or the agent's event log.
+func (d *Driver) checkDisks(cfg domains.Config) error {
+	for _, disk := range cfg.Disks {
+		p := filepath.Clean(disk.Path)
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		} else if target, err := os.Readlink(p); err == nil { // dangling: where it points
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(p), target)
+			}
+			p = filepath.Clean(target)
+		}
+		for _, dir := range d.protected {
+			real := dir
+			if r, err := filepath.EvalSymlinks(dir); err == nil {
+				real = r
+			}
+			for _, base := range []string{dir, real} {
+				if p == base || strings.HasPrefix(p, base+string(filepath.Separator)) {
+					return domains.Errorf(domains.CodeInvalid, "disk %s: %s is inside %s, which guests may not use", disk.Target, disk.Path, dir)
+				}
+			}
+		}
+	}
+	return nil
 }

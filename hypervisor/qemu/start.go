@@ -52,6 +52,9 @@ func (d *Driver) StartGuest(ctx context.Context, spec domains.StartSpec) (*Guest
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
 		defer cancel()
 	}
+	if err := d.checkDisks(spec.Config); err != nil {
+		return nil, err
+	}
 	id := spec.Config.UUID
 	l := &launch{d: d, spec: spec, paths: d.Paths(id)}
 	log := d.log.With().Str("domain", id.String()).Str("name", spec.Config.Name).Logger()

@@ -208,7 +208,7 @@ func (a *agent) startHypervisor(context.Context) error {
 		a.cfg.RunDir = filepath.Join(a.cfg.StateDir, "run")
 	}
 	d, err := qemu.New(qemu.Options{RunDir: a.cfg.RunDir, Binary: a.cfg.QEMUBinary, Accel: a.cfg.Accel,
-		Log: a.log.With().Str("component", "qemu").Logger()})
+		Protected: []string{a.cfg.StateDir}, Log: a.log.With().Str("component", "qemu").Logger()})
 	if err != nil {
 		if a.cfg.Accel == "auto" || a.cfg.Accel == "" {
 			a.log.Warn().Err(err).Msg("hypervisor: none: QEMU is not usable; lifecycle verbs will answer unavailable")
@@ -312,7 +312,8 @@ func (a *agent) stopRelay(ctx context.Context) error {
 }
 
 func (a *agent) startHistory(ctx context.Context) error {
-	h, err := bus.StartHistory(ctx, a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "history").Logger()})
+	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
+	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "history").Logger()})
 	if err != nil {
 		return err
 	}
@@ -321,7 +322,7 @@ func (a *agent) startHistory(ctx context.Context) error {
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
-	c, err := bus.StartCommands(ctx, a.nc, api.Handler{Svc: a.svc, Log: a.store}, bus.CommandOptions{
+	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store}, bus.CommandOptions{
 		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log.With().Str("component", "commands").Logger(),
 	})
 	if err != nil {
