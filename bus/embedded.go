@@ -27,6 +27,10 @@ type EmbeddedOptions struct {
 	Logger zerolog.Logger
 	// Debug and Trace enable the server's debug and protocol tracing.
 	Debug, Trace bool
+	// Token, when set, is required of every client (NATS token auth): the
+	// bus carries commands that start and destroy guests, and loopback is
+	// reachable by every local user.
+	Token string
 }
 
 // Embedded is a running in-process nats-server.
@@ -61,7 +65,8 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		Debug:  o.Debug,
 		Trace:  o.Trace,
 		// No HTTP monitor, no cluster, no JetStream: the log is bbolt.
-		HTTPPort: 0,
+		HTTPPort:      0,
+		Authorization: o.Token,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -59,6 +59,7 @@ guests keep running and are reattached at the next start.`,
 	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("VMLEDGER_AGENT_NATS_URL"), "external NATS server or cluster (comma-separated URLs); empty: embedded server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
+	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
 	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or none (no hypervisor)")
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")

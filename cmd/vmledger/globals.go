@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +19,8 @@ type globals struct {
 	natsURL string
 	host    string
 	creds   string
+	token   string
+	tokenF  string
 	timeout time.Duration
 	json    bool
 }
@@ -29,6 +32,9 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVar(&g.natsURL, "nats-url", envOr("VMLEDGER_NATS_URL", defaultNATSURL), "NATS server URL(s), comma-separated (env VMLEDGER_NATS_URL)")
 	f.StringVar(&g.host, "host", envOr("VMLEDGER_HOST", defaultHost()), "agent host name, a NATS subject token (env VMLEDGER_HOST)")
 	f.StringVar(&g.creds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file (env VMLEDGER_NATS_CREDS)")
+	f.StringVar(&g.token, "nats-token", os.Getenv("VMLEDGER_NATS_TOKEN"), "NATS token (env VMLEDGER_NATS_TOKEN); default: read from --nats-token-file")
+	f.StringVar(&g.tokenF, "nats-token-file", envOr("VMLEDGER_NATS_TOKEN_FILE", filepath.Join(defaultStateDir(), "nats.token")),
+		"file holding the embedded NATS server's token, used when it exists and no token is given (env VMLEDGER_NATS_TOKEN_FILE)")
 	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for the agent")
 }
 
@@ -61,7 +67,7 @@ func (g *globals) dial(ctx context.Context) (*nats.Conn, *bus.Client, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	nc, err := bus.Connect(cctx, g.natsURL, bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds})
+	nc, err := bus.Connect(cctx, g.natsURL, bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, Token: g.natsToken()})
 	if err != nil {
 		return nil, nil, domains.Errorf(domains.CodeUnavailable, "connect to NATS at %s: %w", g.natsURL, err)
 	}
@@ -78,4 +84,17 @@ func (g *globals) call(ctx context.Context, verb string, req, resp any) error {
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	return c.Call(cctx, verb, req, resp)
+}
+
+// natsToken is --nats-token, else the token file's content when it can be
+// read (the agent's embedded server writes it; only who may read the
+// state directory gets it), else none.
+func (g *globals) natsToken() string {
+	if g.token != "" {
+		return g.token
+	}
+	if b, err := os.ReadFile(g.tokenF); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
 }

@@ -98,7 +98,7 @@ func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string)
 	})
 	select {
 	case r := <-ready:
-		a.natsURL, a.metrics = r[0], r[1]
+		a.natsURL, a.metrics = withToken(t, r[0], stateDir), r[1]
 	case <-a.done:
 		t.Fatalf("agent exited before ready:\n%s", a.stderr.String())
 	case <-time.After(30 * time.Second):
@@ -188,4 +188,15 @@ func uuidOf(t testing.TB, s string) uuid.UUID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// withToken puts the agent's NATS token (from its state directory) into
+// the URL, the way a user holding the token connects with plain nats.go.
+func withToken(t testing.TB, url, stateDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(stateDir, "nats.token"))
+	if err != nil {
+		return url // --nats-no-auth or an external server
+	}
+	return strings.Replace(url, "nats://", "nats://"+strings.TrimSpace(string(b))+"@", 1)
 }

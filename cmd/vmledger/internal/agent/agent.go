@@ -26,11 +26,14 @@ import (
 
 // Config is the agent's configuration (flags of `vmledger agent`).
 type Config struct {
-	StateDir      string
-	Host          string
-	NATSURL       string // empty: run an embedded server
-	NATSListen    string // embedded server's host:port
-	NATSCreds     string
+	StateDir   string
+	Host       string
+	NATSURL    string // empty: run an embedded server
+	NATSListen string // embedded server's host:port
+	NATSCreds  string
+	// NATSNoAuth runs the embedded server without its token (any local
+	// user can then command the agent).
+	NATSNoAuth    bool
 	MetricsAddr   string // empty: no metrics endpoint
 	SnapshotEvery uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
@@ -74,7 +77,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.Join(err, st.unwind(uctx))
 	}
 	info := Info{Host: cfg.Host, NATSURL: a.natsURL, MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
-	a.log.Info().Str("host", info.Host).Str("nats", info.NATSURL).Str("metrics", info.MetricsAddr).Uint64("last_seq", info.LastSeq).
+	tokenFile := ""
+	if a.natsToken != "" {
+		tokenFile = filepath.Join(a.cfg.StateDir, TokenFile)
+	}
+	a.log.Info().Str("host", info.Host).Str("nats", info.NATSURL).Str("nats_token_file", tokenFile).Str("metrics", info.MetricsAddr).Uint64("last_seq", info.LastSeq).
 		Int("domains", info.Domains).Str("state_dir", cfg.StateDir).Msg("agent ready")
 	if cfg.Ready != nil {
 		cfg.Ready(info)
@@ -95,6 +102,7 @@ type agent struct {
 	embedded    *bus.Embedded
 	nc          *nats.Conn
 	natsURL     string
+	natsToken   string
 	svc         *domains.Service
 	metrics     *metrics
 	relay       *bus.Relay
@@ -240,13 +248,19 @@ func (a *agent) startNATS(ctx context.Context) error {
 		if port == 0 {
 			port = -1 // nats-server's "pick a free port"; its 0 means 4222
 		}
-		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Logger: a.log.With().Str("component", "nats").Logger()})
+		token := ""
+		if !a.cfg.NATSNoAuth {
+			if token, err = loadOrCreateToken(a.cfg.StateDir); err != nil {
+				return err
+			}
+		}
+		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log.With().Str("component", "nats").Logger()})
 		if err != nil {
 			return err
 		}
-		a.embedded, url = e, e.ClientURL()
+		a.embedded, url, a.natsToken = e, e.ClientURL(), token
 	}
-	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds})
+	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, Token: a.natsToken})
 	if err != nil {
 		if a.embedded != nil {
 			_ = a.embedded.Shutdown(ctx)
