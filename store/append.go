@@ -111,6 +111,9 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) ([]uint64, error)
 		return nil, err
 	}
 
+	if b := s.broken.Load(); b != nil {
+		return nil, *b
+	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()

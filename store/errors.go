@@ -19,6 +19,9 @@ var (
 
 	// ErrLocked: another process holds the file (a running agent).
 	ErrLocked = errors.New("store: file is locked")
+	// ErrBroken: a commit failed after it was written (its fsync failed);
+	// the store refuses appends until it is closed and opened again.
+	ErrBroken = errors.New("store: a commit failed after it was written; reopen the log")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
 	// ErrNoSnapshot: no snapshot was saved yet.

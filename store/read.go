@@ -29,6 +29,14 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, limit int) ([]domai
 	if after == ^uint64(0) {
 		return nil, ctx.Err() // nothing can follow; after+1 would wrap to the start
 	}
+	// Only acknowledged events: the file may already hold a commit whose
+	// appenders are still waiting (or whose sync failed); LastSeq moves
+	// only after the commit returned.
+	head := s.LastSeq()
+	if after >= head {
+		return nil, ctx.Err()
+	}
+	limit = int(min(uint64(limit), head-after))
 	var out []domains.Event
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()

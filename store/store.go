@@ -95,6 +95,12 @@ type Store struct {
 
 	commitMu sync.Mutex
 	commitCh chan struct{} // closed and replaced at each commit
+
+	// broken is set when a commit failed after bbolt had written it (its
+	// fsync failed): bbolt then serves that transaction as committed while
+	// this store's sequence counter does not know it. Every later append
+	// fails until the log is reopened, which re-reads the truth from disk.
+	broken atomic.Pointer[error]
 }
 
 // Open opens (creating if needed) the log at path for writing, holding an

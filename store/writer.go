@@ -59,7 +59,7 @@ func (s *Store) writer() {
 		if !ok {
 			// Closing: write the lagging index entries, so that a cleanly
 			// closed log has a complete index.
-			if s.lag.n > 0 {
+			if s.lag.n > 0 && s.broken.Load() == nil {
 				w.batch = w.batch[:0]
 				s.commit(w, true)
 			}
@@ -68,6 +68,14 @@ func (s *Store) writer() {
 		s.collect(w, r)
 		if len(w.batch) == 0 {
 			continue // every request was abandoned before we took it
+		}
+		if b := s.broken.Load(); b != nil {
+			for i, r := range w.batch {
+				r.err = *b
+				r.reply <- struct{}{}
+				w.batch[i] = nil
+			}
+			continue
 		}
 		start := time.Now()
 		s.commit(w, false)
@@ -168,6 +176,7 @@ func (s *Store) commit(w *batchState, flushIndex bool) {
 
 	last := s.lastSeq.Load()
 	next := last
+	built := false // the transaction's work is done; from here bbolt writes it
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		next = last
 		keys := w.keys[:8*total]
@@ -207,10 +216,27 @@ func (s *Store) commit(w *batchState, flushIndex bool) {
 			}
 		}
 		if flush {
-			return s.lag.flush(tx, w.entries, next, w.ixVals)
+			if err := s.lag.flush(tx, w.entries, next, w.ixVals); err != nil {
+				return err
+			}
 		}
+		built = true
 		return nil
 	})
+	if err != nil && built {
+		// bbolt failed while writing or syncing the commit: the
+		// transaction may be visible (bbolt reloads the newest meta page),
+		// so neither "done" nor "nothing written" is safe to say, and the
+		// next commit would reuse its sequences. Stop appending.
+		broken := fmt.Errorf("%w: %w: %w", ErrBroken, ErrMaybeCommitted, err)
+		s.broken.Store(&broken)
+		for _, r := range w.batch {
+			if r.err == nil {
+				r.err = broken
+			}
+		}
+		return
+	}
 	if err != nil {
 		for _, r := range w.batch {
 			if r.err == nil {

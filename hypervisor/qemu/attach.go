@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -64,8 +65,13 @@ func findQEMU(p Paths, id uuid.UUID) (pid, pidfd int, err error) {
 		return 0, -1, domains.Errorf(domains.CodeNotFound, "qemu: domain %s: no running QEMU: "+format, append([]any{id}, a...)...)
 	}
 	b, err := os.ReadFile(p.PID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return notFound("no pid file %s", p.PID)
+	}
 	if err != nil {
-		return notFound("%w", err)
+		// EMFILE, EACCES...: we cannot tell, and "not found" would let a
+		// start replace a live guest's sockets and RAM file.
+		return 0, -1, fmt.Errorf("qemu: domain %s: read pid file: %w", id, err)
 	}
 	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
@@ -83,7 +89,12 @@ func findQEMU(p Paths, id uuid.UUID) (pid, pidfd int, err error) {
 	case err != nil:
 		return 0, -1, fmt.Errorf("qemu: pidfd_open %d: %w", pid, err)
 	}
-	if !isOurQEMU(pid, id) {
+	ours, err := isOurQEMU(pid, id)
+	if err != nil {
+		closeFD(pidfd)
+		return 0, -1, fmt.Errorf("qemu: domain %s: %w", id, err)
+	}
+	if !ours {
 		closeFD(pidfd)
 		return notFound("pid %d is not its QEMU (or has exited)", pid)
 	}
@@ -91,19 +102,23 @@ func findQEMU(p Paths, id uuid.UUID) (pid, pidfd int, err error) {
 }
 
 // isOurQEMU checks /proc/<pid>/cmdline for "-uuid <id>" as two consecutive
-// arguments. A zombie has an empty command line, so it never matches.
-func isOurQEMU(pid int, id uuid.UUID) bool {
+// arguments. A zombie has an empty command line, so it never matches; a
+// process that is gone is not ours; any other read error is reported.
+func isOurQEMU(pid int, id uuid.UUID) (bool, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return false, nil
+	}
 	if err != nil {
-		return false
+		return false, fmt.Errorf("read /proc/%d/cmdline: %w", pid, err)
 	}
 	args := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
 	for i := 0; i+1 < len(args); i++ {
 		if string(args[i]) == "-uuid" && strings.EqualFold(string(args[i+1]), id.String()) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // queryAccel asks QEMU which accelerator it runs with; an attached QEMU

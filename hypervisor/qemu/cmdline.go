@@ -149,5 +149,10 @@ func checkPath(p string) error {
 	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fmt.Errorf("qemu: path %q: control characters are not allowed", p)
 	}
+	// -qmp unix:PATH,... takes PATH as an unnamed first option, which
+	// QEMU's option parser ends at the first '=' (doubling cannot escape it).
+	if strings.ContainsRune(p, '=') {
+		return fmt.Errorf("qemu: path %q: '=' is not allowed (QEMU's option syntax)", p)
+	}
 	return nil
 }

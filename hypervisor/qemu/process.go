@@ -74,6 +74,10 @@ func exitOf(ps *os.ProcessState, err error) domains.GuestExit {
 	return domains.GuestExit{}
 }
 
+// errDetached: an adopted QEMU is no longer watched, so its pid is not
+// ours to signal (it may belong to another process by now).
+var errDetached = errors.New("no longer attached to this process")
+
 // watchPID watches a process that is not our child. pidfd is owned by the
 // watcher from now on; -1 means the kernel has no pidfds.
 func watchPID(pid, pidfd int, onExit func()) *process {
@@ -82,8 +86,11 @@ func watchPID(pid, pidfd int, onExit func()) *process {
 	p.signal = func(sig syscall.Signal) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if pidfd < 0 {
+		switch {
+		case pidfd == -1: // no pidfds on this kernel
 			return unix.Kill(pid, sig)
+		case pidfd < 0: // detached or exited: the pid may belong to another process now
+			return errDetached
 		}
 		return unix.PidfdSendSignal(pidfd, sig, nil, 0)
 	}

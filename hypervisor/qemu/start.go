@@ -112,9 +112,12 @@ func (l *launch) runDir(context.Context) error {
 	if err := os.Chmod(l.paths.Dir, 0o700); err != nil {
 		return err
 	}
-	if pid, pidfd, err := findQEMU(l.paths, l.spec.Config.UUID); err == nil {
+	switch pid, pidfd, err := findQEMU(l.paths, l.spec.Config.UUID); {
+	case err == nil:
 		closeFD(pidfd)
 		return domains.Errorf(domains.CodeConflict, "domain %s already has a running QEMU (pid %d)", l.spec.Config.UUID, pid)
+	case !errors.Is(err, domains.ErrNotFound):
+		return err // cannot tell whether one runs: touch nothing
 	}
 	l.removeSockets()
 	// Keep one previous log for post-mortems, and start this one empty
