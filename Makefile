@@ -14,9 +14,10 @@ vet:
 	$(GO) vet $(PKGS)
 
 # The whole suite, as CI runs it. Real QEMU and real NATS servers are used;
-# under CI=true a missing QEMU or nats-server fails the tests.
+# under CI=true a missing QEMU or nats-server fails the tests. -race: the
+# service, relay and QMP client are concurrent code.
 test: vet
-	$(GO) test -count=1 -timeout 14m $(PKGS)
+	$(GO) test -race -count=1 -timeout 14m $(PKGS)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
