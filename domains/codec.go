@@ -1,7 +1,6 @@
 package domains
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -196,5 +195,3 @@ func (r *reader) bool() bool {
 	r.fail()
 	return false
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -2,6 +2,7 @@ package domains
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/google/uuid"
 )
@@ -78,7 +79,7 @@ func (s *Service) acquire(ref string) (Domain, func(), error) {
 }
 
 func equalConfig(a, b Config) bool {
-	x, _ := jsonMarshal(a)
-	y, _ := jsonMarshal(b)
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }

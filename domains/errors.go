@@ -60,5 +60,3 @@ func CodeOf(err error) Code {
 	}
 	return CodeInternal
 }
-
-func asError(err error, target **Error) bool { return errors.As(err, target) }

@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -54,7 +55,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if len(w.Payload) == 0 || string(w.Payload) == "null" {
 		return fmt.Errorf("%s: missing payload", t)
 	}
-	dec := json.NewDecoder(bytesReader(w.Payload))
+	dec := json.NewDecoder(bytes.NewReader(w.Payload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(p); err != nil {
 		return fmt.Errorf("%s payload: %w", t, err)
@@ -65,5 +66,3 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

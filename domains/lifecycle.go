@@ -190,7 +190,7 @@ func verbOf(t Type) string {
 func coded(code Code, format string, a ...any) error {
 	err := Errorf(code, format, a...)
 	var inner *Error
-	if e, ok := err.(*Error); ok && e.err != nil && asError(e.err, &inner) {
+	if e, ok := err.(*Error); ok && e.err != nil && errors.As(e.err, &inner) {
 		e.Code = inner.Code
 	}
 	return err

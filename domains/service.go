@@ -176,16 +176,15 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 	expected := s.proj.Version(id)
 	// Dry-run the fold on a copy: an event the projection would refuse is
 	// a bug here, and must not reach the log.
-	if err := s.proj.check(id, evs); err != nil {
-		s.mu.RUnlock()
+	name, state, err := s.proj.check(id, evs)
+	s.mu.RUnlock()
+	if err != nil {
 		return Result{}, Errorf(CodeConflict, "%w", err)
 	}
-	s.mu.RUnlock()
-	res := Result{Domain: id, Seqs: make([]uint64, len(evs))}
+	res := Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
 	req := AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
-	res.Name, res.State = s.predict(id, evs)
 	if cmdID != "" {
 		req.Result = encodeResult(Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
 	}
@@ -257,30 +256,16 @@ func (s *Service) startLanded(id uuid.UUID, pid int) bool {
 	return ok && d.Live != nil && d.Live.PID == pid && d.State.Active()
 }
 
-// predict returns the name and state the domain will have after evs.
-func (s *Service) predict(id uuid.UUID, evs []Event) (string, State) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	d, ok := s.proj.domains[id]
-	name, st := "", StateShutoff
-	if ok {
-		name, st = d.Config.Name, d.State
-	}
-	for _, e := range evs {
-		if def, ok := e.Payload.(Defined); ok {
-			name = def.Config.Name
-		}
-		st, _ = Next(st, e.Type)
-	}
-	return name, st
-}
-
-// check reports whether evs would fold cleanly onto the domain.
-func (p *Projection) check(id uuid.UUID, evs []Event) error {
+// check reports whether evs would fold cleanly onto the domain, and the
+// domain's name and state after them (a removed domain keeps its name and
+// reads as shut off).
+func (p *Projection) check(id uuid.UUID, evs []Event) (string, State, error) {
 	q := &Projection{lastSeq: p.lastSeq, domains: map[uuid.UUID]*Domain{}, byName: map[string]uuid.UUID{}, tombstones: map[uuid.UUID]uint64{}}
+	name := ""
 	if d, ok := p.domains[id]; ok {
 		c := d.clone()
 		q.domains[id] = &c
+		name = d.Config.Name
 	}
 	if v, ok := p.tombstones[id]; ok {
 		q.tombstones[id] = v
@@ -289,14 +274,18 @@ func (p *Projection) check(id uuid.UUID, evs []Event) error {
 		e.Seq, e.Version = p.lastSeq+uint64(i)+1, p.Version(id)+uint64(i)+1
 		if def, ok := e.Payload.(Defined); ok {
 			if other, taken := p.byName[def.Config.Name]; taken && other != id {
-				return fmt.Errorf("name %q is taken by domain %s", def.Config.Name, other)
+				return "", "", fmt.Errorf("name %q is taken by domain %s", def.Config.Name, other)
 			}
+			name = def.Config.Name
 		}
 		if err := q.Apply(e); err != nil {
-			return err
+			return "", "", err
 		}
 	}
-	return nil
+	if d, ok := q.domains[id]; ok {
+		return name, d.State, nil
+	}
+	return name, StateShutoff, nil
 }
 
 // Close stops watching guests (they keep running) and waits.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,7 +154,7 @@ func compareLiveWithReplay(t *testing.T, a *agentProc, dbPath string, round int)
 	}
 	out := a.mustCLI("events", "--json")
 	full := domains.NewProjection()
-	dec := json.NewDecoder(stringsReader(out))
+	dec := json.NewDecoder(strings.NewReader(out))
 	for dec.More() {
 		var e domains.Event
 		if err := dec.Decode(&e); err != nil {

@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -174,7 +174,7 @@ type consoleTap struct {
 func tapConsole(t testing.TB, nc *nats.Conn, host, domain string) *consoleTap {
 	t.Helper()
 	c := &consoleTap{lines: make(chan string, 4096)}
-	pr, pw := newPipe()
+	pr, pw := io.Pipe()
 	_, err := nc.Subscribe(agent.ConsoleSubject(host, uuidOf(t, domain), "out"), func(m *nats.Msg) { _, _ = pw.Write(m.Data) })
 	if err != nil {
 		t.Fatal(err)
@@ -238,5 +238,3 @@ func infoOf(t testing.TB, a *agentProc, name string) domains.Domain {
 	}
 	return d
 }
-
-func strconvFormat(v uint64) string { return strconv.FormatUint(v, 10) }

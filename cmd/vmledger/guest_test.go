@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -316,7 +317,7 @@ func TestGuestAgentRestart(t *testing.T) {
 	if d.State != "running" || d.Live == nil || d.Live.PID != pid {
 		t.Fatalf("after restart: %+v", d)
 	}
-	out := a.mustCLI("history", "keep", "--json", "--after", itoa(before))
+	out := a.mustCLI("history", "keep", "--json", "--after", strconv.FormatUint(before, 10))
 	var types []string
 	var adj int64
 	dec := json.NewDecoder(strings.NewReader(out))
@@ -362,5 +363,3 @@ func readUntil(t testing.TB, conn net.Conn, want string, within time.Duration) {
 		}
 	}
 }
-
-func itoa(v uint64) string { return strconvFormat(v) }

@@ -177,10 +177,6 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	return p
 }
 
-func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
-
-func newPipe() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }
-
 func uuidOf(t testing.TB, s string) uuid.UUID {
 	t.Helper()
 	id, err := uuid.Parse(s)

@@ -115,7 +115,8 @@ type agent struct {
 	consoleStop func()
 	snapStop    func()
 
-	closers []func(context.Context) error // services on the bus, stopped in undo
+	history  *bus.HistoryService
+	commands *bus.CommandService
 }
 
 func (a *agent) validate() error {
@@ -154,8 +155,8 @@ func (a *agent) steps() []step {
 		}},
 		{name: "snapshots", do: a.startSnapshots, undo: a.stopSnapshots},
 		{name: "relay", do: a.startRelay, undo: a.stopRelay},
-		{name: "history service", do: a.startHistory, undo: a.closeLast},
-		{name: "command service", do: a.startCommands, undo: a.closeLast},
+		{name: "history service", do: a.startHistory, undo: func(ctx context.Context) error { return a.history.Stop(ctx) }},
+		{name: "command service", do: a.startCommands, undo: func(ctx context.Context) error { return a.commands.Stop(ctx) }},
 		{name: "consoles", do: a.startConsoles, undo: a.stopConsoles},
 		{name: "metrics", do: a.startMetrics, undo: a.stopMetrics},
 	}
@@ -328,33 +329,16 @@ func (a *agent) stopRelay(ctx context.Context) error {
 func (a *agent) startHistory(ctx context.Context) error {
 	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
 	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "history").Logger()})
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, h.Stop)
-	return nil
+	a.history = h
+	return err
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
 	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store}, bus.CommandOptions{
 		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log.With().Str("component", "commands").Logger(),
 	})
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, c.Stop)
-	return nil
-}
-
-// closeLast stops the newest bus service still open.
-func (a *agent) closeLast(ctx context.Context) error {
-	n := len(a.closers)
-	if n == 0 {
-		return nil
-	}
-	c := a.closers[n-1]
-	a.closers = a.closers[:n-1]
-	return c(ctx)
+	a.commands = c
+	return err
 }
 
 func (a *agent) startMetrics(context.Context) error {
