@@ -12,7 +12,7 @@ import (
 // Start boots a shut-off domain.
 func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartOptions) (domains.Result, error) {
 	return s.once(ctx, cmdID, func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		d, unlock, err := s.acquire(ctx, ref, domains.JobStart, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}
@@ -54,28 +54,28 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 // Shutdown asks the guest to power off (ACPI power button). The guest
 // decides; its shutdown and stopped events follow when it does.
 func (s *Service) Shutdown(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypeShutdown, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobShutdown, domains.TypeShutdown, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
 		return nil, g.Powerdown(ctx)
 	})
 }
 
 // Suspend pauses the vCPUs.
 func (s *Service) Suspend(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypePaused, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobSuspend, domains.TypePaused, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
 		return domains.Paused{Reason: domains.PauseUser}, g.Pause(ctx)
 	})
 }
 
 // Resume restarts paused vCPUs.
 func (s *Service) Resume(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypeResumed, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobResume, domains.TypeResumed, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
 		return domains.Resumed{Reason: domains.PauseUser}, g.Resume(ctx)
 	})
 }
 
 // Reset is a hard reset of the guest, as the reset button.
 func (s *Service) Reset(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypeReset, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobReset, domains.TypeReset, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
 		return domains.Reset{Guest: false, Reason: "host"}, g.Reset(ctx)
 	})
 }
@@ -83,7 +83,13 @@ func (s *Service) Reset(ctx context.Context, cmdID, ref string) (domains.Result,
 // Destroy kills QEMU at once.
 func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Result, error) {
 	return s.once(ctx, cmdID, func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		// An asynchronous job ends first: destroy aborts it, then kills.
+		if cur, err := s.Get(ref); err == nil {
+			if err := s.abortForDestroy(ctx, cur.Config.UUID, cur.Config.Name); err != nil {
+				return domains.Result{}, err
+			}
+		}
+		d, unlock, err := s.acquire(ctx, ref, domains.JobDestroy, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}
@@ -132,9 +138,9 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Resul
 
 // act runs a verb that needs a live guest and records what it did. The
 // transition on event type t is checked before QEMU is touched.
-func (s *Service) act(ctx context.Context, cmdID, ref string, t domains.Type, do func(context.Context, domains.Guest) (domains.Payload, error)) (domains.Result, error) {
+func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKind, t domains.Type, do func(context.Context, domains.Guest) (domains.Payload, error)) (domains.Result, error) {
 	return s.once(ctx, cmdID, func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		d, unlock, err := s.acquire(ctx, ref, kind, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}

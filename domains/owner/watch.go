@@ -113,7 +113,11 @@ func (s *Service) current(h *guestHandle) (domains.Domain, bool) {
 // hint handles one QMP event. QMP events are hints: where state is
 // concerned, QEMU's real state is re-read and only differences recorded.
 func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
-	defer s.lock(h.id)()
+	unlock := s.foldLock(h.id)
+	if unlock == nil {
+		return
+	}
+	defer unlock()
 	d, ok := s.current(h)
 	if !ok {
 		return
@@ -181,7 +185,11 @@ func (s *Service) runDiff(ctx context.Context, h *guestHandle, d domains.Domain)
 
 // exited records QEMU's end, unless a command already did (destroy).
 func (s *Service) exited(h *guestHandle) {
-	defer s.lock(h.id)()
+	unlock := s.foldLock(h.id)
+	if unlock == nil {
+		return
+	}
+	defer unlock()
 	d, ok := s.current(h)
 	s.forget(h.id, h)
 	if !ok {
@@ -253,14 +261,17 @@ func (s *Service) reconnect(h *guestHandle) {
 	}
 }
 
-// Recover reattaches to guests that kept running while the agent was away
-// and records what changed meanwhile: their run state, an RTC the guest
-// moved, or QEMU's disappearance.
+// Recover records jobs the last agent left running as failed
+// (interrupted), reattaches to guests that kept running while the agent
+// was away and records what changed meanwhile: their run state, an RTC the
+// guest moved, or QEMU's disappearance.
 func (s *Service) Recover(ctx context.Context) error {
+	// Jobs never survive their agent: the log records each as failed.
+	jobErr := s.interrupted(ctx)
 	if s.driver == nil {
-		return nil
+		return jobErr
 	}
-	var errs []error
+	errs := []error{jobErr}
 	for _, d := range s.List() {
 		if !d.State.Active() {
 			continue
@@ -282,9 +293,19 @@ const recoverTimeout = 30 * time.Second
 func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// The lock is held until the guest is watched, so no command can reach
 	// QEMU in between (it serves one QMP client at a time).
-	defer s.lock(id)()
 	s.mu.RLock()
 	d, ok := s.proj.Get(id)
+	s.mu.RUnlock()
+	if !ok {
+		return nil
+	}
+	release, err := s.enter(ctx, id, d.Config.Name, domains.JobRecover, "")
+	if err != nil {
+		return err
+	}
+	defer release()
+	s.mu.RLock()
+	d, ok = s.proj.Get(id)
 	s.mu.RUnlock()
 	if !ok || !d.State.Active() || s.guest(id) != nil {
 		return nil
