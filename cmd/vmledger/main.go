@@ -93,7 +93,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLifecycleCmd(g, "resume", "Resume a paused domain"),
 		newLifecycleCmd(g, "reset", "Hard-reset a running domain"),
 		newEventsCmd(g), newHistoryCmd(g), newConsoleCmd(g), newGuestImageCmd(),
-		newLogCmd(g),
+		newLogCmd(g), newJobCmd(g),
 	)
 	return root
 }

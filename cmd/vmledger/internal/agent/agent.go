@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -293,6 +295,13 @@ func (a *agent) startService(context.Context) error {
 			select { // the projection has folded e: wake the console loop
 			case a.folded <- struct{}{}:
 			default:
+			}
+		},
+		// Progress goes on the bus only (never into the log); Publish
+		// buffers, so a slow subscriber never holds up a job.
+		OnProgress: func(id uuid.UUID, j domains.JobInfo) {
+			if b, err := json.Marshal(j); err == nil {
+				_ = a.nc.Publish(bus.JobProgressSubject(a.cfg.Host, id), b)
 			}
 		},
 	})
