@@ -38,11 +38,7 @@ const (
 // it outlives the agent. On failure nothing is left running and the error
 // carries the end of QEMU's log (its own error message, usually).
 func (d *Driver) Start(ctx context.Context, spec domains.StartSpec) (domains.Guest, error) {
-	g, err := d.StartGuest(ctx, spec)
-	if err != nil {
-		return nil, err // not a typed nil in an interface
-	}
-	return g, nil
+	return asGuest(d.StartGuest(ctx, spec))
 }
 
 // StartGuest is Start returning the concrete type.
