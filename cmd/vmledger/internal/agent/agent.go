@@ -21,6 +21,7 @@ import (
 
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/domains/owner"
 	"github.com/vmledger/vmledger/domains/api"
 	"github.com/vmledger/vmledger/hypervisor/qemu"
 	"github.com/vmledger/vmledger/store"
@@ -105,7 +106,7 @@ type agent struct {
 	nc          *nats.Conn
 	natsURL     string
 	natsToken   string
-	svc         *domains.Service
+	svc         *owner.Service
 	metrics     *metrics
 	relay       *bus.Relay
 	metricsAddr string
@@ -347,7 +348,7 @@ func (a *agent) stopNATS(ctx context.Context) error {
 }
 
 func (a *agent) startService(context.Context) error {
-	a.svc = domains.NewService(domains.Options{
+	a.svc = owner.NewService(owner.Options{
 		Log: a.store.EventLog(), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
 		OnCommit: func(e domains.Event) {
 			a.metrics.events.WithLabelValues(string(e.Type)).Inc()
