@@ -21,8 +21,8 @@ import (
 
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
-	"github.com/vmledger/vmledger/domains/owner"
 	"github.com/vmledger/vmledger/domains/api"
+	"github.com/vmledger/vmledger/domains/owner"
 	"github.com/vmledger/vmledger/hypervisor/qemu"
 	"github.com/vmledger/vmledger/store"
 )
