@@ -244,13 +244,31 @@ func (a *agent) openStore(context.Context) error {
 			return float64(a.relay.Lag())
 		},
 		func() float64 { return float64(a.store.LastSeq()) },
+		func() float64 {
+			if a.store.Health() != nil {
+				return 0
+			}
+			return 1
+		},
 	)
-	s, err := store.Open(filepath.Join(a.cfg.StateDir, DBFile), store.Options{Observer: a.metrics})
+	s, err := store.Open(filepath.Join(a.cfg.StateDir, DBFile), store.Options{Observer: a.metrics, OnHealth: a.storeHealth})
 	if err != nil {
 		return err
 	}
 	a.store = s
 	return nil
+}
+
+// storeHealth is told, from the store's writer, when the log stops
+// accepting appends and when it has recovered by itself (docs/store.md).
+func (a *agent) storeHealth(err error) {
+	if err != nil {
+		a.metrics.storeBroken.Inc()
+		a.log.Error().Err(err).Str("path", filepath.Join(a.cfg.StateDir, DBFile)).
+			Msg("event log: a commit failed; every change is refused until the log recovers (retrying; a full disk?)")
+		return
+	}
+	a.log.Info().Uint64("last_seq", a.store.LastSeq()).Msg("event log: recovered, changes accepted again")
 }
 
 func (a *agent) loadProjection(ctx context.Context) error {
@@ -415,6 +433,7 @@ func (a *agent) startMetrics(context.Context) error {
 	a.metricsAddr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", healthz(a.store.Health))
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.metricsSrv.Serve(ln) }()
 	return nil
