@@ -248,4 +248,3 @@ func copyOut(w io.Writer, r io.Reader) (int64, error) {
 // io.CopyBuffer uses the given buffer.
 type onlyReader struct{ io.Reader }
 type onlyWriter struct{ io.Writer }
-
