@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -27,6 +28,7 @@ type Guest struct {
 	stop     chan struct{} // closed by Detach
 	pumpDone chan struct{}
 	detach   sync.Once
+	fdSeq    atomic.Uint64 // names of descriptors passed to QEMU
 }
 
 var _ domains.Guest = (*Guest)(nil)

@@ -52,6 +52,8 @@ type MigrationInfo struct {
 	// started (QEMU then omits the member).
 	Status string       `json:"status"`
 	RAM    MigrationRAM `json:"ram"` // zero until a migration starts
+	// ErrorDesc is QEMU's reason when Status is "failed" (may be empty).
+	ErrorDesc string `json:"error-desc"`
 }
 
 // MigrationRAM is the RAM progress of a migration, in bytes.
