@@ -273,11 +273,13 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	errs := []error{jobErr}
 	for _, d := range s.List() {
-		if !d.State.Active() {
-			continue
-		}
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
-		err := s.recoverOne(rctx, d.Config.UUID)
+		var err error
+		if d.State.Active() {
+			err = s.recoverOne(rctx, d.Config.UUID)
+		} else {
+			err = s.settleOne(rctx, d.Config.UUID)
+		}
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("domain %q: %w", d.Config.Name, err))
@@ -291,37 +293,36 @@ func (s *Service) Recover(ctx context.Context) error {
 const recoverTimeout = 30 * time.Second
 
 func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
-	// The lock is held until the guest is watched, so no command can reach
-	// QEMU in between (it serves one QMP client at a time).
-	s.mu.RLock()
-	d, ok := s.proj.Get(id)
-	s.mu.RUnlock()
-	if !ok {
+	// The recover job holds the domain until the guest is watched, so no
+	// command can reach QEMU in between (it serves one QMP client at a time).
+	d, release, err := s.acquire(ctx, id.String(), domains.JobRecover, "")
+	if errors.Is(err, domains.ErrNotFound) {
 		return nil
 	}
-	release, err := s.enter(ctx, id, d.Config.Name, domains.JobRecover, "")
 	if err != nil {
 		return err
 	}
 	defer release()
-	s.mu.RLock()
-	d, ok = s.proj.Get(id)
-	s.mu.RUnlock()
-	if !ok || !d.State.Active() || s.guest(id) != nil {
+	if !d.State.Active() || s.guest(id) != nil {
 		return nil
 	}
 	g, err := s.driver.Attach(ctx, d.Config)
 	if errors.Is(err, domains.ErrNotFound) {
+		// Not by its pid file: let the driver find what is left, kill it
+		// or hand it back, and clean the run files of a dead guest.
+		g, err = s.settle(ctx, d.Config)
+	}
+	if errors.Is(err, domains.ErrNotFound) {
 		_, err = s.commit(ctx, "", id, domains.Stopped{Reason: domains.StopCrashed, Detail: "QEMU was gone when the agent reconnected"})
 		return err
 	}
-	if err != nil {
+	if g == nil {
 		return err
 	}
 	// Whatever is recorded below, the guest ends up watched: a failed
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
-	var errs []error
+	errs := []error{err}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
@@ -336,4 +337,47 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// settle asks the driver, if it can, to resolve a guest's leftovers.
+func (s *Service) settle(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
+	if st, ok := s.driver.(domains.Settler); ok {
+		return st.Settle(ctx, cfg)
+	}
+	return nil, domains.Errorf(domains.CodeNotFound, "domain %q: no running QEMU", cfg.Name)
+}
+
+// settleOne resolves a QEMU of a domain the log shows shut off: the agent
+// died during its start. One that completed its start runs the guest
+// already, so it is recorded as started and watched; the driver kills any
+// other (see domains.Settler).
+func (s *Service) settleOne(ctx context.Context, id uuid.UUID) error {
+	d, release, err := s.acquire(ctx, id.String(), domains.JobRecover, "")
+	if errors.Is(err, domains.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	if d.State.Active() || s.guest(id) != nil {
+		return nil
+	}
+	g, err := s.settle(ctx, d.Config)
+	if errors.Is(err, domains.ErrNotFound) {
+		return nil
+	}
+	if g == nil {
+		return err
+	}
+	// The base a start now would use: the same as at that start, unless
+	// the host's zone offset changed in between (localtime clocks only).
+	started := domains.Started{Reason: domains.StartBooted, Accel: g.Accel(), PID: g.PID(), ClockBase: domains.ClockBase(d.Config.Clock, s.clock.Now())}
+	if _, cerr := s.commit(ctx, "", id, started); cerr != nil {
+		// As in Start: a guest whose start is not on record must not run.
+		_ = g.Kill(ctx)
+		return errors.Join(err, cerr)
+	}
+	s.watch(id, g)
+	return err
 }
