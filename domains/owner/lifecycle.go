@@ -164,8 +164,12 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKi
 			if cmdID != "" {
 				// No event (the guest decides), but the command is recorded,
 				// so that a retry does not act again.
+				// The guest was acted on: as with events, the caller giving
+				// up must not leave that unrecorded.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+				defer cancel()
 				req := domains.AppendRequest{Domain: d.Config.UUID, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res)}
-				if _, err := s.log.Append(ctx, req); err != nil {
+				if _, err := s.log.Append(rctx, req); err != nil {
 					return domains.Result{}, coded(domains.CodeUnavailable, "record command %s: %w", cmdID, err)
 				}
 			}

@@ -145,6 +145,12 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		p = domains.Shutdown{Reason: r, QEMUReason: ev.Reason}
 	case domains.GuestStop, domains.GuestResume:
 		p = s.runDiff(ctx, h, d)
+	case domains.GuestDeviceDeleted:
+		// The guest released the device (after a detach request, or on its
+		// own): QEMU has removed it. One without an ID is not ours.
+		if ev.Device != "" {
+			p = domains.DeviceDetached{ID: ev.Device}
+		}
 	}
 	if p == nil {
 		return
