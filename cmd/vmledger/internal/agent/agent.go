@@ -237,17 +237,29 @@ func isLoopback(host string) bool {
 }
 
 func (a *agent) openStore(context.Context) error {
+	// The gauges are read at scrape time; each part may not exist yet (the
+	// store opens below, the service and relay start later steps).
 	a.metrics = newMetrics(
-		func() float64 { return float64(len(a.svc.List())) },
+		func() float64 {
+			if a.svc == nil {
+				return 0
+			}
+			return float64(len(a.svc.List()))
+		},
 		func() float64 {
 			if a.relay == nil {
 				return 0
 			}
 			return float64(a.relay.Lag())
 		},
-		func() float64 { return float64(a.store.LastSeq()) },
 		func() float64 {
-			if a.store.Health() != nil {
+			if a.store == nil {
+				return 0
+			}
+			return float64(a.store.LastSeq())
+		},
+		func() float64 {
+			if a.store == nil || a.store.Health() != nil {
 				return 0
 			}
 			return 1
@@ -406,11 +418,13 @@ func (a *agent) startRelay(context.Context) error {
 	return nil
 }
 
-// stopRelay gives the relay a moment to publish what was committed last.
+// stopRelay gives the relay a moment to publish what was committed last
+// (woken by the relay as it confirms, not by polling).
 func (a *agent) stopRelay(ctx context.Context) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for a.relay.Lag() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.relay.WaitPublished(wctx, a.store.LastSeq()); err != nil {
+		a.log.Warn().Err(err).Msg("relay stopped before publishing everything; the next agent publishes the rest")
 	}
 	a.relayStop()
 	return nil
