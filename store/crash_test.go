@@ -41,7 +41,7 @@ type ack struct {
 // from a snapshot taken in an earlier round) gives the same projection.
 func TestCrashSafety(t *testing.T) {
 	if path := os.Getenv(crashChildEnv); path != "" {
-		crashChild(path)
+		crashChild(path, Options{Timeout: 5 * time.Second}, false)
 		return
 	}
 	rounds := 20
@@ -75,8 +75,15 @@ func TestCrashSafety(t *testing.T) {
 // the acknowledgements it printed.
 func runChild(t *testing.T, path string, delay time.Duration) ([]ack, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	return runChildUntil(t, "TestCrashSafety", crashChildEnv+"="+path, func() { time.Sleep(delay) })
+}
+
+// runChildUntil runs test as a child with env set, kills it with SIGKILL
+// when until returns, and returns the acknowledgements it printed.
+func runChildUntil(t *testing.T, test, env string, until func()) ([]ack, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -100,7 +107,7 @@ func runChild(t *testing.T, path string, delay time.Duration) ([]ack, string) {
 		}
 		parsed <- sc.Err()
 	}()
-	time.Sleep(delay)
+	until()
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
@@ -206,9 +213,11 @@ func verifyAfterCrash(t *testing.T, path string, acks []ack, rng *rand.Rand) {
 // crashChild appends from 32 goroutines until killed. Each goroutine owns
 // two domains, so its expected versions are always right; every fifth
 // append uses AnyVersion. An acknowledgement is printed with one write
-// (atomic on a pipe) as soon as Append returns.
-func crashChild(path string) {
-	s, err := Open(path, Options{Timeout: 5 * time.Second})
+// (atomic on a pipe) as soon as Append returns. With retry, a failed append
+// (a broken store, or a conflict after an append that landed anyway) is
+// not fatal: the goroutine re-reads its domain's version and goes on.
+func crashChild(path string, opts Options, retry bool) {
+	s, err := Open(path, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -237,6 +246,13 @@ func crashChild(path string) {
 				cmd := uuid.NewString()
 				evs := g.batch(1+i%3, cmd)
 				seqs, err := s.Append(ctx, AppendRequest{Domain: g.id, ExpectedVersion: expected, Events: evs, CommandID: cmd, Result: []byte(cmd)})
+				if err != nil && retry && (errors.Is(err, ErrBroken) || errors.Is(err, ErrVersionConflict)) {
+					time.Sleep(time.Millisecond)
+					if v, err := s.DomainVersion(ctx, g.id); err == nil {
+						g.n = int(v)
+					}
+					continue
+				}
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(5)
