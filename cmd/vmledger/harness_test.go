@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/vmledger/vmledger/hypervisor/linuxguest/linuxguesttest"
 )
 
 // These tests run the built binary, as a user would.
@@ -37,6 +39,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	linuxguesttest.Cleanup()
 	os.Exit(code)
 }
 
