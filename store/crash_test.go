@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,17 +76,49 @@ func TestCrashSafety(t *testing.T) {
 // the acknowledgements it printed.
 func runChild(t *testing.T, path string, delay time.Duration) ([]ack, string) {
 	t.Helper()
-	return runChildUntil(t, "TestCrashSafety", crashChildEnv+"="+path, func() { time.Sleep(delay) })
+	return runChildUntil(t, "TestCrashSafety", crashChildEnv+"="+path, func(*childLog) { time.Sleep(delay) })
+}
+
+// childLog is what a running child said so far: its stderr, and how many
+// acknowledgements it printed.
+type childLog struct {
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	acks   atomic.Int64
+}
+
+func (c *childLog) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stderr.Write(p)
+}
+
+func (c *childLog) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stderr.String()
+}
+
+// waitFor waits until the child's stderr holds n copies of s (false after
+// a minute: a slow machine, not a failure in itself).
+func (c *childLog) waitFor(s string, n int) bool {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if strings.Count(c.String(), s) >= n {
+			return true
+		}
+	}
+	return false
 }
 
 // runChildUntil runs test as a child with env set, kills it with SIGKILL
-// when until returns, and returns the acknowledgements it printed.
-func runChildUntil(t *testing.T, test, env string, until func()) ([]ack, string) {
+// when until returns, and returns the acknowledgements it printed and its
+// stderr.
+func runChildUntil(t *testing.T, test, env string, until func(*childLog)) ([]ack, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), env)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	c := &childLog{}
+	cmd.Stderr = c
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,10 +137,11 @@ func runChildUntil(t *testing.T, test, env string, until func()) ([]ack, string)
 				return
 			}
 			acks = append(acks, a)
+			c.acks.Add(1)
 		}
 		parsed <- sc.Err()
 	}()
-	until()
+	until(c)
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
@@ -116,9 +150,9 @@ func runChildUntil(t *testing.T, test, env string, until func()) ([]ack, string)
 	}
 	err = cmd.Wait()
 	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != -1 {
-		t.Fatalf("child ended by itself (%v) before the kill: %s", err, stderr.String())
+		t.Fatalf("child ended by itself (%v) before the kill: %s", err, c.String())
 	}
-	return acks, stderr.String()
+	return acks, c.String()
 }
 
 func parseAck(line string) (ack, error) {

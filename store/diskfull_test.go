@@ -205,8 +205,9 @@ const diskFullChildEnv = "VMLEDGER_STORE_DISKFULL_CHILD"
 // while it reopens after the disk was freed leaves a log that opens,
 // passes Check and holds every acknowledged append at its sequence. The
 // child is TestCrashSafety's (32 appenders), here retrying every 1 ms and
-// going on through failed appends; each round fills the tmpfs, frees it,
-// and kills the child a random 0–3 ms later.
+// going on through failed appends; each round fills the tmpfs once the
+// child has appended, waits for the break, frees the disk and kills the
+// child 0–3 ms later, or 0–3 ms after it recovered.
 func TestDiskFullKilledDuringRecovery(t *testing.T) {
 	if path := os.Getenv(diskFullChildEnv); path != "" {
 		onHealth := func(err error) { fmt.Fprintf(os.Stderr, "health: %v\n", err) }
@@ -221,16 +222,25 @@ func TestDiskFullKilledDuringRecovery(t *testing.T) {
 	var acks []ack
 	breaks, recoveries := 0, 0
 	for round := range 8 {
-		got, stderr := runChildUntil(t, "TestDiskFullKilledDuringRecovery", diskFullChildEnv+"="+path, func() {
-			time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond) // appending
+		// Even rounds kill while the store is broken or reopening (0–3 ms
+		// after the disk was freed), odd ones after it recovered.
+		got, stderr := runChildUntil(t, "TestDiskFullKilledDuringRecovery", diskFullChildEnv+"="+path, func(c *childLog) {
+			for deadline := time.Now().Add(time.Minute); c.acks.Load() < 100 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond) // appending
+			}
 			if _, err := storetest.Fill(filler); err != nil {
 				t.Error(err)
 			}
-			time.Sleep(time.Duration(5+rng.IntN(40)) * time.Millisecond) // broken, retrying
+			c.waitFor("no space left on device\n", 1)
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // broken, retrying
+			recovered := strings.Count(c.String(), "health: <nil>\n")
 			if err := storetest.Free(filler); err != nil {
 				t.Error(err)
 			}
-			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond) // recovering
+			if round%2 == 1 {
+				c.waitFor("health: <nil>\n", recovered+1)
+			}
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
 		})
 		acks = append(acks, got...)
 		b, r := strings.Count(stderr, "no space left on device\n"), strings.Count(stderr, "health: <nil>\n")
