@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/cmd/vmledger/internal/agent"
+	"github.com/vmledger/vmledger/domains"
 )
 
 func defaultStateDir() string {
@@ -48,7 +49,7 @@ guests keep running and are reattached at the next start.`,
 			switch cfg.Accel {
 			case "auto", "kvm", "tcg", "none":
 			default:
-				return usagef("--accel %q: want auto, kvm, tcg or none", cfg.Accel)
+				return usagef("--accel %s: want auto, kvm, tcg or none", domains.Quote(cfg.Accel))
 			}
 			return agent.Run(cmd.Context(), cfg)
 		},
@@ -73,7 +74,7 @@ guests keep running and are reattached at the next start.`,
 func newLogger(level, format string) (zerolog.Logger, error) {
 	lv, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
-		return zerolog.Logger{}, usagef("--log-level %q: want debug, info, warn or error", level)
+		return zerolog.Logger{}, usagef("--log-level %s: want debug, info, warn or error", domains.Quote(level))
 	}
 	var l zerolog.Logger
 	switch format {
@@ -82,7 +83,7 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	case "console":
 		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
 	default:
-		return l, usagef("--log-format %q: want json or console", format)
+		return l, usagef("--log-format %s: want json or console", domains.Quote(format))
 	}
 	return l.Level(lv).With().Timestamp().Logger(), nil
 }
