@@ -80,7 +80,7 @@ func errorMsg(subject string, w *WireError) *nats.Msg {
 func oversizeReply(what string, size int, maxPayload int64) error {
 	return domains.Errorf(domains.CodeInternal,
 		"%s: the reply is %d bytes, more than one NATS message carries (max payload %d bytes); "+
-			"this is data an older log holds (newer appends are bounded, docs/bus.md): `vmledger log export` on the agent's host shows it",
+			"an older log holds data this large (new appends are bounded, docs/bus.md): `vmledger log export` on the agent's host, with the agent stopped, shows it",
 		what, size, maxPayload)
 }
 

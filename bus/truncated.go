@@ -39,7 +39,7 @@ func carriable(maxPayload int64) int { return max(int(maxPayload)-truncateHeadro
 // one an older log holds, larger than a NATS message (or, should it ever
 // happen, one that cannot be encoded). Seq, domain, version, type, time,
 // command ID and host of the event are real; only the payload is missing.
-// The log still has it (`vmledger log export`).
+// The log still has it (`vmledger log export`, with the agent stopped).
 type Truncated struct {
 	Of domains.Type `json:"-"`
 	// Bytes is the size of the event's full JSON form (0 if unencodable).
