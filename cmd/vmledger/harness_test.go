@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/vmledger/vmledger/bus/bustest"
+	"github.com/vmledger/vmledger/hypervisor/linuxguest/linuxguesttest"
 )
 
 // These tests run the built binary, as a user would.
@@ -38,6 +40,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	linuxguesttest.Cleanup()
 	os.Exit(code)
 }
 
@@ -52,8 +55,29 @@ type agentProc struct {
 	stateDir string
 	done     chan struct{}
 	scanned  chan struct{} // closed when every log line is in stderr
-	stderr   *bytes.Buffer
+	stderr   *lockedBuffer
 }
+
+// lockedBuffer is the agent's log as read so far; tests read it while the
+// reader goroutine writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Bytes() []byte { return []byte(l.String()) }
 
 // startAgent runs an agent with an embedded NATS on a free port and waits
 // for its "agent ready" log line.
@@ -65,7 +89,7 @@ func startAgent(t testing.TB, stateDir string, extra ...string) *agentProc {
 // startAgentEnv is startAgent with extra environment (e.g. TZ).
 func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), scanned: make(chan struct{}), stderr: &bytes.Buffer{}}
+	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), scanned: make(chan struct{}), stderr: &lockedBuffer{}}
 	args := append([]string{"agent", "--state-dir", stateDir, "--host", a.host, "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, extra...)
 	a.cmd = exec.Command(binary, args...)
 	a.cmd.Env = append(os.Environ(), env...)
