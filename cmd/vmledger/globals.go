@@ -38,7 +38,7 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVar(&g.token, "nats-token", os.Getenv("VMLEDGER_NATS_TOKEN"), "NATS token (env VMLEDGER_NATS_TOKEN); default: read from --nats-token-file")
 	f.StringVar(&g.tokenF, "nats-token-file", envOr("VMLEDGER_NATS_TOKEN_FILE", filepath.Join(defaultStateDir(), "nats.token")),
 		"file holding the embedded NATS server's token, used when it exists and no token is given (env VMLEDGER_NATS_TOKEN_FILE)")
-	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for the agent")
+	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for a slow agent (nothing listening, refused credentials and no agent for --host fail at once)")
 }
 
 func envOr(k, def string) string {
