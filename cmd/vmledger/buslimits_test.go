@@ -85,6 +85,12 @@ func TestCLIOversizeEventInOldLog(t *testing.T) {
 	if out := a.mustCLI("info", "small"); !strings.Contains(out, "small") {
 		t.Fatalf("info small: %s", out)
 	}
+	if out := a.mustCLI("events", "--type", "defined", "--domain", "big"); strings.Count(out, "\n") != 1 || !strings.Contains(out, "<truncated: ") {
+		t.Fatalf("events --type defined --domain big: %.2000s", out)
+	}
+	if out := a.mustCLI("list"); !strings.Contains(out, "big ") {
+		t.Fatalf("list: %s", out)
+	}
 
 	// events --follow: history first (past seq 2), then live.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -126,6 +132,11 @@ func TestCLIOversizeEventInOldLog(t *testing.T) {
 	}
 	a.mustCLI("define", writeFile(t, dir, "live.json", `{"name":"live","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`))
 	if l := next(); !strings.HasPrefix(l, "4\t") || !strings.Contains(l, "defined") {
+		t.Fatalf("follow live line: %.300s", l)
+	}
+	// The domain itself is not stuck: it can be removed.
+	a.mustCLI("undefine", "big")
+	if l := next(); !strings.HasPrefix(l, "5\t") || !strings.Contains(l, "undefined") {
 		t.Fatalf("follow live line: %.300s", l)
 	}
 
