@@ -11,7 +11,7 @@ import (
 // one with the same name and UUID (as virsh define does). A config without
 // a UUID gets a fresh one.
 func (s *Service) Define(ctx context.Context, cmdID string, cfg Config) (Result, error) {
-	return s.once(ctx, cmdID, func() (Result, error) {
+	return s.once(ctx, cmdID, requestDigest("define", "", cfg.Normalize()), func() (Result, error) {
 		if cfg.UUID == uuid.Nil {
 			cfg.UUID = uuid.New()
 		}
@@ -48,7 +48,7 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg Config) (Result,
 
 // Undefine removes a shut-off domain's definition. Its log stays.
 func (s *Service) Undefine(ctx context.Context, cmdID, ref string) (Result, error) {
-	return s.once(ctx, cmdID, func() (Result, error) {
+	return s.once(ctx, cmdID, requestDigest("undefine", ref, nil), func() (Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return Result{}, err

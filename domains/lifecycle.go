@@ -14,7 +14,7 @@ type StartOptions struct {
 
 // Start boots a shut-off domain.
 func (s *Service) Start(ctx context.Context, cmdID, ref string, o StartOptions) (Result, error) {
-	return s.once(ctx, cmdID, func() (Result, error) {
+	return s.once(ctx, cmdID, requestDigest("start", ref, o), func() (Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return Result{}, err
@@ -85,7 +85,7 @@ func (s *Service) Reset(ctx context.Context, cmdID, ref string) (Result, error) 
 
 // Destroy kills QEMU at once.
 func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (Result, error) {
-	return s.once(ctx, cmdID, func() (Result, error) {
+	return s.once(ctx, cmdID, requestDigest("destroy", ref, nil), func() (Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return Result{}, err
@@ -136,7 +136,7 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (Result, error
 // act runs a verb that needs a live guest and records what it did. The
 // transition on event type t is checked before QEMU is touched.
 func (s *Service) act(ctx context.Context, cmdID, ref string, t Type, do func(context.Context, Guest) (Payload, error)) (Result, error) {
-	return s.once(ctx, cmdID, func() (Result, error) {
+	return s.once(ctx, cmdID, requestDigest(verbOf(t), ref, nil), func() (Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return Result{}, err
