@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -143,31 +142,3 @@ func kvmUsable(dev string) error {
 	return unix.Close(fd)
 }
 
-// checkDisks refuses disks inside a protected directory, following
-// symbolic links, so a config cannot hand a guest another guest's RAM, a
-// control socket or the agent's event log.
-func (d *Driver) checkDisks(cfg domains.Config) error {
-	for _, disk := range cfg.Disks {
-		p := filepath.Clean(disk.Path)
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			p = r
-		} else if target, err := os.Readlink(p); err == nil { // dangling: where it points
-			if !filepath.IsAbs(target) {
-				target = filepath.Join(filepath.Dir(p), target)
-			}
-			p = filepath.Clean(target)
-		}
-		for _, dir := range d.protected {
-			real := dir
-			if r, err := filepath.EvalSymlinks(dir); err == nil {
-				real = r
-			}
-			for _, base := range []string{dir, real} {
-				if p == base || strings.HasPrefix(p, base+string(filepath.Separator)) {
-					return domains.Errorf(domains.CodeInvalid, "disk %s: %s is inside %s, which guests may not use", disk.Target, disk.Path, dir)
-				}
-			}
-		}
-	}
-	return nil
-}
