@@ -141,4 +141,3 @@ func kvmUsable(dev string) error {
 	}
 	return unix.Close(fd)
 }
-
