@@ -35,9 +35,11 @@ func TestValidateBoundsAndMachineLimits(t *testing.T) {
 		return out
 	}
 	refused := map[string]func(*domains.Config){
-		"name is a uuid":        func(c *domains.Config) { c.Name = uuid.NewString() },
-		"name is a bare uuid":   func(c *domains.Config) { c.Name = strings.ReplaceAll(uuid.NewString(), "-", "") },
-		"path over PATH_MAX":    func(c *domains.Config) { c.Disks = []domains.Disk{{Target: "vda", Path: "/" + strings.Repeat("<", domains.MaxPath)}} },
+		"name is a uuid":      func(c *domains.Config) { c.Name = uuid.NewString() },
+		"name is a bare uuid": func(c *domains.Config) { c.Name = strings.ReplaceAll(uuid.NewString(), "-", "") },
+		"path over PATH_MAX": func(c *domains.Config) {
+			c.Disks = []domains.Disk{{Target: "vda", Path: "/" + strings.Repeat("<", domains.MaxPath)}}
+		},
 		"65 props":              func(c *domains.Config) { c.Devices = []domains.Device{{ID: "d", Driver: "x", Props: manyProps(65)}} },
 		"whole config too big":  func(c *domains.Config) { c.Devices = bigDevices() },
 		"unknown machine":       func(c *domains.Config) { c.Machine = "microvm" },
@@ -72,16 +74,18 @@ func TestValidateBoundsAndMachineLimits(t *testing.T) {
 		})
 	}
 	accepted := map[string]func(*domains.Config){
-		"path of PATH_MAX-1": func(c *domains.Config) { c.Disks = []domains.Disk{{Target: "vda", Path: "/" + strings.Repeat("a", domains.MaxPath-1)}} },
-		"255 vcpus on q35":   func(c *domains.Config) { c.Machine, c.VCPUs = "q35", 255 },
-		"pc ram limit":       func(c *domains.Config) { c.MemoryMiB = 1033216 },
-		"q35 ram limit":      func(c *domains.Config) { c.Machine, c.MemoryMiB = "q35", 1001472 },
-		"versioned pc":       func(c *domains.Config) { c.Machine = "pc-i440fx-2.0" },
-		"q35 4.0.1":          func(c *domains.Config) { c.Machine = "pc-q35-4.0.1" },
-		"4 ide on pc":        func(c *domains.Config) { c.Disks = disks("ide", 4, false) },
-		"6 sata on q35":      func(c *domains.Config) { c.Machine, c.Disks = "q35", disks("sata", 6, false) },
-		"read-only virtio":   func(c *domains.Config) { c.Disks = disks("virtio", 3, true) },
-		"64 props":           func(c *domains.Config) { c.Devices = []domains.Device{{ID: "d", Driver: "x", Props: manyProps(64)}} },
+		"path of PATH_MAX-1": func(c *domains.Config) {
+			c.Disks = []domains.Disk{{Target: "vda", Path: "/" + strings.Repeat("a", domains.MaxPath-1)}}
+		},
+		"255 vcpus on q35": func(c *domains.Config) { c.Machine, c.VCPUs = "q35", 255 },
+		"pc ram limit":     func(c *domains.Config) { c.MemoryMiB = 1033216 },
+		"q35 ram limit":    func(c *domains.Config) { c.Machine, c.MemoryMiB = "q35", 1001472 },
+		"versioned pc":     func(c *domains.Config) { c.Machine = "pc-i440fx-2.0" },
+		"q35 4.0.1":        func(c *domains.Config) { c.Machine = "pc-q35-4.0.1" },
+		"4 ide on pc":      func(c *domains.Config) { c.Disks = disks("ide", 4, false) },
+		"6 sata on q35":    func(c *domains.Config) { c.Machine, c.Disks = "q35", disks("sata", 6, false) },
+		"read-only virtio": func(c *domains.Config) { c.Disks = disks("virtio", 3, true) },
+		"64 props":         func(c *domains.Config) { c.Devices = []domains.Device{{ID: "d", Driver: "x", Props: manyProps(64)}} },
 	}
 	for name, edit := range accepted {
 		t.Run(name, func(t *testing.T) {
