@@ -33,6 +33,9 @@ type Config struct {
 	NICs      []NIC     `json:"nics,omitempty"`
 	Serial    *Serial   `json:"serial,omitempty"`
 	Devices   []Device  `json:"devices,omitempty"`
+	// Direct kernel boot and features: config_os.go.
+	OS       *OS      `json:"os,omitempty"`
+	Features []string `json:"features,omitempty"`
 }
 
 // Clock is the guest's RTC configuration.
@@ -127,6 +130,12 @@ func (c Config) Validate() error {
 		p = append(p, lim.problems(c)...)
 	}
 	p = append(p, c.Clock.problems()...)
+	p = append(p, c.OS.problems()...)
+	if len(c.Features) > maxItems {
+		add("too many features (at most %d)", maxItems)
+	} else {
+		p = append(p, featureProblems(c.Features)...)
+	}
 	if len(c.Disks) > maxItems || len(c.NICs) > maxItems || len(c.Devices) > maxItems {
 		add("too many disks, nics or devices (at most %d each)", maxItems)
 	}
@@ -277,6 +286,7 @@ func (c Config) Normalize() Config {
 // Clone returns a deep copy, so projections never share slices with callers.
 func (c Config) Clone() Config {
 	c.Disks = append([]Disk(nil), c.Disks...)
+	c.cloneOS()
 	c.NICs = append([]NIC(nil), c.NICs...)
 	if c.Serial != nil {
 		s := *c.Serial

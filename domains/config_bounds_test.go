@@ -126,8 +126,8 @@ func TestValidateQuotesBounded(t *testing.T) {
 // that UUID finds the domain the UUID belongs to, not the impostor.
 func TestLookupPrefersUUID(t *testing.T) {
 	p := domains.NewProjection()
-	real := cfgNamed("web1", uuid.New(), clockUTC)
-	impostor := cfgNamed(real.UUID.String(), uuid.New(), clockUTC) // Apply does not validate
+	real := cfgNamed("web1", uuid.New(), domains.Clock{Offset: domains.OffsetUTC})
+	impostor := cfgNamed(real.UUID.String(), uuid.New(), domains.Clock{Offset: domains.OffsetUTC}) // Apply does not validate
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, c := range []domains.Config{real, impostor} {
 		e := domains.NewEvent(c.UUID, t0, "", "h", domains.Defined{Config: c.Normalize()})

@@ -94,6 +94,7 @@ func CommandLine(spec domains.StartSpec, p Paths, accel string, now time.Time) (
 	a.add("-action", "panic=shutdown")
 	a.add("-rtc", rtc)
 
+	addOS(&a, cfg)
 	if err := addDisks(&a, cfg); err != nil {
 		return nil, err
 	}

@@ -77,6 +77,15 @@ func TestCommandLineGolden(t *testing.T) {
 				{ID: "bal0", Driver: "virtio-balloon-pci"},
 			}
 		}},
+		{name: "linux", accel: AccelTCG, edit: func(c *domains.Config) {
+			c.MemoryMiB = 256
+			c.OS = &domains.OS{Kernel: "/boot/vmlinuz-6.1.0-57-cloud-amd64", Initrd: "/var/lib/vm/linux/initrd.gz",
+				Cmdline: "console=ttyS0 quiet oops=panic rdinit=/init"}
+			c.Features = []string{domains.FeatureVMCOREINFO}
+		}},
+		{name: "kernel-only", accel: AccelKVM, edit: func(c *domains.Config) {
+			c.OS = &domains.OS{Kernel: "/boot/vmlinuz"}
+		}},
 		{name: "comma-dir", accel: AccelTCG, paths: ptr(PathsFor("/run/vm,ledger", goldenUUID))},
 	}
 	for _, tt := range tests {
@@ -132,12 +141,19 @@ func TestCommandLineErrors(t *testing.T) {
 		{name: "utc with base", base: 5, want: "base of a utc clock is 0"},
 		{name: "read-only ide", edit: func(c *domains.Config) {
 			c.Disks = []domains.Disk{{Target: "hda", Path: "/a.img", ReadOnly: true}}
-		}, want: "read-only disks need bus virtio"},
+		}, want: "read-only disks need bus virtio", invalid: true}, // refused at define (domains/machine.go)
 		{name: "too many ide", edit: func(c *domains.Config) {
 			for _, n := range []string{"hda", "hdb", "hdc", "hdd", "hde"} {
 				c.Disks = append(c.Disks, domains.Disk{Target: n, Path: "/" + n})
 			}
-		}, want: "no free ide port"},
+		}, want: "machine pc has 4 IDE ports", invalid: true},
+		{name: "comma in kernel", edit: func(c *domains.Config) {
+			c.OS = &domains.OS{Kernel: "/boot/vmlinuz,initrd=/etc/shadow"}
+		}, want: "os.kernel", invalid: true},
+		{name: "newline in cmdline", edit: func(c *domains.Config) {
+			c.OS = &domains.OS{Kernel: "/k", Cmdline: "quiet\n-device"}
+		}, want: "os.cmdline", invalid: true},
+		{name: "unknown feature", edit: func(c *domains.Config) { c.Features = []string{"vmcore"} }, want: "unknown", invalid: true},
 		{name: "nic model with comma", edit: func(c *domains.Config) {
 			c.NICs = []domains.NIC{{ID: "n0", Model: "e1000,romfile=/etc/shadow"}}
 		}, want: "not a QEMU device name", invalid: true}, // refused at define since the review

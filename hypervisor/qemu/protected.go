@@ -15,8 +15,9 @@ import (
 	"github.com/vmledger/vmledger/domains"
 )
 
-// checkDisks refuses disks a guest may not be given: QEMU (often root)
-// opens whatever path the config names. Two checks, because paths lie:
+// checkDisks refuses disks, kernels and initramfs images a guest may not
+// be given: QEMU (often root) opens whatever path the config names. Two
+// checks, because paths lie:
 //
 //   - by path: a disk inside a protected directory (the run directory, the
 //     agent's state directory), following symbolic links;
@@ -27,13 +28,14 @@ import (
 //     (a shared ISO). `ln state/events.db x.img` passes the first check
 //     and not the second.
 //
-// A disk that does not exist yet is checked by path only; QEMU will fail
-// to open it.
+// A file that does not exist yet is checked by path only; QEMU will fail
+// to open it. Kernels and initramfs images are read only.
 func (d *Driver) checkDisks(cfg domains.Config) error {
-	if err := d.checkDiskPaths(cfg); err != nil {
+	files := hostFiles(cfg)
+	if err := d.checkDiskPaths(files); err != nil {
 		return err
 	}
-	if len(cfg.Disks) == 0 {
+	if len(files) == 0 {
 		return nil
 	}
 	taken, err := d.protectedFiles()
@@ -44,8 +46,8 @@ func (d *Driver) checkDisks(cfg domains.Config) error {
 	if err != nil {
 		return err
 	}
-	for _, disk := range cfg.Disks {
-		fi, err := os.Stat(disk.Path) // follows symbolic links
+	for _, f := range files {
+		fi, err := os.Stat(f.path) // follows symbolic links
 		if err != nil {
 			continue
 		}
@@ -54,20 +56,41 @@ func (d *Driver) checkDisks(cfg domains.Config) error {
 			continue
 		}
 		if what, ok := taken[id]; ok {
-			return domains.Errorf(domains.CodeInvalid, "disk %s: %s is the same file as %s, which guests may not use", disk.Target, domains.Quote(disk.Path), what)
+			return domains.Errorf(domains.CodeInvalid, "%s: %s is the same file as %s, which guests may not use", f.what, domains.Quote(f.path), what)
 		}
-		if o, ok := open[id]; ok && (o.writable || !disk.ReadOnly) {
-			return domains.Errorf(domains.CodeInvalid, "disk %s: %s is open in %s; only read-only disks may be shared", disk.Target, domains.Quote(disk.Path), o.who)
+		if o, ok := open[id]; ok && (o.writable || !f.readOnly) {
+			return domains.Errorf(domains.CodeInvalid, "%s: %s is open in %s; only read-only disks may be shared", f.what, domains.Quote(f.path), o.who)
 		}
 	}
 	return nil
 }
 
-// checkDiskPaths refuses disks inside a protected directory by path,
-// following symbolic links (a dangling one by where it points).
-func (d *Driver) checkDiskPaths(cfg domains.Config) error {
+// hostFile is a host file a config hands to QEMU.
+type hostFile struct {
+	what, path string
+	readOnly   bool
+}
+
+func hostFiles(cfg domains.Config) []hostFile {
+	var files []hostFile
 	for _, disk := range cfg.Disks {
-		p := filepath.Clean(disk.Path)
+		files = append(files, hostFile{"disk " + disk.Target, disk.Path, disk.ReadOnly})
+	}
+	if o := cfg.OS; o != nil {
+		for _, f := range []hostFile{{"os.kernel", o.Kernel, true}, {"os.initrd", o.Initrd, true}} {
+			if f.path != "" {
+				files = append(files, f)
+			}
+		}
+	}
+	return files
+}
+
+// checkDiskPaths refuses files inside a protected directory by path,
+// following symbolic links (a dangling one by where it points).
+func (d *Driver) checkDiskPaths(files []hostFile) error {
+	for _, f := range files {
+		p := filepath.Clean(f.path)
 		if r, err := filepath.EvalSymlinks(p); err == nil {
 			p = r
 		} else if target, err := os.Readlink(p); err == nil { // dangling: where it points
@@ -83,7 +106,7 @@ func (d *Driver) checkDiskPaths(cfg domains.Config) error {
 			}
 			for _, base := range []string{dir, real} {
 				if p == base || strings.HasPrefix(p, base+string(filepath.Separator)) {
-					return domains.Errorf(domains.CodeInvalid, "disk %s: %s is inside %s, which guests may not use", disk.Target, domains.Quote(disk.Path), dir)
+					return domains.Errorf(domains.CodeInvalid, "%s: %s is inside %s, which guests may not use", f.what, domains.Quote(f.path), dir)
 				}
 			}
 		}

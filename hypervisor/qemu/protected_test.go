@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -37,11 +38,18 @@ func TestStartRefusesProtectedDisks(t *testing.T) {
 		filepath.Join(state, "sub", "..", "events.db"),
 		link,
 	} {
-		cfg := baseConfig()
-		cfg.Disks = []domains.Disk{{Target: "hda", Path: path, Format: "raw"}}
-		_, err := d.StartGuest(t.Context(), domains.StartSpec{Config: cfg})
-		if !errors.Is(err, domains.ErrInvalid) {
-			t.Errorf("disk %s: err %v, want invalid", path, err)
+		// The same confinement holds for a direct boot's kernel and initrd.
+		for what, edit := range map[string]func(*domains.Config){
+			"disk":      func(c *domains.Config) { c.Disks = []domains.Disk{{Target: "hda", Path: path, Format: "raw"}} },
+			"os.kernel": func(c *domains.Config) { c.OS = &domains.OS{Kernel: path} },
+			"os.initrd": func(c *domains.Config) { c.OS = &domains.OS{Kernel: "/boot/vmlinuz", Initrd: path} },
+		} {
+			cfg := baseConfig()
+			edit(&cfg)
+			_, err := d.StartGuest(t.Context(), domains.StartSpec{Config: cfg})
+			if !errors.Is(err, domains.ErrInvalid) || !strings.Contains(err.Error(), what) {
+				t.Errorf("%s %s: err %v, want invalid naming %s", what, path, err, what)
+			}
 		}
 	}
 	if ents, _ := os.ReadDir(run); len(ents) != 0 {

@@ -1,4 +1,4 @@
-package domains_test
+package owner_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/domainstest"
+	"github.com/vmledger/vmledger/domains/owner"
 )
 
 // A command ID is bound to its request: a retry of the same request gets
@@ -111,7 +112,7 @@ func TestCommandIDLegacyRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	svc := domains.NewService(domains.Options{Log: log, Host: "host-a", Projection: p})
+	svc := owner.NewService(owner.Options{Log: log, Host: "host-a", Projection: p})
 	t.Cleanup(svc.Close)
 	res, err := svc.Undefine(context.Background(), "old", "vm")
 	if err != nil || res.Name != "vm" || len(res.Seqs) != 1 || res.Seqs[0] != 1 || log.LastSeq() != 1 {
