@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -141,45 +140,4 @@ func kvmUsable(dev string) error {
 		return &os.PathError{Op: "open", Path: dev, Err: err}
 	}
 	return unix.Close(fd)
-}
-
-// checkDisks refuses disks, kernels and initramfs images inside a
-// protected directory, following symbolic links, so a config cannot hand a
-// guest another guest's RAM, a control socket or the agent's event log.
-func (d *Driver) checkDisks(cfg domains.Config) error {
-	type hostFile struct{ what, path string }
-	var files []hostFile
-	for _, disk := range cfg.Disks {
-		files = append(files, hostFile{"disk " + disk.Target, disk.Path})
-	}
-	if o := cfg.OS; o != nil {
-		for _, f := range []hostFile{{"os.kernel", o.Kernel}, {"os.initrd", o.Initrd}} {
-			if f.path != "" {
-				files = append(files, f)
-			}
-		}
-	}
-	for _, f := range files {
-		p := filepath.Clean(f.path)
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			p = r
-		} else if target, err := os.Readlink(p); err == nil { // dangling: where it points
-			if !filepath.IsAbs(target) {
-				target = filepath.Join(filepath.Dir(p), target)
-			}
-			p = filepath.Clean(target)
-		}
-		for _, dir := range d.protected {
-			real := dir
-			if r, err := filepath.EvalSymlinks(dir); err == nil {
-				real = r
-			}
-			for _, base := range []string{dir, real} {
-				if p == base || strings.HasPrefix(p, base+string(filepath.Separator)) {
-					return domains.Errorf(domains.CodeInvalid, "%s: %s is inside %s, which guests may not use", f.what, f.path, dir)
-				}
-			}
-		}
-	}
-	return nil
 }
