@@ -95,3 +95,31 @@ func TestServiceRecoverSettles(t *testing.T) {
 		t.Fatalf("after the adopted QEMU exited: %s", d.State)
 	}
 }
+
+// Issue 7, defect 14: destroy of a domain whose recovery failed settles
+// it when its QEMU is gone, so the run files of a dead guest go here too.
+func TestDestroyUnwatchedSettles(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.define("vm", clockUTC)
+	e.start(cfg)
+	e.restart(nil)
+	drv := &settlingDriver{FakeDriver: domainstest.NewFakeDriver()}
+	drv.FailAttach(domains.Errorf(domains.CodeUnavailable, "monitor busy"))
+	e.restart(drv)
+	if err := e.svc.Recover(e.ctx); err == nil {
+		t.Fatal("Recover with a busy monitor: no error")
+	}
+	if len(drv.calls()) != 0 {
+		t.Fatalf("settled %v before destroy: a busy monitor is not a dead QEMU", drv.calls())
+	}
+	drv.FailAttach(nil) // now QEMU is gone
+	if _, err := e.svc.Destroy(e.ctx, "", "vm"); err != nil {
+		t.Fatal(err)
+	}
+	if c := drv.calls(); len(c) != 1 || c[0] != cfg.UUID {
+		t.Fatalf("settled %v, want %s once", c, cfg.UUID)
+	}
+	if d := e.get("vm"); d.State != domains.StateShutoff {
+		t.Fatalf("after destroy: %s", d.State)
+	}
+}
