@@ -285,7 +285,7 @@ func (a *agent) loadProjection(ctx context.Context) error {
 
 // startHypervisor resolves the accelerator once; every guest of this agent
 // uses it, and the log says which.
-func (a *agent) startHypervisor(context.Context) error {
+func (a *agent) startHypervisor(ctx context.Context) error {
 	if a.cfg.Accel == "none" {
 		a.log.Warn().Msg("hypervisor: none (--accel none): lifecycle verbs will answer unavailable")
 		return nil
@@ -307,8 +307,14 @@ func (a *agent) startHypervisor(context.Context) error {
 		}
 		return domains.Errorf(domains.CodeInvalid, "%w", err)
 	}
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	version, err := d.Version(vctx)
+	if err != nil {
+		return domains.Errorf(domains.CodeInvalid, "%w", err)
+	}
 	a.driver = d
-	a.log.Info().Str("accel", d.Accel()).Str("run_dir", d.RunDir()).Msg("hypervisor: QEMU")
+	a.log.Info().Str("accel", d.Accel()).Str("run_dir", d.RunDir()).Str("version", version).Msg("hypervisor: QEMU")
 	return nil
 }
 
