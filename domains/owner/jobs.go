@@ -321,12 +321,15 @@ func (j *Job) Progress(p domains.JobProgress) {
 // changed when it fails (resumes a guest it paused, ...).
 //
 // The result carries the job's ID (Result.Job); a retry with the same
-// command ID returns it without starting a second job.
-func (s *Service) RunAsync(ctx context.Context, cmdID, ref string, kind domains.JobKind, run func(ctx context.Context, j *Job) error) (domains.Result, error) {
+// command ID returns it without starting a second job. args are the
+// request's parameters (a path, options): the command ID is bound to them
+// with the kind and domain, so an ID reused for another request is a
+// conflict.
+func (s *Service) RunAsync(ctx context.Context, cmdID, ref string, kind domains.JobKind, args any, run func(ctx context.Context, j *Job) error) (domains.Result, error) {
 	if !kind.Async() {
 		return domains.Result{}, domains.Errorf(domains.CodeInvalid, "%q is not an asynchronous job kind", kind)
 	}
-	return s.once(ctx, cmdID, func() (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest(string(kind), ref, args), func() (domains.Result, error) {
 		d, release, err := s.acquire(ctx, ref, kind, cmdID)
 		if err != nil {
 			return domains.Result{}, err

@@ -70,7 +70,7 @@ func (b *blockingJob) run(ctx context.Context, j *owner.Job) error {
 func (e *env) startJob(cfg domains.Config) (*blockingJob, *owner.Job, domains.Result) {
 	e.t.Helper()
 	b := newBlockingJob()
-	res, err := e.svc.RunAsync(e.ctx, "save-1", cfg.Name, domains.JobSave, b.run)
+	res, err := e.svc.RunAsync(e.ctx, "save-1", cfg.Name, domains.JobSave, nil, b.run)
 	if err != nil {
 		e.t.Fatalf("RunAsync: %v", err)
 	}
@@ -177,7 +177,7 @@ func TestAsyncJobKeepsDomainWatchable(t *testing.T) {
 			return err
 		},
 		"second job": func(ctx context.Context) error {
-			_, err := e.svc.RunAsync(ctx, "", "web", domains.JobDump, newBlockingJob().run)
+			_, err := e.svc.RunAsync(ctx, "", "web", domains.JobDump, nil, newBlockingJob().run)
 			return err
 		},
 	}

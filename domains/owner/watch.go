@@ -147,9 +147,12 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		p = s.runDiff(ctx, h, d)
 	case domains.GuestDeviceDeleted:
 		// The guest released the device (after a detach request, or on its
-		// own): QEMU has removed it. One without an ID is not ours.
-		if ev.Device != "" {
-			p = domains.DeviceDetached{ID: ev.Device}
+		// own): QEMU has removed it. One the config does not have (no ID,
+		// one of QEMU's own) changes nothing on record.
+		for _, dev := range d.Config.Devices {
+			if dev.ID == ev.Device && ev.Device != "" {
+				p = domains.DeviceDetached{ID: ev.Device}
+			}
 		}
 	}
 	if p == nil {
