@@ -65,3 +65,32 @@ func TestShutdownRecordedAfterCallerGaveUp(t *testing.T) {
 		t.Fatalf("the power button was pressed %d times, want once", n)
 	}
 }
+
+// bareDriver hands out guests with the base port only, no lifecycle
+// capability.
+type bareDriver struct{ *domainstest.FakeDriver }
+
+func (d bareDriver) Start(ctx context.Context, spec domains.StartSpec) (domains.Guest, error) {
+	g, err := d.FakeDriver.Start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ domains.Guest }{g}, nil
+}
+
+// The lifecycle verbs ask the guest for the capability they need; a guest
+// without it is refused as unavailable, untouched.
+func TestLifecycleIsACapability(t *testing.T) {
+	e := newEnv(t)
+	e.svc.Close()
+	e.svc = e.newService(bareDriver{e.drv}, nil)
+	cfg := e.define("web", clockUTC)
+	if _, err := e.svc.Start(e.ctx, "", "web", domains.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.Suspend(e.ctx, "", "web")
+	wantCode(t, err, domains.ErrUnavailable)
+	if calls := e.drv.Guest(cfg.UUID).CallCount("Pause"); calls != 0 {
+		t.Fatalf("Pause called %d times", calls)
+	}
+}
