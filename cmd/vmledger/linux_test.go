@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,12 @@ func defineLinux(t testing.TB, a *agentProc, name, clock string) string {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() { // the guest's own account of what went wrong
+			b, _ := os.ReadFile(filepath.Join(a.runDir, res.Domain.String(), "serial.log"))
+			t.Logf("serial.log (last 3000 bytes):\n%s", b[max(0, len(b)-3000):])
+		}
+	})
 	return res.Domain.String()
 }
 
