@@ -3,22 +3,13 @@ package domains_test
 import (
 	"testing"
 	"time"
-	_ "time/tzdata" // America/New_York even on hosts without zoneinfo
 
 	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/domains/domainstest"
 )
 
-func newYork(t testing.TB) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation("America/New_York")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loc
-}
-
 func TestClockBase(t *testing.T) {
-	ny := newYork(t)
+	ny := domainstest.NewYork(t)
 	ist := time.FixedZone("IST", 5*3600+1800)
 	west := time.FixedZone("W", -7*3600)
 	winter := time.Date(2024, 1, 15, 12, 0, 0, 0, ny) // EST, -5h
@@ -68,7 +59,7 @@ func TestClockBase(t *testing.T) {
 // TestClockBaseMeaning: QEMU starts with -rtc base = UTC now + ClockBase.
 // For localtime that must show the host's wall clock, DST or not.
 func TestClockBaseMeaning(t *testing.T) {
-	ny := newYork(t)
+	ny := domainstest.NewYork(t)
 	for _, now := range []time.Time{
 		time.Date(2024, 1, 15, 12, 0, 0, 0, ny),
 		time.Date(2024, 7, 15, 12, 0, 0, 0, ny),
@@ -135,7 +126,7 @@ func TestRTCAdjustment(t *testing.T) {
 // adjustment is UTC-based, so it does not jump an hour when DST changes
 // between the RTC change and the next start.
 func TestRTCAdjustmentLocaltimeBasis(t *testing.T) {
-	ny := newYork(t)
+	ny := domainstest.NewYork(t)
 	k := domains.Clock{Offset: domains.OffsetVariable, Adjustment: 0, Basis: domains.BasisLocaltime}
 	t1 := time.Date(2024, 1, 15, 12, 0, 0, 0, ny)
 	base := domains.ClockBase(k, t1)

@@ -1,7 +1,6 @@
 package domains_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/vmledger/vmledger/domains"
-	"github.com/vmledger/vmledger/domains/domainstest"
 )
 
 func ExampleProjection_Apply() {
@@ -131,42 +129,4 @@ func ExampleEvent_MarshalJSON() {
 	fmt.Println(string(b))
 	// Output:
 	// {"seq":7,"domain":"6f1c3c1e-4b9a-4f57-9f0e-1d2c3b4a5f60","version":4,"type":"stopped","schema":1,"time":"2024-01-01T00:00:00Z","host":"host-a","payload":{"reason":"crashed","detail":"guest panicked"}}
-}
-
-// ExampleService drives the service over the in-memory fakes of
-// domainstest: a command, then a hint from the guest.
-func ExampleService() {
-	ctx := context.Background()
-	log := domainstest.NewMemLog()
-	drv := domainstest.NewFakeDriver()
-	svc := domains.NewService(domains.Options{
-		Log: log, Driver: drv, Host: "host-a",
-		Time: domainstest.NewFixedClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)),
-	})
-	defer svc.Close()
-
-	cfg := domains.Config{Name: "web", UUID: uuid.New(), MemoryMiB: 512, VCPUs: 1,
-		Clock: domains.Clock{Offset: domains.OffsetVariable, Adjustment: 600}}
-	if _, err := svc.Define(ctx, "cmd-1", cfg); err != nil {
-		fmt.Println(err)
-		return
-	}
-	res, err := svc.Start(ctx, "cmd-2", "web", domains.StartOptions{})
-	fmt.Println(res.Seqs, res.State, err)
-
-	// The guest sets its RTC: QEMU reports +60 s relative to its start base.
-	drv.Guest(cfg.UUID).Push(domains.GuestEvent{Kind: domains.GuestRTCChange, Offset: 60})
-	_ = log.Wait(ctx, 3)
-
-	evs, _ := log.ReadAfter(ctx, 0, 0)
-	for _, e := range evs {
-		fmt.Printf("%d %s %q\n", e.Seq, e.Type, e.CommandID)
-	}
-	fmt.Println(evs[2].Payload)
-	// Output:
-	// [2] running <nil>
-	// 1 defined "cmd-1"
-	// 2 started "cmd-2"
-	// 3 rtc-changed ""
-	// {60 660}
 }

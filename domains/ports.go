@@ -60,6 +60,17 @@ type Driver interface {
 	Attach(ctx context.Context, cfg Config) (Guest, error)
 }
 
+// Settler is a Driver that can resolve, at agent start-up, what the log
+// does not explain: an agent that died during a start, or a QEMU that died
+// while no agent watched (hypervisor/qemu implements it).
+type Settler interface {
+	// Settle is for a domain whose log shows no live QEMU. It kills a QEMU
+	// of cfg whose start did not complete and returns one whose start did
+	// (for the caller to record); with none left it removes the guest's
+	// run files and fails with an error matching ErrNotFound.
+	Settle(ctx context.Context, cfg Config) (Guest, error)
+}
+
 // StartSpec is what Start needs.
 type StartSpec struct {
 	Config Config

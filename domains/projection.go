@@ -86,6 +86,12 @@ func (p *Projection) Lookup(ref string) (Domain, bool) {
 	return Domain{}, false
 }
 
+// ByName returns the UUID of the domain defined under name.
+func (p *Projection) ByName(name string) (uuid.UUID, bool) {
+	id, ok := p.byName[name]
+	return id, ok
+}
+
 // Version is the domain's current version, including undefined domains.
 func (p *Projection) Version(id uuid.UUID) uint64 {
 	if d, ok := p.domains[id]; ok {
@@ -290,4 +296,36 @@ func (p *Projection) Equal(q *Projection) (bool, string) {
 		}
 	}
 	return len(p.tombstones) == len(q.tombstones), "tombstones differ"
+}
+
+// Check reports whether evs would fold cleanly onto the domain, and the
+// domain's name and state after them (a removed domain keeps its name and
+// reads as shut off).
+func (p *Projection) Check(id uuid.UUID, evs []Event) (string, State, error) {
+	q := &Projection{lastSeq: p.lastSeq, domains: map[uuid.UUID]*Domain{}, byName: map[string]uuid.UUID{}, tombstones: map[uuid.UUID]uint64{}}
+	name := ""
+	if d, ok := p.domains[id]; ok {
+		c := d.clone()
+		q.domains[id] = &c
+		name = d.Config.Name
+	}
+	if v, ok := p.tombstones[id]; ok {
+		q.tombstones[id] = v
+	}
+	for i, e := range evs {
+		e.Seq, e.Version = p.lastSeq+uint64(i)+1, p.Version(id)+uint64(i)+1
+		if def, ok := e.Payload.(Defined); ok {
+			if other, taken := p.byName[def.Config.Name]; taken && other != id {
+				return "", "", fmt.Errorf("name %q is taken by domain %s", def.Config.Name, other)
+			}
+			name = def.Config.Name
+		}
+		if err := q.Apply(e); err != nil {
+			return "", "", err
+		}
+	}
+	if d, ok := q.domains[id]; ok {
+		return name, d.State, nil
+	}
+	return name, StateShutoff, nil
 }

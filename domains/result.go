@@ -1,10 +1,6 @@
 package domains
 
-import (
-	"encoding/json"
-
-	"github.com/google/uuid"
-)
+import "github.com/google/uuid"
 
 // Result is a command's reply. A retry with the same command ID gets the
 // same Result, byte for byte.
@@ -13,30 +9,4 @@ type Result struct {
 	Name   string    `json:"name"`
 	Seqs   []uint64  `json:"seqs"`
 	State  State     `json:"state"`
-}
-
-// storedResult is what the log keeps under a command ID; sequences are
-// rebuilt from the record's first sequence.
-type storedResult struct {
-	Domain uuid.UUID `json:"domain"`
-	Name   string    `json:"name"`
-	Count  int       `json:"count"`
-	State  State     `json:"state"`
-}
-
-func encodeResult(r Result) []byte {
-	b, _ := json.Marshal(storedResult{Domain: r.Domain, Name: r.Name, Count: len(r.Seqs), State: r.State})
-	return b
-}
-
-func decodeResult(rec CommandRecord) (Result, error) {
-	var s storedResult
-	if err := json.Unmarshal(rec.Result, &s); err != nil {
-		return Result{}, Errorf(CodeInternal, "stored command result: %w", err)
-	}
-	r := Result{Domain: s.Domain, Name: s.Name, State: s.State, Seqs: make([]uint64, s.Count)}
-	for i := range r.Seqs {
-		r.Seqs[i] = rec.FirstSeq + uint64(i)
-	}
-	return r, nil
 }

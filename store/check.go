@@ -92,7 +92,21 @@ type checker struct {
 }
 
 func (s *Store) checkPages(ctx context.Context, p *problems) error {
+	if s.readOnly {
+		// bbolt's check reads the freelist page in a goroutine of its own,
+		// where a fault cannot be recovered: look at the page first.
+		if err := checkFileFreelist(s.path); err != nil {
+			p.add("bbolt: %w", err)
+			return nil
+		}
+	}
 	fn := func(tx *bolt.Tx) error {
+		// Likewise every page the check visits: walk them all here, where
+		// a damaged page is an error (guard), and skip bbolt's check then.
+		if err := guard(s.path, "walk", func() error { touchAll(tx); return nil }); err != nil {
+			p.add("bbolt: page structure: %w", err)
+			return nil
+		}
 		for err := range tx.Check() { // drain fully: the checker goroutine blocks otherwise
 			p.add("bbolt: %w", err)
 		}

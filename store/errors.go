@@ -19,9 +19,11 @@ var (
 
 	// ErrLocked: another process holds the file (a running agent).
 	ErrLocked = errors.New("store: file is locked")
-	// ErrBroken: a commit failed after it was written (its fsync failed);
-	// the store refuses appends until it is closed and opened again.
-	ErrBroken = errors.New("store: a commit failed after it was written; reopen the log")
+	// ErrBroken: a commit failed once bbolt had begun writing it (a write
+	// or fsync failed: a full disk, an I/O error); the store refuses
+	// appends until it has reopened the file and a probe commit succeeded
+	// (recover.go), which it retries by itself.
+	ErrBroken = errors.New("store: a commit failed while writing; appends are refused until the log is reopened")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
 	// ErrNoSnapshot: no snapshot was saved yet.

@@ -55,6 +55,9 @@ func Import(ctx context.Context, path string, r io.Reader) (int, error) {
 	}
 	tmp := f.Name()
 	_ = f.Close()
+	// Open creates a log only where no file is (an empty one is refused):
+	// keep the random name, not the empty file.
+	_ = os.Remove(tmp)
 	defer os.Remove(tmp) // after the link below, only the temporary name goes
 
 	// No fsync per commit: the file is not visible until it is complete,

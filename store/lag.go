@@ -86,6 +86,13 @@ func (l *lagIndex) add(batch map[uuid.UUID][]lagPos) {
 	}
 }
 
+// replace takes l's entries.
+func (l *lagIndex) replace(from *lagIndex) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.indexed, l.n, l.byDomain = from.indexed, from.n, from.byDomain
+}
+
 // flushed records that everything up to indexed is in the bucket now.
 func (l *lagIndex) flushed(indexed uint64) {
 	l.mu.Lock()
@@ -190,6 +197,10 @@ func (s *Store) loadLag(ctx context.Context) error {
 		}
 	}
 	l.add(batch)
-	s.lag = l
+	if s.lag == nil {
+		s.lag = l
+	} else {
+		s.lag.replace(l) // a reopen (recover.go): readers hold the pointer
+	}
 	return nil
 }

@@ -20,6 +20,15 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// A broken store writes nothing until it has reopened (recover.go).
+	if err := s.Health(); err != nil {
+		return err
+	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return s.Health()
+	}
 	return s.db.Update(fn)
 }
 

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,13 @@ type Options struct {
 	Timeout time.Duration
 	// Observer, if set, is told about every commit (metrics).
 	Observer Observer
+	// OnHealth, if set, is called from the writer goroutine when the store
+	// stops accepting appends (a commit failed: full disk, I/O error) with
+	// the reason, and with nil once it has recovered. It must be quick.
+	OnHealth func(err error)
+	// RecoverEvery is how often a broken store tries to reopen the file;
+	// 0 → DefaultRecoverEvery.
+	RecoverEvery time.Duration
 }
 
 // Observer receives one call per commit, from the writer goroutine, after
@@ -53,6 +61,8 @@ const (
 	DefaultInitialMmapSize = 1 << 30
 	// DefaultTimeout is how long Open waits for another holder of the lock.
 	DefaultTimeout = 500 * time.Millisecond
+	// DefaultRecoverEvery is how often a broken store retries (recover.go).
+	DefaultRecoverEvery = time.Second
 
 	// formatVersion is the layout version kept in meta; Open refuses others.
 	formatVersion = 1
@@ -77,10 +87,14 @@ func allBuckets() [][]byte {
 
 // Store is an open event log. Its methods are safe for concurrent use.
 type Store struct {
+	// dbMu guards db against the reopen of a broken store (recover.go):
+	// every transaction holds it shared; db is nil while a reopen failed.
+	dbMu     sync.RWMutex
 	db       *bolt.DB
 	path     string
 	readOnly bool
 	obs      Observer
+	opts     Options
 
 	pool    requestPool
 	lastSeq atomic.Uint64 // highest committed sequence; written by the writer only
@@ -104,13 +118,24 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the log at path for writing, holding an
-// exclusive lock on the file, and starts the writer goroutine.
+// exclusive lock on the file, and starts the writer goroutine. An existing
+// file that is empty, truncated or damaged is refused with ErrCorrupt and
+// left as it is (file.go).
 func Open(path string, opts Options) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, boltOptions(opts, false))
+	exists, err := checkFile(path, true)
 	if err != nil {
-		return nil, openError(path, err)
+		return nil, err
 	}
-	s := &Store{db: db, path: path, obs: opts.Observer}
+	if !exists {
+		if err := create(path, opts); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openBolt(path, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, path: path, obs: opts.Observer, opts: opts}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -123,18 +148,52 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // OpenReadOnly opens the log for reading only (offline tools), with a
-// shared lock. While an agent holds the file it fails with ErrLocked.
+// shared lock. While an agent holds the file it fails with ErrLocked; a
+// missing file is an error, a damaged one ErrCorrupt.
 func OpenReadOnly(path string, opts Options) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, boltOptions(opts, true))
-	if err != nil {
-		return nil, openError(path, err)
+	if _, err := checkFile(path, false); err != nil {
+		return nil, err
 	}
-	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{})}
+	db, err := openBolt(path, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{}), opts: opts}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// openBolt opens path with bbolt. A damaged freelist makes bbolt panic
+// inside Open (it reads the freelist there when writable): the panic is
+// turned into ErrCorrupt and the file bbolt had opened, with its lock, is
+// closed (its mapping stays: bbolt's DB value is lost with the panic).
+func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
+	o := boltOptions(opts, readOnly)
+	var file *os.File
+	o.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, mode)
+		file = f
+		return f, err
+	}
+	var db *bolt.DB
+	err := guard(path, "open", func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, o)
+		return err
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, ErrCorrupt):
+		if db == nil && file != nil {
+			_ = file.Close()
+		}
+		return nil, err
+	}
+	return nil, openError(path, err)
 }
 
 func boltOptions(opts Options, readOnly bool) *bolt.Options {
@@ -165,10 +224,12 @@ func openError(path string, err error) error {
 }
 
 // init creates the buckets on first use, checks the format version and
-// loads the last sequence.
+// loads the last sequence. It uses s.db without dbMu: it runs before the
+// store is shared, or from the writer while reopening (recover.go).
 func (s *Store) init() error {
+	var last uint64
 	missing := false
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.viewDB(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets() {
 			if tx.Bucket(name) == nil {
 				missing = true
@@ -204,7 +265,7 @@ func (s *Store) init() error {
 			return fmt.Errorf("store: create buckets in %s: %w", s.path, err)
 		}
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.viewDB(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaFormat)
 		if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
 			return fmt.Errorf("store: open %s: format %x, want %d: %w", s.path, v, formatVersion, ErrFormat)
@@ -213,13 +274,18 @@ func (s *Store) init() error {
 			if len(k) != 8 {
 				return fmt.Errorf("store: open %s: event key %x: %w", s.path, k, ErrCorrupt)
 			}
-			s.lastSeq.Store(binary.BigEndian.Uint64(k))
+			last = binary.BigEndian.Uint64(k)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	// A reopen (recover.go) must find at least every acknowledged event.
+	if prev := s.lastSeq.Load(); last < prev {
+		return fmt.Errorf("store: open %s: the log ends at %d, before the acknowledged %d: %w", s.path, last, prev, ErrCorrupt)
+	}
+	s.lastSeq.Store(last)
 	return s.loadLag(context.Background())
 }
 
@@ -238,6 +304,11 @@ func (s *Store) Close() error {
 		if already {
 			return nil
 		}
+	}
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil // a reopen failed (recover.go): nothing is open
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", s.path, err)
@@ -276,7 +347,19 @@ func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(fn)
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return s.Health()
+	}
+	return s.viewDB(fn)
+}
+
+// viewDB is a read transaction on s.db with faults and bbolt's panics on
+// a damaged file turned into ErrCorrupt (guard). The caller holds dbMu or
+// owns the store alone.
+func (s *Store) viewDB(fn func(*bolt.Tx) error) error {
+	return guard(s.path, "read", func() error { return s.db.View(fn) })
 }
 
 func u64(v uint64) []byte {

@@ -56,14 +56,18 @@ func (r *Report) add(format string, a ...any) {
 func Verify(ctx context.Context, s *Store) (Report, error) {
 	rep := Report{Path: s.path, LastSeq: s.LastSeq(), Problems: []string{}, Snapshots: []SnapshotResult{}}
 	snaps, err := s.snapshots(ctx)
-	if err != nil {
+	if errors.Is(err, ErrCorrupt) {
+		rep.add("snapshots cannot be read: %v", err)
+	} else if err != nil {
 		return rep, err
 	}
 	v := &verifier{rep: &rep, proj: domains.NewProjection(), last: map[uuid.UUID]uint64{}, broken: map[uuid.UUID]bool{}}
 	for i := len(snaps) - 1; i >= 0; i-- { // oldest first
 		v.snaps = append(v.snaps, snaps[i])
 	}
-	if err := v.scan(ctx, s); err != nil {
+	if err := v.scan(ctx, s); errors.Is(err, ErrCorrupt) {
+		rep.add("events after %d cannot be read: %v", v.pos, err) // a damaged page (guard)
+	} else if err != nil {
 		return rep, fmt.Errorf("store: verify %s: %w", s.path, err)
 	}
 	for _, sn := range v.snaps[v.nextSnap:] {

@@ -54,8 +54,24 @@ type batchState struct {
 func (s *Store) writer() {
 	defer close(s.done)
 	w := &batchState{pending: map[uuid.UUID]uint64{}, cmds: map[string]struct{}{}, entries: map[uuid.UUID][]lagPos{}}
+	var retry *time.Timer // runs while the store is broken (recover.go)
 	for {
-		r, ok := <-s.reqs
+		var r *request
+		ok := true
+		if s.broken.Load() == nil {
+			r, ok = <-s.reqs
+		} else {
+			if retry == nil {
+				retry = time.NewTimer(s.recoverEvery())
+			}
+			select {
+			case r, ok = <-s.reqs:
+			case <-retry.C:
+				retry = nil
+				s.recover()
+				continue
+			}
+		}
 		if !ok {
 			// Closing: write the lagging index entries, so that a cleanly
 			// closed log has a complete index.
@@ -177,7 +193,7 @@ func (s *Store) commit(w *batchState, flushIndex bool) {
 	last := s.lastSeq.Load()
 	next := last
 	built := false // the transaction's work is done; from here bbolt writes it
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.writeTx(func(tx *bolt.Tx) error {
 		next = last
 		keys := w.keys[:8*total]
 		ev, cm := tx.Bucket(bucketEvents), tx.Bucket(bucketCommands)
@@ -229,7 +245,7 @@ func (s *Store) commit(w *batchState, flushIndex bool) {
 		// so neither "done" nor "nothing written" is safe to say, and the
 		// next commit would reuse its sequences. Stop appending.
 		broken := fmt.Errorf("%w: %w: %w", ErrBroken, ErrMaybeCommitted, err)
-		s.broken.Store(&broken)
+		s.setBroken(broken)
 		for _, r := range w.batch {
 			if r.err == nil {
 				r.err = broken

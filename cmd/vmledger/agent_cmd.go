@@ -37,7 +37,14 @@ vmledger.api.<host>.history.
 
 Without --nats-url it runs an embedded NATS server on --nats-listen
 (loopback by default). It stops cleanly on SIGTERM or SIGINT; running
-guests keep running and are reattached at the next start.`,
+guests keep running and are reattached at the next start; a QEMU whose
+start an agent crash cut short is killed (or, if it already ran the
+guest, recorded as started).
+
+It refuses to start (exit 2) when asked for something that cannot work:
+a --qemu or --run-dir QEMU cannot use, --nats-no-auth on a non-loopback
+address, a nats.token that group or others may read. A state directory
+that group or others may enter is set to 0700, with a warning.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := newLogger(level, format)
@@ -59,11 +66,11 @@ guests keep running and are reattached at the next start.`,
 	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("VMLEDGER_AGENT_NATS_URL"), "external NATS server or cluster (comma-separated URLs); empty: embedded server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
-	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent")
+	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent; refused unless --nats-listen is a loopback address")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
-	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or none (no hypervisor)")
+	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG; no hypervisor only when QEMU is not installed and --qemu is not given), kvm, tcg, or none (no hypervisor)")
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
-	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH)")
+	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH); one that cannot be run fails the start")
 	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&format, "log-format", "json", "log format: json or console")

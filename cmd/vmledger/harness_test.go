@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,7 +53,26 @@ type agentProc struct {
 	host     string
 	stateDir string
 	done     chan struct{}
-	stderr   *bytes.Buffer
+	stderr   *lockedBuffer
+}
+
+// lockedBuffer is the agent's log as read so far; tests read it while the
+// reader goroutine writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startAgent runs an agent with an embedded NATS on a free port and waits
@@ -65,7 +85,7 @@ func startAgent(t testing.TB, stateDir string, extra ...string) *agentProc {
 // startAgentEnv is startAgent with extra environment (e.g. TZ).
 func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), stderr: &bytes.Buffer{}}
+	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), stderr: &lockedBuffer{}}
 	args := append([]string{"agent", "--state-dir", stateDir, "--host", a.host, "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, extra...)
 	a.cmd = exec.Command(binary, args...)
 	a.cmd.Env = append(os.Environ(), env...)

@@ -61,9 +61,18 @@ func newLogInspectCmd(g *globals) *cobra.Command {
 			}
 			in.At = at
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), in)
+				err = printJSON(cmd.OutOrStdout(), in)
+			} else {
+				printInspection(cmd.OutOrStdout(), in)
 			}
-			printInspection(cmd.OutOrStdout(), in)
+			if err != nil {
+				return err
+			}
+			// The events read, yet the file may be damaged where a reader
+			// does not look (its freelist): say so, and exit 6.
+			if err := store.CheckFile(s.Path()); err != nil {
+				return corruptError{fmt.Errorf("%w; run log verify", err)}
+			}
 			return nil
 		},
 	}

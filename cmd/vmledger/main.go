@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/store"
 )
 
 // Exit codes, stable for scripts (docs/cli.md).
@@ -23,7 +24,7 @@ const (
 	exitNotFound    = 3
 	exitConflict    = 4 // exists already, wrong state
 	exitUnavailable = 5 // no agent, no hypervisor, timeout
-	exitCorrupt     = 6 // log verify found problems
+	exitCorrupt     = 6 // a damaged log: log verify found problems, or a log verb or the agent refused the file
 )
 
 func main() {
@@ -48,8 +49,8 @@ func exitCode(err error) int {
 		return exitUsage
 	}
 	var c corruptError
-	if errors.As(err, &c) {
-		return exitCorrupt
+	if errors.As(err, &c) || errors.Is(err, store.ErrCorrupt) {
+		return exitCorrupt // a damaged log: verify's finding, or a file refused at open
 	}
 	switch domains.CodeOf(err) {
 	case domains.CodeInvalid:
@@ -77,7 +78,7 @@ an agent over NATS.
 
 Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 4 conflict (exists, wrong state), 5 unavailable (no agent, no hypervisor),
-6 a damaged log (log verify).`,
+6 a damaged log (log verify, or a log verb or the agent refusing the file).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -73,7 +73,7 @@ type ListReply struct {
 	LastSeq uint64    `json:"last_seq"`
 }
 
-// Service is what the handler needs from domains.Service.
+// Service is what the handler needs from owner.Service.
 type Service interface {
 	Define(ctx context.Context, cmdID string, cfg domains.Config) (domains.Result, error)
 	Undefine(ctx context.Context, cmdID, ref string) (domains.Result, error)

@@ -2,7 +2,9 @@ package domainstest
 
 import (
 	"sync"
+	"testing"
 	"time"
+	_ "time/tzdata" // America/New_York even on hosts without zoneinfo
 
 	"github.com/vmledger/vmledger/domains"
 )
@@ -39,4 +41,15 @@ func (c *FixedClock) Advance(d time.Duration) time.Time {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 	return c.t
+}
+
+// NewYork is America/New_York (embedded tzdata, so hosts without zoneinfo
+// work too): a zone with DST for ClockBase tests.
+func NewYork(t testing.TB) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }

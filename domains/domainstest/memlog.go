@@ -1,5 +1,5 @@
 // Package domainstest provides in-memory fakes of the interfaces that
-// domains.Service consumes (ports.go): an event log, a hypervisor driver
+// owner.Service consumes (ports.go): an event log, a hypervisor driver
 // with scriptable guests, and a clock. They are meant for tests of the
 // domains package and of anything wired on top of it (the agent, the bus).
 package domainstest

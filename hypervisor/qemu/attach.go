@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,11 +22,7 @@ import (
 // command line. Without such a process the error matches
 // domains.ErrNotFound.
 func (d *Driver) Attach(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
-	g, err := d.AttachGuest(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return g, nil
+	return asGuest(d.AttachGuest(ctx, cfg))
 }
 
 // AttachGuest is Attach returning the concrete type.
@@ -39,22 +34,35 @@ func (d *Driver) AttachGuest(ctx context.Context, cfg domains.Config) (*Guest, e
 	}
 	// From here on the pidfd pins the process identity: whatever happens
 	// to the pid, signals and exit notification concern this QEMU.
-	mon, err := qmp.Dial(ctx, "unix", p.QMP)
+	mon, accel, err := connectPID(ctx, p, cfg.UUID, pid)
 	if err != nil {
 		closeFD(pidfd)
-		return nil, domains.Errorf(domains.CodeUnavailable, "qemu: attach %s (pid %d): monitor: %w", cfg.UUID, pid, err)
+		return nil, err
+	}
+	return d.adopt(p, cfg.UUID, pid, pidfd, mon, accel), nil
+}
+
+// connectPID opens the monitor of the QEMU at pid and asks its accelerator.
+func connectPID(ctx context.Context, p Paths, id uuid.UUID, pid int) (*qmp.Client, string, error) {
+	mon, err := qmp.Dial(ctx, "unix", p.QMP)
+	if err != nil {
+		return nil, "", domains.Errorf(domains.CodeUnavailable, "qemu: attach %s (pid %d): monitor: %w", id, pid, err)
 	}
 	accel, err := queryAccel(ctx, mon)
 	if err != nil {
 		mon.Close()
-		closeFD(pidfd)
-		return nil, fmt.Errorf("qemu: attach %s: %w", cfg.UUID, err)
+		return nil, "", fmt.Errorf("qemu: attach %s: %w", id, err)
 	}
+	return mon, accel, nil
+}
+
+// adopt watches a QEMU that is not our child; pidfd is the watcher's now.
+func (d *Driver) adopt(p Paths, id uuid.UUID, pid, pidfd int, mon *qmp.Client, accel string) *Guest {
 	log := d.log
 	proc := watchPID(pid, pidfd, func() { removeRuntimeFiles(log, p) })
-	g := newGuest(d.log, cfg.UUID, p, accel, proc, mon)
+	g := newGuest(d.log, id, p, accel, proc, mon)
 	g.log.Info().Str("accel", accel).Msg("attached to running qemu")
-	return g, nil
+	return g
 }
 
 // findQEMU returns the pid of the live QEMU of domain id and a pidfd for
@@ -101,25 +109,8 @@ func findQEMU(p Paths, id uuid.UUID) (pid, pidfd int, err error) {
 	return pid, pidfd, nil
 }
 
-// isOurQEMU checks /proc/<pid>/cmdline for "-uuid <id>" as two consecutive
-// arguments. A zombie has an empty command line, so it never matches; a
-// process that is gone is not ours; any other read error is reported.
-func isOurQEMU(pid int, id uuid.UUID) (bool, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read /proc/%d/cmdline: %w", pid, err)
-	}
-	args := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
-	for i := 0; i+1 < len(args); i++ {
-		if string(args[i]) == "-uuid" && strings.EqualFold(string(args[i+1]), id.String()) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
+// isOurQEMU checks /proc/<pid>/cmdline for "-uuid <id>" (see hasArgs).
+func isOurQEMU(pid int, id uuid.UUID) (bool, error) { return hasArgs(pid, "-uuid", id.String()) }
 
 // queryAccel asks QEMU which accelerator it runs with; an attached QEMU
 // may predate the driver's current choice.

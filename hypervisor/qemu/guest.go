@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -27,6 +28,7 @@ type Guest struct {
 	stop     chan struct{} // closed by Detach
 	pumpDone chan struct{}
 	detach   sync.Once
+	fdSeq    atomic.Uint64 // names of descriptors passed to QEMU
 }
 
 var _ domains.Guest = (*Guest)(nil)
@@ -155,9 +157,21 @@ func wrap(op string, err error) error {
 // pid file and the guest RAM (which can be gigabytes on a tmpfs). The log
 // stays for post-mortems. Called once QEMU has exited.
 func removeRuntimeFiles(log zerolog.Logger, p Paths) {
-	for _, f := range []string{p.QMP, p.Serial, p.PID, p.RAM} {
+	for _, f := range runtimeFiles(p) {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			log.Warn().Err(err).Str("file", f).Msg("cannot remove qemu runtime file")
 		}
 	}
+}
+
+// runtimeFiles are what only a live QEMU needs (see removeRuntimeFiles).
+func runtimeFiles(p Paths) []string { return []string{p.QMP, p.Serial, p.PID, p.RAM} }
+
+// asGuest returns g as a domains.Guest: nil, not a typed nil in an
+// interface, when there is none.
+func asGuest(g *Guest, err error) (domains.Guest, error) {
+	if g == nil {
+		return nil, err
+	}
+	return g, err
 }

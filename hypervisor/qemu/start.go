@@ -38,15 +38,24 @@ const (
 // it outlives the agent. On failure nothing is left running and the error
 // carries the end of QEMU's log (its own error message, usually).
 func (d *Driver) Start(ctx context.Context, spec domains.StartSpec) (domains.Guest, error) {
-	g, err := d.StartGuest(ctx, spec)
-	if err != nil {
-		return nil, err // not a typed nil in an interface
-	}
-	return g, nil
+	return asGuest(d.StartGuest(ctx, spec))
 }
 
 // StartGuest is Start returning the concrete type.
 func (d *Driver) StartGuest(ctx context.Context, spec domains.StartSpec) (*Guest, error) {
+	return d.start(ctx, spec, false)
+}
+
+// StartIncoming starts QEMU for spec waiting for a migration stream
+// (-incoming defer, status "inmigrate") on a fresh all-zero RAM file, as a
+// restore needs: zero pages are not in the stream. Feed it with StreamIn;
+// it stays paused after that whatever spec.Paused says, so that the caller
+// resumes it only once the stream was accepted.
+func (d *Driver) StartIncoming(ctx context.Context, spec domains.StartSpec) (*Guest, error) {
+	return d.start(ctx, spec, true)
+}
+
+func (d *Driver) start(ctx context.Context, spec domains.StartSpec, incoming bool) (*Guest, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
@@ -56,7 +65,7 @@ func (d *Driver) StartGuest(ctx context.Context, spec domains.StartSpec) (*Guest
 		return nil, err
 	}
 	id := spec.Config.UUID
-	l := &launch{d: d, spec: spec, paths: d.Paths(id)}
+	l := &launch{d: d, spec: spec, paths: d.Paths(id), incoming: incoming}
 	log := d.log.With().Str("domain", id.String()).Str("name", spec.Config.Name).Logger()
 	t0 := time.Now()
 	if err := runSteps(ctx, log, l.steps()); err != nil {
@@ -81,6 +90,8 @@ type launch struct {
 	proc    *process
 	mon     *qmp.Client
 	spawned bool
+	// incoming: -incoming defer, never cont (see StartIncoming).
+	incoming bool
 }
 
 func (l *launch) steps() []step {
@@ -98,6 +109,9 @@ func (l *launch) steps() []step {
 func (l *launch) commandLine(context.Context) error {
 	var err error
 	l.args, err = CommandLine(l.spec, l.paths, l.d.accel, time.Now())
+	if l.incoming {
+		l.args = append(l.args, "-incoming", "defer")
+	}
 	return err
 }
 
@@ -218,14 +232,18 @@ func (l *launch) checkStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if st.Status != "prelaunch" && st.Status != "paused" {
-		return fmt.Errorf("status %q, want prelaunch or paused", st.Status)
+	want := "prelaunch"
+	if l.incoming {
+		want = "inmigrate"
+	}
+	if st.Status != want && st.Status != "paused" {
+		return fmt.Errorf("status %q, want %s or paused", st.Status, want)
 	}
 	return nil
 }
 
 func (l *launch) cont(ctx context.Context) error {
-	if l.spec.Paused {
+	if l.spec.Paused || l.incoming {
 		return nil
 	}
 	return l.mon.Cont(ctx)

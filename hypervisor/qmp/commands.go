@@ -52,6 +52,8 @@ type MigrationInfo struct {
 	// started (QEMU then omits the member).
 	Status string       `json:"status"`
 	RAM    MigrationRAM `json:"ram"` // zero until a migration starts
+	// ErrorDesc is QEMU's reason when Status is "failed" (may be empty).
+	ErrorDesc string `json:"error-desc"`
 }
 
 // MigrationRAM is the RAM progress of a migration, in bytes.
@@ -80,5 +82,31 @@ func (c *Client) QOMGet(ctx context.Context, path, prop string, result any) erro
 		Property string `json:"property"`
 	}{path, prop}
 	_, err := c.execute(ctx, "qom-get "+path+" "+prop, "qom-get", args, result)
+	return err
+}
+
+// HumanMonitorCommand runs an HMP command line and returns its output.
+// vmledger uses it only where QMP has no equivalent (in QEMU 7.2 the
+// vCPU registers: query-cpus-fast has none).
+func (c *Client) HumanMonitorCommand(ctx context.Context, line string) (string, error) {
+	var out string
+	args := struct {
+		Line string `json:"command-line"`
+	}{line}
+	_, err := c.execute(ctx, "human-monitor-command "+line, "human-monitor-command", args, &out)
+	return out, err
+}
+
+// DumpGuestMemory has QEMU write its own dump of guest memory to path
+// (format "elf", "kdump-zlib", ...; QEMU 7.2 here offers elf, kdump-zlib
+// and win-dmp). It returns when QEMU has finished: QEMU pauses the guest
+// meanwhile and resumes it after if it was running.
+func (c *Client) DumpGuestMemory(ctx context.Context, path, format string) error {
+	args := struct {
+		Paging   bool   `json:"paging"`
+		Protocol string `json:"protocol"`
+		Format   string `json:"format,omitempty"`
+	}{false, "file:" + path, format}
+	_, err := c.execute(ctx, "dump-guest-memory "+format, "dump-guest-memory", args, nil)
 	return err
 }

@@ -23,6 +23,12 @@ func (c *Client) Execute(ctx context.Context, cmd string, args, result any) erro
 // needs to tell "QEMU hung up because it is quitting" from "already dead".
 // label names the call in errors (e.g. "qom-get /machine rtc-time").
 func (c *Client) execute(ctx context.Context, label, cmd string, args, result any) (sent bool, err error) {
+	return c.executeOOB(ctx, label, cmd, args, result, nil)
+}
+
+// executeOOB is execute with ancillary data (SCM_RIGHTS) sent with the
+// command's first bytes; nil for none.
+func (c *Client) executeOOB(ctx context.Context, label, cmd string, args, result any, oob []byte) (sent bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("qmp: %s: %w", label, err)
 	}
@@ -43,7 +49,7 @@ func (c *Client) execute(ctx context.Context, label, cmd string, args, result an
 	c.pending[id] = ch
 	c.mu.Unlock()
 
-	if err := c.write(ctx, line); err != nil {
+	if err := c.write(ctx, line, oob); err != nil {
 		c.forget(id)
 		return false, fmt.Errorf("qmp: %s: %w", label, err)
 	}
@@ -85,7 +91,7 @@ func (c *Client) forget(id uint64) {
 // anything leaves the stream intact and only fails this call; a partial or
 // otherwise failed write leaves QEMU holding half a command, so the
 // connection is torn down.
-func (c *Client) write(ctx context.Context, line []byte) error {
+func (c *Client) write(ctx context.Context, line, oob []byte) error {
 	// A channel rather than a mutex, so that waiting behind another
 	// caller's stuck write also honours ctx.
 	select {
@@ -98,7 +104,7 @@ func (c *Client) write(ctx context.Context, line []byte) error {
 		return err
 	}
 	release := c.deadlineFrom(ctx, c.conn.SetWriteDeadline)
-	n, err := c.conn.Write(line)
+	n, err := c.writeLine(line, oob)
 	release()
 	if err == nil {
 		return nil
@@ -114,4 +120,23 @@ func (c *Client) write(ctx context.Context, line []byte) error {
 		return first
 	}
 	return reason
+}
+
+// writeLine writes line, with oob attached to its first bytes when set. A
+// stream socket may take a sendmsg only in part; the ancillary data went
+// with the first byte, so the rest is a plain write.
+func (c *Client) writeLine(line, oob []byte) (int, error) {
+	if oob == nil {
+		return c.conn.Write(line)
+	}
+	mw, ok := c.conn.(unixMsgWriter)
+	if !ok {
+		return 0, ErrNoFDPassing
+	}
+	n, _, err := mw.WriteMsgUnix(line, oob, nil)
+	if err != nil || n == len(line) {
+		return n, err
+	}
+	m, err := c.conn.Write(line[n:])
+	return n + m, err
 }

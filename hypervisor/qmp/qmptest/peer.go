@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Command is a command as the fake received it.
@@ -12,6 +16,10 @@ type Command struct {
 	Execute   string          `json:"execute"`
 	Arguments json.RawMessage `json:"arguments,omitempty"`
 	ID        json.RawMessage `json:"id,omitempty"`
+	// Files are the descriptors (SCM_RIGHTS) that arrived with the bytes
+	// read up to the end of this command. The server closes them when the
+	// connection ends; a step that keeps one must Dup it.
+	Files []*os.File `json:"-"`
 }
 
 // Peer is the server side of one connection, as seen by a Step.
@@ -19,6 +27,7 @@ type Peer struct {
 	srv    *Server
 	conn   net.Conn
 	r      *bufio.Reader
+	fds    *fdReader
 	held   []Command // received by Receive, not yet answered
 	hungUp bool
 }
@@ -36,6 +45,7 @@ func (p *Peer) ReadCommand() (Command, error) {
 	if c.Execute == "" {
 		return Command{}, fmt.Errorf("command without execute: %q", line)
 	}
+	c.Files = p.fds.take()
 	p.srv.mu.Lock()
 	p.srv.received = append(p.srv.received, c)
 	p.srv.mu.Unlock()
@@ -114,4 +124,69 @@ func (r Reply) encode(id json.RawMessage) ([]byte, error) {
 		return nil, fmt.Errorf("encode reply: %w", err)
 	}
 	return line, nil
+}
+
+// fdReader reads the connection with recvmsg so that descriptors passed
+// with SCM_RIGHTS are kept (a plain read would make the kernel discard
+// them), as QEMU's monitor does. Descriptors are attached to the command
+// whose line completes after they arrived: the client sends them with the
+// command's first bytes.
+type fdReader struct {
+	conn net.Conn
+	mu   sync.Mutex
+	got  []*os.File // received, not yet taken by a command
+	all  []*os.File // every one received, closed at the end
+}
+
+func (r *fdReader) Read(b []byte) (int, error) {
+	uc, ok := r.conn.(*net.UnixConn)
+	if !ok {
+		return r.conn.Read(b)
+	}
+	oob := make([]byte, unix.CmsgSpace(4*8))
+	n, oobn, _, _, err := uc.ReadMsgUnix(b, oob)
+	if oobn > 0 {
+		r.keep(oob[:oobn])
+	}
+	if n < 0 { // recvmsg's -1 on error
+		n = 0
+	}
+	return n, err
+}
+
+func (r *fdReader) keep(oob []byte) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			f := os.NewFile(uintptr(fd), fmt.Sprintf("qmptest-fd-%d", fd))
+			r.got = append(r.got, f)
+			r.all = append(r.all, f)
+		}
+	}
+}
+
+func (r *fdReader) take() []*os.File {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.got
+	r.got = nil
+	return got
+}
+
+func (r *fdReader) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.all {
+		f.Close()
+	}
+	r.all = nil
 }

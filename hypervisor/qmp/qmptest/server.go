@@ -126,7 +126,9 @@ func (s *Server) serve(steps []Step) {
 		return
 	}
 
-	p := &Peer{srv: s, conn: conn, r: bufio.NewReader(conn)}
+	fr := &fdReader{conn: conn}
+	defer fr.closeAll()
+	p := &Peer{srv: s, conn: conn, fds: fr, r: bufio.NewReader(fr)}
 	for i, step := range steps {
 		if err := step(p); err != nil {
 			if !s.isStopped() && !p.hungUp {

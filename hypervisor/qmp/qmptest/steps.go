@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"time"
 )
@@ -53,12 +54,9 @@ func Expect(cmd string, r Reply) Step {
 // compared by value ("" skips the check).
 func ExpectArgs(cmd, args string, r Reply) Step {
 	return func(p *Peer) error {
-		c, err := p.ReadCommand()
+		c, err := p.expect(cmd)
 		if err != nil {
-			return fmt.Errorf("expecting %s: %w", cmd, err)
-		}
-		if c.Execute != cmd {
-			return fmt.Errorf("got command %s, want %s", c.Execute, cmd)
+			return err
 		}
 		if args != "" {
 			if err := sameJSON(c.Arguments, args); err != nil {
@@ -69,16 +67,35 @@ func ExpectArgs(cmd, args string, r Reply) Step {
 	}
 }
 
+// ExpectFile reads the next command, checks its name and that exactly one
+// descriptor came with it, calls use with that file (nil use skips it), and
+// answers. A command without a descriptor is a script failure, the way QEMU
+// answers getfd without one with an error.
+func ExpectFile(cmd string, use func(*os.File) error, r Reply) Step {
+	return func(p *Peer) error {
+		c, err := p.expect(cmd)
+		if err != nil {
+			return err
+		}
+		if len(c.Files) != 1 {
+			return fmt.Errorf("%s: got %d file descriptors, want 1", cmd, len(c.Files))
+		}
+		if use != nil {
+			if err := use(c.Files[0]); err != nil {
+				return fmt.Errorf("%s: %w", cmd, err)
+			}
+		}
+		return p.Reply(c, r)
+	}
+}
+
 // Receive reads the next command, checks its name, and holds it unanswered
 // (for ReplyTo, or never: a command QEMU does not answer).
 func Receive(cmd string) Step {
 	return func(p *Peer) error {
-		c, err := p.ReadCommand()
+		c, err := p.expect(cmd)
 		if err != nil {
-			return fmt.Errorf("expecting %s: %w", cmd, err)
-		}
-		if c.Execute != cmd {
-			return fmt.Errorf("got command %s, want %s", c.Execute, cmd)
+			return err
 		}
 		p.held = append(p.held, c)
 		return nil
@@ -135,6 +152,18 @@ func WaitFor(ch <-chan struct{}) Step {
 			return fmt.Errorf("server closed while waiting")
 		}
 	}
+}
+
+// expect reads the next command and checks its name.
+func (p *Peer) expect(cmd string) (Command, error) {
+	c, err := p.ReadCommand()
+	if err != nil {
+		return Command{}, fmt.Errorf("expecting %s: %w", cmd, err)
+	}
+	if c.Execute != cmd {
+		return Command{}, fmt.Errorf("got command %s, want %s", c.Execute, cmd)
+	}
+	return c, nil
 }
 
 func sameJSON(got json.RawMessage, want string) error {

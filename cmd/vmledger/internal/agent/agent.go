@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +22,7 @@ import (
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
+	"github.com/vmledger/vmledger/domains/owner"
 	"github.com/vmledger/vmledger/hypervisor/qemu"
 	"github.com/vmledger/vmledger/store"
 )
@@ -103,7 +106,7 @@ type agent struct {
 	nc          *nats.Conn
 	natsURL     string
 	natsToken   string
-	svc         *domains.Service
+	svc         *owner.Service
 	metrics     *metrics
 	relay       *bus.Relay
 	metricsAddr string
@@ -133,6 +136,15 @@ func (a *agent) validate() error {
 		return domains.Errorf(domains.CodeInvalid, "state directory %q: %w", c.StateDir, err)
 	}
 	c.StateDir = abs
+	if c.NATSNoAuth && c.NATSURL == "" {
+		host, _, err := splitListen(c.NATSListen)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(host) {
+			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-listen %q: without its token the embedded server must listen on loopback only (127.0.0.1, ::1 or localhost), or anyone who reaches the port commands this agent", c.NATSListen)
+		}
+	}
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 10000
 	}
@@ -173,7 +185,53 @@ func (a *agent) stateDir(context.Context) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", a.cfg.StateDir)
 	}
+	if err := a.owned(a.cfg.StateDir, fi); err != nil {
+		return err
+	}
+	// A directory others may enter is fixed, not refused: its mode is no
+	// secret, and the files in it are 0600 (a loose token is refused on
+	// its own, see loadOrCreateToken). A directory made by a package
+	// manager or mkdir is often 0755, and should not stop the agent.
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(a.cfg.StateDir, perm&0o700|0o700); err != nil {
+			return fmt.Errorf("%s: mode %04o lets others in, and chmod 700 failed: %w", a.cfg.StateDir, perm, err)
+		}
+		a.log.Warn().Str("path", a.cfg.StateDir).Str("was", fmt.Sprintf("%04o", perm)).Msg("state directory let group or others in: set its mode to 0700")
+	}
 	return nil
+}
+
+// owned refuses a state file that belongs to another user: whoever owns
+// it can change the log or the token under the agent.
+func (a *agent) owned(path string, fi os.FileInfo) error {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		a.log.Error().Str("path", path).Uint32("uid", st.Uid).Msg("refusing a state file owned by another user")
+		return domains.Errorf(domains.CodeInvalid, "%s: owned by uid %d, not by this agent's user (%d)", path, st.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// private refuses, as ssh refuses loose keys, a secret file others may
+// read or write or that belongs to another user. Refused rather than
+// fixed: what was readable may have been read, so it needs replacing.
+func (a *agent) private(path string, fi os.FileInfo, fix string) error {
+	if err := a.owned(path, fi); err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		a.log.Error().Str("path", path).Str("mode", fmt.Sprintf("%04o", perm)).Msg("refusing a secret file others may read")
+		return domains.Errorf(domains.CodeInvalid, "%s: mode %04o: group and others must have no access (anyone who read it may command this agent); fix: %s", path, perm, fix)
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen host reaches this machine only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (a *agent) openStore(context.Context) error {
@@ -186,13 +244,31 @@ func (a *agent) openStore(context.Context) error {
 			return float64(a.relay.Lag())
 		},
 		func() float64 { return float64(a.store.LastSeq()) },
+		func() float64 {
+			if a.store.Health() != nil {
+				return 0
+			}
+			return 1
+		},
 	)
-	s, err := store.Open(filepath.Join(a.cfg.StateDir, DBFile), store.Options{Observer: a.metrics})
+	s, err := store.Open(filepath.Join(a.cfg.StateDir, DBFile), store.Options{Observer: a.metrics, OnHealth: a.storeHealth})
 	if err != nil {
 		return err
 	}
 	a.store = s
 	return nil
+}
+
+// storeHealth is told, from the store's writer, when the log stops
+// accepting appends and when it has recovered by itself (docs/store.md).
+func (a *agent) storeHealth(err error) {
+	if err != nil {
+		a.metrics.storeBroken.Inc()
+		a.log.Error().Err(err).Str("path", filepath.Join(a.cfg.StateDir, DBFile)).
+			Msg("event log: a commit failed; every change is refused until the log recovers (retrying; a full disk?)")
+		return
+	}
+	a.log.Info().Uint64("last_seq", a.store.LastSeq()).Msg("event log: recovered, changes accepted again")
 }
 
 func (a *agent) loadProjection(ctx context.Context) error {
@@ -219,11 +295,16 @@ func (a *agent) startHypervisor(context.Context) error {
 	d, err := qemu.New(qemu.Options{RunDir: a.cfg.RunDir, Binary: a.cfg.QEMUBinary, Accel: a.cfg.Accel,
 		Protected: []string{a.cfg.StateDir}, Log: a.log.With().Str("component", "qemu").Logger()})
 	if err != nil {
-		if a.cfg.Accel == "auto" || a.cfg.Accel == "" {
-			a.log.Warn().Err(err).Msg("hypervisor: none: QEMU is not usable; lifecycle verbs will answer unavailable")
+		// Only a QEMU that is simply not installed makes "auto" fall back
+		// to no hypervisor. Anything the user named (--qemu, a run
+		// directory too long for socket paths) that cannot work fails the
+		// start: serving without guests would hide the mistake.
+		auto := a.cfg.Accel == "auto" || a.cfg.Accel == ""
+		if auto && a.cfg.QEMUBinary == "" && errors.Is(err, exec.ErrNotFound) {
+			a.log.Warn().Err(err).Msg("hypervisor: none: QEMU is not installed; lifecycle verbs will answer unavailable")
 			return nil
 		}
-		return err
+		return domains.Errorf(domains.CodeInvalid, "%w", err)
 	}
 	a.driver = d
 	a.log.Info().Str("accel", d.Accel()).Str("run_dir", d.RunDir()).Msg("hypervisor: QEMU")
@@ -251,7 +332,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 		}
 		token := ""
 		if !a.cfg.NATSNoAuth {
-			if token, err = loadOrCreateToken(a.cfg.StateDir); err != nil {
+			if token, err = a.loadOrCreateToken(a.cfg.StateDir); err != nil {
 				return err
 			}
 		}
@@ -285,7 +366,7 @@ func (a *agent) stopNATS(ctx context.Context) error {
 }
 
 func (a *agent) startService(context.Context) error {
-	a.svc = domains.NewService(domains.Options{
+	a.svc = owner.NewService(owner.Options{
 		Log: a.store.EventLog(), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
 		OnCommit: func(e domains.Event) {
 			a.metrics.events.WithLabelValues(string(e.Type)).Inc()
@@ -352,6 +433,7 @@ func (a *agent) startMetrics(context.Context) error {
 	a.metricsAddr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", healthz(a.store.Health))
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.metricsSrv.Serve(ln) }()
 	return nil

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +20,11 @@ type metrics struct {
 	relayLag     prometheus.GaugeFunc
 	lastSeq      prometheus.GaugeFunc
 	snapshotsErr prometheus.Counter
+	storeOK      prometheus.GaugeFunc
+	storeBroken  prometheus.Counter
 }
 
-func newMetrics(domains, relayLag, lastSeq func() float64) *metrics {
+func newMetrics(domains, relayLag, lastSeq, storeHealthy func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		appended: prometheus.NewCounter(prometheus.CounterOpts{
@@ -39,13 +43,19 @@ func newMetrics(domains, relayLag, lastSeq func() float64) *metrics {
 		snapshotsErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmledger_snapshot_errors_total", Help: "Projection snapshots that failed to save.",
 		}),
+		storeBroken: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmledger_store_failures_total", Help: "Times the event log stopped accepting appends (a commit failed: disk full, I/O error).",
+		}),
 	}
+	m.storeOK = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vmledger_store_healthy", Help: "1 while the event log accepts appends, 0 while it is broken and retrying (see /healthz).",
+	}, storeHealthy)
 	m.domains = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmledger_domains", Help: "Defined domains."}, domains)
 	m.relayLag = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vmledger_relay_lag_events", Help: "Committed events not yet confirmed published on NATS.",
 	}, relayLag)
 	m.lastSeq = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmledger_last_seq", Help: "Last committed sequence."}, lastSeq)
-	m.reg.MustRegister(m.appended, m.batches, m.appendLat, m.events, m.domains, m.relayLag, m.lastSeq, m.snapshotsErr,
+	m.reg.MustRegister(m.appended, m.batches, m.appendLat, m.events, m.domains, m.relayLag, m.lastSeq, m.snapshotsErr, m.storeOK, m.storeBroken,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -55,4 +65,18 @@ func (m *metrics) Committed(events, batch int, latency time.Duration) {
 	m.appended.Add(float64(events))
 	m.batches.Inc()
 	m.appendLat.Observe(latency.Seconds())
+}
+
+// healthz answers 200 "ok" while the agent can record events, else 503 with
+// the reason: a load balancer or a supervisor can act on it.
+func healthz(health func() error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := health(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "event log: %v\n", err)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 }

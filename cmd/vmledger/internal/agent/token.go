@@ -17,8 +17,18 @@ import (
 const TokenFile = "nats.token"
 
 // loadOrCreateToken reads the token, or makes one (0600) on first start.
-func loadOrCreateToken(dir string) (string, error) {
+// A token file others may read is refused (see private).
+func (a *agent) loadOrCreateToken(dir string) (string, error) {
 	path := filepath.Join(dir, TokenFile)
+	fi, err := os.Lstat(path)
+	if err == nil {
+		if !fi.Mode().IsRegular() {
+			return "", fmt.Errorf("%s: not a regular file", path)
+		}
+		if err := a.private(path, fi, "rm "+path+" (a new token is made at the next start, and clients must get it again)"); err != nil {
+			return "", err
+		}
+	}
 	b, err := os.ReadFile(path)
 	if err == nil {
 		tok := strings.TrimSpace(string(b))

@@ -1,4 +1,4 @@
-package domains_test
+package owner_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/domainstest"
+	"github.com/vmledger/vmledger/domains/owner"
 )
 
 // flakyLog fails the next n appends (nothing written), then works.
@@ -39,7 +40,7 @@ type rig struct {
 	mem  *domainstest.MemLog
 	log  *flakyLog
 	drv  *domainstest.FakeDriver
-	svc  *domains.Service
+	svc  *owner.Service
 	cfg  domains.Config
 	uuid string
 }
@@ -50,7 +51,7 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(cancel)
 	r := &rig{ctx: ctx, mem: domainstest.NewMemLog(), drv: domainstest.NewFakeDriver()}
 	r.log = &flakyLog{MemLog: r.mem}
-	r.svc = domains.NewService(domains.Options{Log: r.log, Driver: r.drv, Host: "h"})
+	r.svc = owner.NewService(owner.Options{Log: r.log, Driver: r.drv, Host: "h"})
 	t.Cleanup(func() {
 		r.svc.Close()
 		p, err := r.mem.Replay()

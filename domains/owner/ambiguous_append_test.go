@@ -1,4 +1,4 @@
-package domains_test
+package owner_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/domainstest"
+	"github.com/vmledger/vmledger/domains/owner"
 )
 
 // landingLog commits every append but, when armed, reports the next one as
@@ -36,7 +37,7 @@ func TestServiceStartAppendLandedAnyway(t *testing.T) {
 	mem := domainstest.NewMemLog()
 	log := &landingLog{MemLog: mem}
 	drv := domainstest.NewFakeDriver()
-	svc := domains.NewService(domains.Options{Log: log, Driver: drv, Host: "h"})
+	svc := owner.NewService(owner.Options{Log: log, Driver: drv, Host: "h"})
 	t.Cleanup(svc.Close)
 	cfg := domains.Config{Name: "vm", MemoryMiB: 16, VCPUs: 1, Clock: domains.Clock{Offset: domains.OffsetUTC}}
 	if _, err := svc.Define(ctx, "", cfg); err != nil {

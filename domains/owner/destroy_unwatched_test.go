@@ -1,4 +1,4 @@
-package domains_test
+package owner_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package domains
+package owner
 
 import (
 	"context"
@@ -8,20 +8,22 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/vmledger/vmledger/domains"
 )
 
 // Service is the worker: it validates commands against the projection,
 // acts through the Driver, appends the resulting events and folds them. It
 // sees only the interfaces in ports.go.
 type Service struct {
-	log    EventLog
-	driver Driver
-	clock  TimeSource
+	log    domains.EventLog
+	driver domains.Driver
+	clock  domains.TimeSource
 	host   string
-	notify func(Event) // optional observer of committed events (metrics)
+	notify func(domains.Event) // optional observer of committed events (metrics)
 
 	mu   sync.RWMutex // guards proj
-	proj *Projection
+	proj *domains.Projection
 
 	lmu    sync.Mutex
 	locks  map[uuid.UUID]*sync.Mutex  // one per domain: serialises commands and hints
@@ -36,12 +38,12 @@ type Service struct {
 
 // Options configure a Service.
 type Options struct {
-	Log        EventLog
-	Driver     Driver     // nil: lifecycle verbs answer unavailable
-	Time       TimeSource // nil: SystemClock
+	Log        domains.EventLog
+	Driver     domains.Driver     // nil: lifecycle verbs answer unavailable
+	Time       domains.TimeSource // nil: SystemClock
 	Host       string
-	Projection *Projection // the replayed log; nil: empty
-	OnCommit   func(Event)
+	Projection *domains.Projection // the replayed log; nil: empty
+	OnCommit   func(domains.Event)
 }
 
 // NewService builds a service over an already replayed projection.
@@ -52,28 +54,28 @@ func NewService(o Options) *Service {
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
-		s.clock = SystemClock{}
+		s.clock = domains.SystemClock{}
 	}
 	if s.proj == nil {
-		s.proj = NewProjection()
+		s.proj = domains.NewProjection()
 	}
 	return s
 }
 
 // List returns every domain.
-func (s *Service) List() []Domain {
+func (s *Service) List() []domains.Domain {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.proj.List()
 }
 
 // Get finds a domain by name or UUID.
-func (s *Service) Get(ref string) (Domain, error) {
+func (s *Service) Get(ref string) (domains.Domain, error) {
 	s.mu.RLock()
 	d, ok := s.proj.Lookup(ref)
 	s.mu.RUnlock()
 	if !ok {
-		return Domain{}, Errorf(CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
 	}
 	return d, nil
 }
@@ -94,7 +96,7 @@ func (s *Service) Snapshot() (seq uint64, data []byte, err error) {
 }
 
 // Equal compares the live projection with p (replay checks).
-func (s *Service) Equal(p *Projection) (bool, string) {
+func (s *Service) Equal(p *domains.Projection) (bool, string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.proj.Equal(p)
@@ -114,12 +116,12 @@ func (s *Service) lock(id uuid.UUID) func() {
 
 // once runs fn at most once per command ID: a retry of a finished command
 // gets the recorded result; a retry racing the first waits for it.
-func (s *Service) once(ctx context.Context, cmdID string, fn func() (Result, error)) (Result, error) {
+func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Result, error)) (domains.Result, error) {
 	if cmdID == "" {
 		return fn()
 	}
 	if len(cmdID) > 128 {
-		return Result{}, Errorf(CodeInvalid, "command id longer than 128 bytes")
+		return domains.Result{}, domains.Errorf(domains.CodeInvalid, "command id longer than 128 bytes")
 	}
 	for {
 		s.lmu.Lock()
@@ -135,7 +137,7 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (Result, err
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Result{}, Errorf(CodeUnavailable, "waiting for command %s: %w", cmdID, ctx.Err())
+			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "waiting for command %s: %w", cmdID, ctx.Err())
 		}
 	}
 	defer func() {
@@ -146,7 +148,7 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (Result, err
 	}()
 	rec, found, err := s.log.Command(ctx, cmdID)
 	if err != nil {
-		return Result{}, Errorf(CodeUnavailable, "command table: %w", err)
+		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "command table: %w", err)
 	}
 	if found {
 		return decodeResult(rec)
@@ -157,36 +159,36 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (Result, err
 // commit appends events for one domain (caller holds its lock), folds them
 // and returns the result. Events are facts: callers append only after the
 // thing happened.
-func (s *Service) commit(ctx context.Context, cmdID string, id uuid.UUID, payloads ...Payload) (Result, error) {
+func (s *Service) commit(ctx context.Context, cmdID string, id uuid.UUID, payloads ...domains.Payload) (domains.Result, error) {
 	return s.commitAt(ctx, time.Time{}, cmdID, id, payloads...)
 }
 
 // commitAt is commit with the time the fact happened, when a better source
 // than the agent's clock knows it (QEMU's event timestamp); zero: now.
-func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id uuid.UUID, payloads ...Payload) (Result, error) {
+func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id uuid.UUID, payloads ...domains.Payload) (domains.Result, error) {
 	now := at
 	if now.IsZero() {
 		now = s.clock.Now()
 	}
-	evs := make([]Event, len(payloads))
+	evs := make([]domains.Event, len(payloads))
 	for i, p := range payloads {
-		evs[i] = NewEvent(id, now, cmdID, s.host, p)
+		evs[i] = domains.NewEvent(id, now, cmdID, s.host, p)
 	}
 	s.mu.RLock()
 	expected := s.proj.Version(id)
 	// Dry-run the fold on a copy: an event the projection would refuse is
 	// a bug here, and must not reach the log.
-	name, state, err := s.proj.check(id, evs)
+	name, state, err := s.proj.Check(id, evs)
 	s.mu.RUnlock()
 	if err != nil {
-		return Result{}, Errorf(CodeConflict, "%w", err)
+		return domains.Result{}, domains.Errorf(domains.CodeConflict, "%w", err)
 	}
-	res := Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
-	req := AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID}
+	res := domains.Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
+	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
 	if cmdID != "" {
-		req.Result = encodeResult(Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
+		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
 	}
 	// Events record what already happened: the caller giving up must not
 	// cut the recording short, so the append and the fold run on a context
@@ -198,15 +200,15 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 		// The log may hold events this projection has not seen (an append
 		// that committed after its caller gave up): catch up, then report.
 		_ = s.catchUp(ctx, 0)
-		if errors.Is(err, ErrConflict) {
-			return Result{}, err
+		if errors.Is(err, domains.ErrConflict) {
+			return domains.Result{}, err
 		}
-		return Result{}, Errorf(CodeUnavailable, "append: %w", err)
+		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "append: %w", err)
 	}
 	// Concurrent commits for other domains may have taken earlier
 	// sequences; the projection folds strictly in order, from the log.
 	if err := s.catchUp(ctx, seqs[len(seqs)-1]); err != nil {
-		return Result{}, Errorf(CodeInternal, "fold after append: %w", err)
+		return domains.Result{}, domains.Errorf(domains.CodeInternal, "fold after append: %w", err)
 	}
 	if s.notify != nil {
 		for i, e := range evs {
@@ -223,8 +225,8 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 func (s *Service) catchUp(ctx context.Context, upto uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for upto == 0 || s.proj.lastSeq < upto {
-		evs, err := s.log.ReadAfter(ctx, s.proj.lastSeq, 1024)
+	for upto == 0 || s.proj.LastSeq() < upto {
+		evs, err := s.log.ReadAfter(ctx, s.proj.LastSeq(), 1024)
 		if err != nil {
 			return err
 		}
@@ -232,7 +234,7 @@ func (s *Service) catchUp(ctx context.Context, upto uint64) error {
 			if upto == 0 {
 				return nil
 			}
-			return fmt.Errorf("log ends at %d before sequence %d", s.proj.lastSeq, upto)
+			return fmt.Errorf("log ends at %d before sequence %d", s.proj.LastSeq(), upto)
 		}
 		for _, e := range evs {
 			if err := s.proj.Apply(e); err != nil {
@@ -252,40 +254,8 @@ const recordTimeout = 30 * time.Second
 func (s *Service) startLanded(id uuid.UUID, pid int) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	d, ok := s.proj.domains[id]
+	d, ok := s.proj.Get(id)
 	return ok && d.Live != nil && d.Live.PID == pid && d.State.Active()
-}
-
-// check reports whether evs would fold cleanly onto the domain, and the
-// domain's name and state after them (a removed domain keeps its name and
-// reads as shut off).
-func (p *Projection) check(id uuid.UUID, evs []Event) (string, State, error) {
-	q := &Projection{lastSeq: p.lastSeq, domains: map[uuid.UUID]*Domain{}, byName: map[string]uuid.UUID{}, tombstones: map[uuid.UUID]uint64{}}
-	name := ""
-	if d, ok := p.domains[id]; ok {
-		c := d.clone()
-		q.domains[id] = &c
-		name = d.Config.Name
-	}
-	if v, ok := p.tombstones[id]; ok {
-		q.tombstones[id] = v
-	}
-	for i, e := range evs {
-		e.Seq, e.Version = p.lastSeq+uint64(i)+1, p.Version(id)+uint64(i)+1
-		if def, ok := e.Payload.(Defined); ok {
-			if other, taken := p.byName[def.Config.Name]; taken && other != id {
-				return "", "", fmt.Errorf("name %q is taken by domain %s", def.Config.Name, other)
-			}
-			name = def.Config.Name
-		}
-		if err := q.Apply(e); err != nil {
-			return "", "", err
-		}
-	}
-	if d, ok := q.domains[id]; ok {
-		return name, d.State, nil
-	}
-	return name, StateShutoff, nil
 }
 
 // Close stops watching guests (they keep running) and waits.

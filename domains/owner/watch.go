@@ -1,4 +1,4 @@
-package domains
+package owner
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/vmledger/vmledger/domains"
 )
 
 // guestHandle ties a running Guest to its domain.
 type guestHandle struct {
 	id    uuid.UUID
-	guest Guest
+	guest domains.Guest
 }
 
 func (s *Service) guest(id uuid.UUID) *guestHandle {
@@ -31,7 +33,7 @@ func (s *Service) forget(id uuid.UUID, h *guestHandle) {
 
 // watch folds a guest's QMP hints and its exit into events. The guest's
 // lifetime is its own: no request context reaches this goroutine.
-func (s *Service) watch(id uuid.UUID, g Guest) {
+func (s *Service) watch(id uuid.UUID, g domains.Guest) {
 	h := &guestHandle{id: id, guest: g}
 	s.lmu.Lock()
 	select {
@@ -78,7 +80,7 @@ func (s *Service) watch(id uuid.UUID, g Guest) {
 	}()
 }
 
-func (s *Service) drain(h *guestHandle, events <-chan GuestEvent) {
+func (s *Service) drain(h *guestHandle, events <-chan domains.GuestEvent) {
 	if events == nil {
 		return
 	}
@@ -98,9 +100,9 @@ func (s *Service) drain(h *guestHandle, events <-chan GuestEvent) {
 }
 
 // current returns the domain if h is still its live guest.
-func (s *Service) current(h *guestHandle) (Domain, bool) {
+func (s *Service) current(h *guestHandle) (domains.Domain, bool) {
 	if s.guest(h.id) != h {
-		return Domain{}, false
+		return domains.Domain{}, false
 	}
 	s.mu.RLock()
 	d, ok := s.proj.Get(h.id)
@@ -110,7 +112,7 @@ func (s *Service) current(h *guestHandle) (Domain, bool) {
 
 // hint handles one QMP event. QMP events are hints: where state is
 // concerned, QEMU's real state is re-read and only differences recorded.
-func (s *Service) hint(h *guestHandle, ev GuestEvent) {
+func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 	defer s.lock(h.id)()
 	d, ok := s.current(h)
 	if !ok {
@@ -118,37 +120,37 @@ func (s *Service) hint(h *guestHandle, ev GuestEvent) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.hintTO)
 	defer cancel()
-	var p Payload
+	var p domains.Payload
 	switch ev.Kind {
-	case GuestRTCChange:
-		p = RTCChanged{Offset: ev.Offset, Adjustment: RTCAdjustment(d.Live.ClockBase, ev.Offset)}
-	case GuestReset:
+	case domains.GuestRTCChange:
+		p = domains.RTCChanged{Offset: ev.Offset, Adjustment: domains.RTCAdjustment(d.Live.ClockBase, ev.Offset)}
+	case domains.GuestReset:
 		if ev.Guest { // host resets are recorded by the reset command
-			p = Reset{Guest: true, Reason: ev.Reason}
+			p = domains.Reset{Guest: true, Reason: ev.Reason}
 		}
-	case GuestPanicked:
-		p = Crashed{Reason: "guest-panicked", Action: ev.Reason, Info: ev.Info}
-	case GuestShutdown:
-		if d.State == StateCrashed || d.State == StateShutdown {
+	case domains.GuestPanicked:
+		p = domains.Crashed{Reason: "guest-panicked", Action: ev.Reason, Info: ev.Info}
+	case domains.GuestShutdown:
+		if d.State == domains.StateCrashed || d.State == domains.StateShutdown {
 			return // the panic or an earlier SHUTDOWN already says why
 		}
-		r := ShutdownHost
+		r := domains.ShutdownHost
 		if ev.Guest {
-			r = ShutdownGuest
+			r = domains.ShutdownGuest
 		}
-		p = Shutdown{Reason: r, QEMUReason: ev.Reason}
-	case GuestStop, GuestResume:
+		p = domains.Shutdown{Reason: r, QEMUReason: ev.Reason}
+	case domains.GuestStop, domains.GuestResume:
 		p = s.runDiff(ctx, h, d)
 	}
 	if p == nil {
 		return
 	}
-	if _, ok := Next(d.State, p.EventType()); !ok {
+	if _, ok := domains.Next(d.State, p.EventType()); !ok {
 		return
 	}
 	// The fact happened when QEMU reported it; re-read states happened now.
 	at := ev.Time
-	if ev.Kind == GuestStop || ev.Kind == GuestResume {
+	if ev.Kind == domains.GuestStop || ev.Kind == domains.GuestResume {
 		at = time.Time{}
 	}
 	s.record(ctx, h.id, at, p)
@@ -156,22 +158,22 @@ func (s *Service) hint(h *guestHandle, ev GuestEvent) {
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings
 // the projection in line, or nil.
-func (s *Service) runDiff(ctx context.Context, h *guestHandle, d Domain) Payload {
+func (s *Service) runDiff(ctx context.Context, h *guestHandle, d domains.Domain) domains.Payload {
 	st, err := h.guest.Status(ctx)
 	if err != nil {
 		return nil
 	}
 	switch {
-	case st.Running && d.State == StatePaused:
-		return Resumed{Reason: "unpaused"}
-	case !st.Running && d.State == StateRunning:
+	case st.Running && d.State == domains.StatePaused:
+		return domains.Resumed{Reason: "unpaused"}
+	case !st.Running && d.State == domains.StateRunning:
 		switch st.Status {
 		case "paused", "suspended":
-			return Paused{Reason: PauseUnknown}
+			return domains.Paused{Reason: domains.PauseUnknown}
 		case "io-error":
-			return Paused{Reason: PauseIOError}
+			return domains.Paused{Reason: domains.PauseIOError}
 		case "finish-migrate", "postmigrate", "inmigrate":
-			return Paused{Reason: PauseMigration}
+			return domains.Paused{Reason: domains.PauseMigration}
 		}
 	}
 	return nil
@@ -190,22 +192,22 @@ func (s *Service) exited(h *guestHandle) {
 	if x.Signaled || x.Err != "" {
 		detail = "QEMU ended: " + x.Err
 	}
-	reason := StopCrashed
+	reason := domains.StopCrashed
 	switch d.State {
-	case StateShutdown:
-		reason, detail = StopShutdown, ""
-	case StateCrashed:
+	case domains.StateShutdown:
+		reason, detail = domains.StopShutdown, ""
+	case domains.StateCrashed:
 		detail = "guest panicked"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.hintTO)
 	defer cancel()
-	s.record(ctx, h.id, time.Time{}, Stopped{Reason: reason, Detail: detail})
+	s.record(ctx, h.id, time.Time{}, domains.Stopped{Reason: reason, Detail: detail})
 }
 
 // record appends a guest-reported fact, retrying a failing log a few times
 // (a fact QEMU reported once is not reported again), as long as the fact
 // still fits the domain's state. The caller holds the domain's lock.
-func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p Payload) {
+func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p domains.Payload) {
 	for try, wait := 0, 100*time.Millisecond; ; try, wait = try+1, wait*2 {
 		_, err := s.commitAt(ctx, at, "", id, p)
 		if err == nil || try == 4 {
@@ -221,7 +223,7 @@ func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p Payl
 		s.mu.RLock()
 		d, ok := s.proj.Get(id)
 		s.mu.RUnlock()
-		if _, legal := Next(d.State, p.EventType()); !ok || !legal {
+		if _, legal := domains.Next(d.State, p.EventType()); !ok || !legal {
 			return // the log moved on (caught up): the fact no longer applies
 		}
 	}
@@ -260,11 +262,13 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	var errs []error
 	for _, d := range s.List() {
-		if !d.State.Active() {
-			continue
-		}
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
-		err := s.recoverOne(rctx, d.Config.UUID)
+		var err error
+		if d.State.Active() {
+			err = s.recoverOne(rctx, d.Config.UUID)
+		} else {
+			err = s.settleOne(rctx, d.Config.UUID)
+		}
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("domain %q: %w", d.Config.Name, err))
@@ -288,17 +292,22 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 		return nil
 	}
 	g, err := s.driver.Attach(ctx, d.Config)
-	if errors.Is(err, ErrNotFound) {
-		_, err = s.commit(ctx, "", id, Stopped{Reason: StopCrashed, Detail: "QEMU was gone when the agent reconnected"})
+	if errors.Is(err, domains.ErrNotFound) {
+		// Not by its pid file: let the driver find what is left, kill it
+		// or hand it back, and clean the run files of a dead guest.
+		g, err = s.settle(ctx, d.Config)
+	}
+	if errors.Is(err, domains.ErrNotFound) {
+		_, err = s.commit(ctx, "", id, domains.Stopped{Reason: domains.StopCrashed, Detail: "QEMU was gone when the agent reconnected"})
 		return err
 	}
-	if err != nil {
+	if g == nil {
 		return err
 	}
 	// Whatever is recorded below, the guest ends up watched: a failed
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
-	var errs []error
+	errs := []error{err}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
@@ -307,10 +316,49 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
 		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
-			if _, err := s.commit(ctx, "", id, RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {
+			if _, err := s.commit(ctx, "", id, domains.RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// settle asks the driver, if it can, to resolve a guest's leftovers.
+func (s *Service) settle(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
+	if st, ok := s.driver.(domains.Settler); ok {
+		return st.Settle(ctx, cfg)
+	}
+	return nil, domains.Errorf(domains.CodeNotFound, "domain %q: no running QEMU", cfg.Name)
+}
+
+// settleOne resolves a QEMU of a domain the log shows shut off: the agent
+// died during its start. One that completed its start runs the guest
+// already, so it is recorded as started and watched; the driver kills any
+// other (see domains.Settler).
+func (s *Service) settleOne(ctx context.Context, id uuid.UUID) error {
+	defer s.lock(id)()
+	s.mu.RLock()
+	d, ok := s.proj.Get(id)
+	s.mu.RUnlock()
+	if !ok || d.State.Active() || s.guest(id) != nil {
+		return nil
+	}
+	g, err := s.settle(ctx, d.Config)
+	if errors.Is(err, domains.ErrNotFound) {
+		return nil
+	}
+	if g == nil {
+		return err
+	}
+	// The base a start now would use: the same as at that start, unless
+	// the host's zone offset changed in between (localtime clocks only).
+	started := domains.Started{Reason: domains.StartBooted, Accel: g.Accel(), PID: g.PID(), ClockBase: domains.ClockBase(d.Config.Clock, s.clock.Now())}
+	if _, cerr := s.commit(ctx, "", id, started); cerr != nil {
+		// As in Start: a guest whose start is not on record must not run.
+		_ = g.Kill(ctx)
+		return errors.Join(err, cerr)
+	}
+	s.watch(id, g)
+	return err
 }

@@ -1,4 +1,4 @@
-package domains_test
+package owner_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/domainstest"
+	"github.com/vmledger/vmledger/domains/owner"
 )
 
 // env is one service over fakes. Its cleanup closes every service it made
@@ -24,7 +25,7 @@ type env struct {
 	log *domainstest.MemLog
 	drv *domainstest.FakeDriver
 	clk *domainstest.FixedClock
-	svc *domains.Service
+	svc *owner.Service
 }
 
 var (
@@ -40,15 +41,15 @@ func newEnv(t *testing.T) *env {
 		t: t, ctx: ctx,
 		log: domainstest.NewMemLog(),
 		drv: domainstest.NewFakeDriver(),
-		clk: domainstest.NewFixedClock(time.Date(2024, 1, 15, 12, 0, 0, 0, newYork(t))),
+		clk: domainstest.NewFixedClock(time.Date(2024, 1, 15, 12, 0, 0, 0, domainstest.NewYork(t))),
 	}
 	e.svc = e.newService(e.drv, nil)
 	return e
 }
 
 // newService makes a service over e.log (drv may be nil: no hypervisor).
-func (e *env) newService(drv domains.Driver, proj *domains.Projection) *domains.Service {
-	svc := domains.NewService(domains.Options{Log: e.log, Driver: drv, Time: e.clk, Host: "host-a", Projection: proj})
+func (e *env) newService(drv domains.Driver, proj *domains.Projection) *owner.Service {
+	svc := owner.NewService(owner.Options{Log: e.log, Driver: drv, Time: e.clk, Host: "host-a", Projection: proj})
 	e.t.Cleanup(func() {
 		svc.Close()
 		if svc == e.svc { // a replaced service was checked by restart
@@ -71,7 +72,7 @@ func (e *env) restart(drv domains.Driver) {
 	e.svc = e.newService(drv, p)
 }
 
-func (e *env) checkReplay(svc *domains.Service) {
+func (e *env) checkReplay(svc *owner.Service) {
 	e.t.Helper()
 	p, err := e.log.Replay()
 	if err != nil {
@@ -388,7 +389,7 @@ func TestServiceUndefine(t *testing.T) {
 }
 
 func TestServiceStartRecordsClockBase(t *testing.T) {
-	ny := newYork(t)
+	ny := domainstest.NewYork(t)
 	winter := time.Date(2024, 1, 15, 12, 0, 0, 0, ny)
 	summer := time.Date(2024, 7, 15, 12, 0, 0, 0, ny)
 	cases := []struct {
@@ -1125,7 +1126,7 @@ func TestServiceRTC(t *testing.T) {
 	if _, err := e.svc.Destroy(e.ctx, "", "vm"); err != nil {
 		t.Fatal(err)
 	}
-	e.clk.Set(time.Date(2024, 7, 15, 12, 0, 0, 0, newYork(t)))
+	e.clk.Set(time.Date(2024, 7, 15, 12, 0, 0, 0, domainstest.NewYork(t)))
 	g = e.start(cfg)
 	specs := e.drv.Starts()
 	if got := specs[len(specs)-1].ClockBase; got != base-20000 {
@@ -1317,7 +1318,7 @@ func TestServiceSnapshotAndNotify(t *testing.T) {
 	log := domainstest.NewMemLog()
 	var mu sync.Mutex
 	var seen []uint64
-	svc := domains.NewService(domains.Options{Log: log, Time: domainstest.NewFixedClock(t0), Host: "h",
+	svc := owner.NewService(owner.Options{Log: log, Time: domainstest.NewFixedClock(t0), Host: "h",
 		OnCommit: func(e domains.Event) { mu.Lock(); seen = append(seen, e.Seq); mu.Unlock() }})
 	defer svc.Close()
 	ctx := context.Background()
@@ -1344,7 +1345,7 @@ func TestServiceSnapshotAndNotify(t *testing.T) {
 		t.Fatal(diff)
 	}
 	// A service started from the snapshot carries on.
-	svc2 := domains.NewService(domains.Options{Log: log, Projection: p})
+	svc2 := owner.NewService(owner.Options{Log: log, Projection: p})
 	defer svc2.Close()
 	if _, err := svc2.Undefine(ctx, "", "a"); err != nil {
 		t.Fatal(err)

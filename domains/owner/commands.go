@@ -1,0 +1,87 @@
+package owner
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/google/uuid"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// Define creates a domain, or replaces the configuration of an existing
+// one with the same name and UUID (as virsh define does). A config without
+// a UUID gets a fresh one.
+func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) (domains.Result, error) {
+	return s.once(ctx, cmdID, func() (domains.Result, error) {
+		if cfg.UUID == uuid.Nil {
+			cfg.UUID = uuid.New()
+		}
+		cfg = cfg.Normalize()
+		if err := cfg.Validate(); err != nil {
+			return domains.Result{}, err
+		}
+		s.defineMu.Lock()
+		defer s.defineMu.Unlock()
+		defer s.lock(cfg.UUID)()
+		s.mu.RLock()
+		byName, nameTaken := s.proj.ByName(cfg.Name)
+		cur, exists := s.proj.Get(cfg.UUID)
+		var curName string
+		var same bool
+		if exists {
+			curName = cur.Config.Name
+			same = equalConfig(cur.Config, cfg)
+		}
+		s.mu.RUnlock()
+		switch {
+		case nameTaken && byName != cfg.UUID:
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain name %q is already used by %s", cfg.Name, byName)
+		case exists && curName != cfg.Name:
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %s is named %q; renaming is not supported", cfg.UUID, curName)
+		case exists && same:
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is already defined with this configuration", cfg.Name)
+		case exists:
+			return s.commit(ctx, cmdID, cfg.UUID, domains.ConfigUpdated{Config: cfg})
+		}
+		return s.commit(ctx, cmdID, cfg.UUID, domains.Defined{Config: cfg})
+	})
+}
+
+// Undefine removes a shut-off domain's definition. Its log stays.
+func (s *Service) Undefine(ctx context.Context, cmdID, ref string) (domains.Result, error) {
+	return s.once(ctx, cmdID, func() (domains.Result, error) {
+		d, unlock, err := s.acquire(ref)
+		if err != nil {
+			return domains.Result{}, err
+		}
+		defer unlock()
+		if d.State.Active() {
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is %s; destroy it before undefining", d.Config.Name, d.State)
+		}
+		return s.commit(ctx, cmdID, d.Config.UUID, domains.Undefined{})
+	})
+}
+
+// acquire resolves ref, locks the domain and re-reads it under the lock.
+func (s *Service) acquire(ref string) (domains.Domain, func(), error) {
+	d, err := s.Get(ref)
+	if err != nil {
+		return domains.Domain{}, nil, err
+	}
+	unlock := s.lock(d.Config.UUID)
+	s.mu.RLock()
+	d, ok := s.proj.Get(d.Config.UUID)
+	s.mu.RUnlock()
+	if !ok {
+		unlock()
+		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+	}
+	return d, unlock, nil
+}
+
+func equalConfig(a, b domains.Config) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}

@@ -1,0 +1,35 @@
+package owner
+
+import (
+	"encoding/json"
+
+	"github.com/google/uuid"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// storedResult is what the log keeps under a command ID; sequences are
+// rebuilt from the record's first sequence.
+type storedResult struct {
+	Domain uuid.UUID     `json:"domain"`
+	Name   string        `json:"name"`
+	Count  int           `json:"count"`
+	State  domains.State `json:"state"`
+}
+
+func encodeResult(r domains.Result) []byte {
+	b, _ := json.Marshal(storedResult{Domain: r.Domain, Name: r.Name, Count: len(r.Seqs), State: r.State})
+	return b
+}
+
+func decodeResult(rec domains.CommandRecord) (domains.Result, error) {
+	var s storedResult
+	if err := json.Unmarshal(rec.Result, &s); err != nil {
+		return domains.Result{}, domains.Errorf(domains.CodeInternal, "stored command result: %w", err)
+	}
+	r := domains.Result{Domain: s.Domain, Name: s.Name, State: s.State, Seqs: make([]uint64, s.Count)}
+	for i := range r.Seqs {
+		r.Seqs[i] = rec.FirstSeq + uint64(i)
+	}
+	return r, nil
+}

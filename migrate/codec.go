@@ -1,0 +1,102 @@
+package migrate
+
+import (
+	"fmt"
+
+	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
+)
+
+// codec compresses or expands one chunk. Each worker has its own, since
+// the zstd encoder and decoder keep state.
+type codec interface {
+	compress(dst, src []byte) []byte
+	// expand returns exactly rawLen bytes or an error.
+	expand(dst, src []byte, rawLen int) ([]byte, error)
+}
+
+func newCodec(c Compression, chunkSize int) (codec, error) {
+	switch c {
+	case None:
+		return noneCodec{}, nil
+	case Snappy:
+		return snappyCodec{}, nil
+	case Zstd:
+		// The fastest level: the stream is hundreds of MB that must go to
+		// disk about as fast as QEMU produces it; a higher level costs
+		// several times the CPU for a few percent.
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(zstdWindow(chunkSize)))
+		if err != nil {
+			return nil, err
+		}
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxMemory(uint64(chunkSize)), zstd.WithDecoderMaxWindow(uint64(MaxChunkSize)))
+		if err != nil {
+			return nil, err
+		}
+		return &zstdCodec{enc: enc, dec: dec}, nil
+	}
+	return nil, fmt.Errorf("migrate: unknown compression %d", c)
+}
+
+// zstdWindow is the smallest power of two window covering a chunk.
+func zstdWindow(chunkSize int) int {
+	w := zstd.MinWindowSize
+	for w < chunkSize && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
+
+type noneCodec struct{}
+
+func (noneCodec) compress(dst, src []byte) []byte { return append(dst[:0], src...) }
+func (noneCodec) expand(dst, src []byte, rawLen int) ([]byte, error) {
+	return nil, fmt.Errorf("compressed chunk in an image without compression")
+}
+
+type snappyCodec struct{}
+
+func (snappyCodec) compress(dst, src []byte) []byte {
+	if n := snappy.MaxEncodedLen(len(src)); cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	return snappy.Encode(dst[:cap(dst)], src)
+}
+
+func (snappyCodec) expand(dst, src []byte, rawLen int) ([]byte, error) {
+	n, err := snappy.DecodedLen(src)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	if n != rawLen {
+		return nil, fmt.Errorf("snappy data expands to %d bytes, the chunk says %d", n, rawLen)
+	}
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	out, err := snappy.Decode(dst[:n], src)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	return out, nil
+}
+
+type zstdCodec struct {
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+}
+
+func (z *zstdCodec) compress(dst, src []byte) []byte { return z.enc.EncodeAll(src, dst[:0]) }
+
+func (z *zstdCodec) expand(dst, src []byte, rawLen int) ([]byte, error) {
+	out, err := z.dec.DecodeAll(src, dst[:0])
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	if len(out) != rawLen {
+		return nil, fmt.Errorf("zstd data expands to %d bytes, the chunk says %d", len(out), rawLen)
+	}
+	return out, nil
+}

@@ -1,0 +1,109 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Source streams a guest's state out (a *qemu.Guest does: StreamOut).
+type Source interface {
+	StreamOut(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// Target takes a guest's state in (a *qemu.Guest started with
+// StartIncoming does: StreamIn).
+type Target interface {
+	StreamIn(ctx context.Context, r io.Reader) (int64, error)
+}
+
+// Save streams src's state into a new image at path (never replacing a
+// file: it must not exist), with config recorded in it. The image is
+// complete and durable when Save returns nil; on any failure (src's,
+// the disk's, ctx's) the file is removed, and even a crash before that
+// leaves only a partial image that no reader accepts.
+func Save(ctx context.Context, src Source, path string, config []byte, o Options) (Stats, error) {
+	fw, err := Create(path, config, o)
+	if err != nil {
+		return Stats{}, err
+	}
+	if _, err := src.StreamOut(ctx, fw); err != nil {
+		fw.Abort()
+		return Stats{}, fmt.Errorf("migrate: save %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		fw.Abort()
+		return Stats{}, fmt.Errorf("migrate: save %s: %w", path, err)
+	}
+	st, err := fw.Commit()
+	if err != nil {
+		return Stats{}, fmt.Errorf("migrate: save %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// VerifyFile is Verify on the file at path.
+func VerifyFile(path string) (Summary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Summary{}, fmt.Errorf("migrate: %w", err)
+	}
+	defer f.Close()
+	s, err := Verify(f)
+	if err != nil {
+		return Summary{}, fmt.Errorf("migrate: %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// StartFunc starts the destination of a restore from the verified
+// image's header and config (define or update the domain, start QEMU
+// with -incoming defer). It is only called for an image that passed
+// Verify.
+type StartFunc func(ctx context.Context, s Summary) (Target, error)
+
+// ErrChanged means the image was modified between its verification and
+// the restore's second read.
+var ErrChanged = errors.New("save image changed while it was restored")
+
+// Restore verifies the whole image at path first, and only then starts the
+// destination and feeds it the stream, which is checked again while it
+// flows (the file could change in between: ErrChanged). It returns the
+// verified summary. When start succeeded and the feed fails, the target
+// is left for the caller to tear down.
+func Restore(ctx context.Context, path string, start StartFunc) (Summary, error) {
+	s, err := VerifyFile(path)
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Summary{}, fmt.Errorf("migrate: restore: %w", err)
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+	}
+	defer rd.Close()
+	if rd.Header() != s.Header || !bytes.Equal(rd.Config(), s.Config) {
+		return Summary{}, fmt.Errorf("migrate: restore %s: %w (header or config)", path, ErrChanged)
+	}
+	t, err := start(ctx, s)
+	if err != nil {
+		return Summary{}, fmt.Errorf("migrate: restore %s: start: %w", path, err)
+	}
+	if _, err := t.StreamIn(ctx, rd); err != nil {
+		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+	}
+	if got := rd.summary(); got.StreamXXH64 != s.StreamXXH64 || got.StreamBytes != s.StreamBytes {
+		return Summary{}, fmt.Errorf("migrate: restore %s: %w (stream)", path, ErrChanged)
+	}
+	return s, nil
+}

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// A commit that fails after its transaction was built (a page write or an
+// fsync failed: a full disk, an I/O error) breaks the store: bbolt may
+// already show that transaction (if its meta page was written) while
+// lastSeq does not count it, so the next commit could reuse its sequences.
+// Appends then fail with ErrBroken, and the writer tries, every
+// RecoverEvery, to recover without a restart: close the file, open it
+// again, re-read the last sequence and the index lag from it (what is in
+// the file, not what this process believed), and commit a probe (rewriting
+// meta "format" with its own value) to show that writing works again. Only
+// then are appends accepted: their sequences follow the file's last one.
+
+// Health is nil while the store accepts appends, else the error that broke
+// it (wrapping ErrBroken).
+func (s *Store) Health() error {
+	if b := s.broken.Load(); b != nil {
+		return *b
+	}
+	return nil
+}
+
+func (s *Store) setBroken(err error) {
+	first := s.broken.Load() == nil
+	s.broken.Store(&err)
+	if first && s.opts.OnHealth != nil {
+		s.opts.OnHealth(err)
+	}
+}
+
+func (s *Store) recoverEvery() time.Duration {
+	if s.opts.RecoverEvery > 0 {
+		return s.opts.RecoverEvery
+	}
+	return DefaultRecoverEvery
+}
+
+// writeTx runs fn in a bbolt write transaction on the current file.
+func (s *Store) writeTx(fn func(*bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return s.Health()
+	}
+	return s.db.Update(fn)
+}
+
+// recover runs in the writer goroutine (no commit can race it) while the
+// store is broken. On failure the store stays broken, with the new reason.
+func (s *Store) recover() {
+	err := s.reopen()
+	if err == nil {
+		err = s.writeTx(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaFormat, u64(formatVersion))
+		})
+	}
+	if err != nil {
+		if !errors.Is(err, ErrBroken) {
+			err = fmt.Errorf("%w: recovery: %w", ErrBroken, err)
+		}
+		s.broken.Store(&err)
+		return
+	}
+	s.broken.Store(nil)
+	s.broadcast() // followers read on: the file may hold a commit that failed late
+	if s.opts.OnHealth != nil {
+		s.opts.OnHealth(nil)
+	}
+}
+
+// reopen closes and reopens the file, then re-reads lastSeq and the lag.
+// Readers wait on dbMu meanwhile.
+func (s *Store) reopen() error {
+	s.dbMu.Lock()
+	if s.db != nil {
+		_ = s.db.Close() // a failed close leaves nothing we could still use
+		s.db = nil
+	}
+	_, err := checkFile(s.path, true)
+	var db *bolt.DB
+	if err == nil {
+		db, err = openBolt(s.path, s.opts, false)
+	}
+	s.db = db
+	s.dbMu.Unlock()
+	if err != nil {
+		return err
+	}
+	// init reads like any reader; it never lowers lastSeq.
+	return s.init()
+}
