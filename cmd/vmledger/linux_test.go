@@ -227,7 +227,6 @@ func BenchmarkLinuxBoot(b *testing.B) {
 	}
 }
 
-
 // guest-image --linux builds the guest and prints a config that define
 // takes as it is; a bad --name is refused before anything is built.
 func TestGuestImageLinux(t *testing.T) {
