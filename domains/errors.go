@@ -62,19 +62,6 @@ func CodeOf(err error) Code {
 	return CodeInternal
 }
 
-// quoteMax bounds how much of a user's input an error message repeats: a
-// reply must stay far below the bus's payload limit whatever was sent.
-const quoteMax = 64
-
-// Quote renders s like %q, but of at most quoteMax bytes of it (cut on a
-// rune boundary) and with the full length said when s was cut.
-func Quote(s string) string {
-	if len(s) <= quoteMax {
-		return fmt.Sprintf("%q", s)
-	}
-	return fmt.Sprintf("%q... (%d bytes)", prefix(s, quoteMax), len(s))
-}
-
 // prefix is s cut to at most n bytes on a rune boundary.
 func prefix(s string, n int) string {
 	if len(s) <= n {

@@ -196,8 +196,8 @@ func describeJSON(err error) string {
 	}
 	// Ours are bounded already; a field's own decoder (time, uuid) may
 	// repeat the whole value.
-	if m := err.Error(); len(m) > 4*quoteMax {
-		return prefix(m, 4*quoteMax) + "..."
+	if m := err.Error(); len(m) > 4*MaxQuoted {
+		return prefix(m, 4*MaxQuoted) + "..."
 	}
 	return err.Error()
 }

@@ -3,9 +3,11 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // A commit that fails after its transaction was built (a page write or an
@@ -18,6 +20,9 @@ import (
 // the file, not what this process believed), and commit a probe (rewriting
 // meta "format" with its own value) to show that writing works again. Only
 // then are appends accepted: their sequences follow the file's last one.
+// It first waits for minFreeSpace on the file system: a probe commit can
+// reuse the file's free pages on a disk that is still full, and the store
+// would break again at the next append (the health would flap).
 
 // Health is nil while the store accepts appends, else the error that broke
 // it (wrapping ErrBroken).
@@ -56,7 +61,10 @@ func (s *Store) writeTx(fn func(*bolt.Tx) error) error {
 // recover runs in the writer goroutine (no commit can race it) while the
 // store is broken. On failure the store stays broken, with the new reason.
 func (s *Store) recover() {
-	err := s.reopen()
+	err := s.roomToWrite()
+	if err == nil {
+		err = s.reopen()
+	}
 	if err == nil {
 		err = s.writeTx(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(metaFormat, u64(formatVersion))
@@ -96,4 +104,21 @@ func (s *Store) reopen() error {
 	}
 	// init reads like any reader; it never lowers lastSeq.
 	return s.init()
+}
+
+// minFreeSpace is the room recovery waits for: 64 pages, a few commits.
+const minFreeSpace = 256 << 10
+
+// roomToWrite fails while the log's file system has less than minFreeSpace
+// available.
+func (s *Store) roomToWrite() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(s.path), &st); err != nil {
+		return nil // cannot tell: let the probe decide
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < minFreeSpace {
+		return fmt.Errorf("%w: waiting for free space: %d bytes available on the file system of %s, want %d",
+			ErrBroken, free, s.path, minFreeSpace)
+	}
+	return nil
 }

@@ -95,6 +95,7 @@ type Store struct {
 	readOnly bool
 	obs      Observer
 	opts     Options
+	lock     *fileLock // held from Open to Close, across reopens (lock.go)
 
 	pool    requestPool
 	lastSeq atomic.Uint64 // highest committed sequence; written by the writer only
@@ -131,13 +132,19 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	db, err := openBolt(path, opts, false)
+	lock, err := lockFile(path, true, boltOptions(opts, false).Timeout)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, obs: opts.Observer, opts: opts}
+	db, err := openBolt(path, opts, false)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	s := &Store{db: db, path: path, obs: opts.Observer, opts: opts, lock: lock}
 	if err := s.init(); err != nil {
 		_ = db.Close()
+		lock.release()
 		return nil, err
 	}
 	s.reqs = make(chan *request, reqQueue)
@@ -154,13 +161,19 @@ func OpenReadOnly(path string, opts Options) (*Store, error) {
 	if _, err := checkFile(path, false); err != nil {
 		return nil, err
 	}
-	db, err := openBolt(path, opts, true)
+	lock, err := lockFile(path, false, boltOptions(opts, true).Timeout)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{}), opts: opts}
+	db, err := openBolt(path, opts, true)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{}), opts: opts, lock: lock}
 	if err := s.init(); err != nil {
 		_ = db.Close()
+		lock.release()
 		return nil, err
 	}
 	return s, nil
@@ -307,6 +320,7 @@ func (s *Store) Close() error {
 	}
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	defer s.lock.release()
 	if s.db == nil {
 		return nil // a reopen failed (recover.go): nothing is open
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -97,6 +98,11 @@ type Handler struct {
 	// Log, if set, answers info and config with At; without it they
 	// fail as unavailable.
 	Log Log
+	// CheckEvent, if set, vets the event a define would append before the
+	// service acts, so a config too large for the bus is refused as
+	// invalid (the agent's log guard, the backstop, runs under the
+	// service, which reports its refusals as append failures).
+	CheckEvent func(domains.Event) error
 }
 
 // Handle decodes body for verb, strictly, and runs it.
@@ -106,6 +112,13 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 		r, err := decodeDefine(body)
 		if err != nil {
 			return nil, err
+		}
+		if h.CheckEvent != nil {
+			// config-updated: the longer of the two types a define appends.
+			probe := domains.NewEvent(r.Config.UUID, time.Now(), r.CommandID, "", domains.ConfigUpdated{Config: r.Config})
+			if err := h.CheckEvent(probe); err != nil {
+				return nil, err
+			}
 		}
 		return h.Svc.Define(ctx, r.CommandID, r.Config)
 	case VerbList:

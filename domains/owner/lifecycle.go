@@ -96,8 +96,11 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Resul
 			// Not watched (recovery failed): find QEMU before declaring it
 			// stopped, so destroy never leaves a guest running unrecorded.
 			g, err := s.driver.Attach(ctx, d.Config)
+			if errors.Is(err, domains.ErrNotFound) {
+				g, err = s.settle(ctx, d.Config) // and a dead one's run files go
+			}
 			switch {
-			case err == nil:
+			case g != nil:
 				h = &guestHandle{id: d.Config.UUID, guest: g}
 			case !errors.Is(err, domains.ErrNotFound):
 				return domains.Result{}, coded(domains.CodeUnavailable, "destroy %q: %w", d.Config.Name, err)

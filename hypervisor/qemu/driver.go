@@ -1,11 +1,13 @@
 package qemu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -99,6 +101,24 @@ func New(o Options) (*Driver, error) {
 	d.log.Info().Str("accel", accel).Str("requested", o.Accel).Str("binary", path).
 		Str("run_dir", runDir).Msg("qemu driver ready")
 	return d, nil
+}
+
+// Version runs the binary with -version and returns QEMU's first line
+// ("QEMU emulator version 7.2.22 ..."). New only finds the binary; this
+// proves it is a QEMU that runs, which the agent checks once at start.
+func (d *Driver) Version(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, d.binary, "-version").Output()
+	if err != nil {
+		return "", fmt.Errorf("qemu: %s -version: %w", d.binary, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	if !strings.HasPrefix(line, "QEMU emulator version ") {
+		if len(line) > 80 {
+			line = line[:80]
+		}
+		return "", fmt.Errorf("qemu: %s is not QEMU: -version says %q", d.binary, line)
+	}
+	return line, nil
 }
 
 // Accel is the accelerator every guest of this driver uses: "kvm" or "tcg".
