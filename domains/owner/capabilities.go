@@ -7,7 +7,7 @@ import (
 
 // Capabilities an asynchronous job asks of its guest (Job.Guest(), with a
 // type assertion), beside the base port domains.Guest. hypervisor/qemu's
-// Guest has them (TestGuestCapabilities there).
+// Guest has them (checked at compile time in its capabilities_test.go).
 
 // StreamOut is a save's or a migration source's: QEMU's migration stream
 // written to w (through a pipe the agent reads), the byte count returned.
