@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/cmd/vmledger/internal/agent"
+	"github.com/vmledger/vmledger/domains"
 )
 
 func defaultStateDir() string {
@@ -55,7 +56,7 @@ that group or others may enter is set to 0700, with a warning.`,
 			switch cfg.Accel {
 			case "auto", "kvm", "tcg", "none":
 			default:
-				return usagef("--accel %q: want auto, kvm, tcg or none", cfg.Accel)
+				return usagef("--accel %s: want auto, kvm, tcg or none", domains.Quote(cfg.Accel))
 			}
 			return agent.Run(cmd.Context(), cfg)
 		},
@@ -80,7 +81,7 @@ that group or others may enter is set to 0700, with a warning.`,
 func newLogger(level, format string) (zerolog.Logger, error) {
 	lv, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
-		return zerolog.Logger{}, usagef("--log-level %q: want debug, info, warn or error", level)
+		return zerolog.Logger{}, usagef("--log-level %s: want debug, info, warn or error", domains.Quote(level))
 	}
 	var l zerolog.Logger
 	switch format {
@@ -89,7 +90,7 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	case "console":
 		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
 	default:
-		return l, usagef("--log-format %q: want json or console", format)
+		return l, usagef("--log-format %s: want json or console", domains.Quote(format))
 	}
 	return l.Level(lv).With().Timestamp().Logger(), nil
 }
