@@ -75,7 +75,7 @@ func (s *Service) acquire(ref string) (domains.Domain, func(), error) {
 	s.mu.RUnlock()
 	if !ok {
 		unlock()
-		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
 	return d, unlock, nil
 }

@@ -76,7 +76,7 @@ func (s *Service) Get(ref string) (domains.Domain, error) {
 	d, ok := s.proj.Lookup(ref)
 	s.mu.RUnlock()
 	if !ok {
-		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
 	return d, nil
 }
