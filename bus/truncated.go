@@ -189,20 +189,16 @@ func CheckEventSize(host string, maxPayload func() int64) func(domains.Event) er
 	}
 }
 
-// EventLog is the log the domains service appends to; GuardEventLog wraps
-// one.
-type EventLog = domains.EventLog
-
 // GuardEventLog refuses, before anything is written, any append with an
 // event that check refuses (CheckEventSize): the agent installs it
 // around the store so that no event the bus cannot carry enters the log,
 // whatever path appends it.
-func GuardEventLog(log EventLog, check func(domains.Event) error) EventLog {
+func GuardEventLog(log domains.EventLog, check func(domains.Event) error) domains.EventLog {
 	return guardedLog{EventLog: log, check: check}
 }
 
 type guardedLog struct {
-	EventLog
+	domains.EventLog
 	check func(domains.Event) error
 }
 
