@@ -3,7 +3,6 @@ package domains
 import (
 	"errors"
 	"fmt"
-	"unicode/utf8"
 )
 
 // Code classifies an error for the wire and for CLI exit codes. The strings
@@ -60,15 +59,4 @@ func CodeOf(err error) Code {
 		return e.Code
 	}
 	return CodeInternal
-}
-
-// prefix is s cut to at most n bytes on a rune boundary.
-func prefix(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

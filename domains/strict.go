@@ -20,7 +20,7 @@ import (
 // input is an error. Errors are coded invalid and quote keys bounded.
 func DecodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := checkStrict(dec, reflect.TypeOf(v), ""); err != nil {
+	if err := checkStrict(dec, reflect.TypeOf(v), "", 0); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -63,9 +63,16 @@ var (
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
+// maxDepth bounds nesting: configs nest four levels, and a megabyte of
+// '[' must not become a million stack frames.
+const maxDepth = 32
+
 // checkStrict reads one value from dec, checking object keys against t
 // (nil: any value, keys only checked for repeats).
-func checkStrict(dec *json.Decoder, t reflect.Type, path string) error {
+func checkStrict(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("nested more than %d levels deep", maxDepth)
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -86,7 +93,7 @@ func checkStrict(dec *json.Decoder, t reflect.Type, path string) error {
 			elem = t.Elem()
 		}
 		for i := 0; dec.More(); i++ {
-			if err := checkStrict(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := checkStrict(dec, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
@@ -126,7 +133,7 @@ func checkStrict(dec *json.Decoder, t reflect.Type, path string) error {
 			}
 			next = ft
 		}
-		if err := checkStrict(dec, next, at); err != nil {
+		if err := checkStrict(dec, next, at, depth+1); err != nil {
 			return err
 		}
 	}

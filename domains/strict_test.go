@@ -31,6 +31,7 @@ func TestDecodeConfigStrict(t *testing.T) {
 		"empty":             ``,
 		"truncated":         `{"name":"a"`,
 		"not an object":     `["name"]`,
+		"deep nesting":      `{"name":"a","devices":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`,
 	}
 	for name, in := range refused {
 		t.Run(name, func(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 )
 
 func addCommandID(cmd *cobra.Command, id *string) {
-	cmd.Flags().StringVar(id, "command-id", "", "idempotency key: a retry with the same ID acts once and gets the first reply (default: random)")
+	cmd.Flags().StringVar(id, "command-id", "", "idempotency key: a retry of the same request with the same ID acts once and gets the first reply; the ID used for a different request is refused (default: random)")
 }
 
 func orRandom(id string) string {
@@ -33,6 +33,10 @@ func newDefineCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "define FILE",
 		Short: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin)",
+		Long: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin).\n\n" +
+			"The file is read strictly: unknown fields, keys in another case, a key given twice, a second\n" +
+			"YAML document and the all-zero UUID are errors. Names must not parse as UUIDs; vcpus, memory\n" +
+			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := readConfig(args[0], cmd.InOrStdin())

@@ -48,14 +48,26 @@ func TestCommandIDBoundToRequest(t *testing.T) {
 	if st := e.get("vm").State; st != domains.StateRunning {
 		t.Fatalf("vm is %s: the destroy with a reused ID acted", st)
 	}
+	{
+		// A command recorded without events (shutdown: the guest decides) is
+		// bound to its request too.
+		if _, err := e.svc.Shutdown(e.ctx, "P", "vm"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Shutdown(e.ctx, "P", "vm"); err != nil {
+			t.Fatalf("shutdown retry: %v", err)
+		}
+		_, err := e.svc.Destroy(e.ctx, "P", "vm")
+		wantCode(t, err, domains.ErrConflict)
+	}
 	// The same request again, also after a restart: the first reply.
 	r2, err := e.svc.Define(e.ctx, "X", cfgNamed("vm2", uuidB, clockUTC))
 	if err != nil || fmt.Sprint(r1) != fmt.Sprint(r2) {
 		t.Fatalf("retry: %+v %v, want %+v", r2, err, r1)
 	}
 	e.restart(e.drv)
-	if _, err := e.svc.Destroy(e.ctx, "X", "vm"); err == nil {
-		t.Fatal("after restart, a reused ID acted")
+	if _, err := e.svc.Destroy(e.ctx, "X", "vm"); err == nil || !strings.Contains(err.Error(), "already used for a different request") {
+		t.Fatalf("after restart, a reused ID: %v", err)
 	}
 	// Paused and not paused are different requests.
 	e.svc.Destroy(e.ctx, "d1", "vm")
