@@ -29,6 +29,8 @@ bench:
 	$(GO) test ./store -run '^$$' -bench OfflineReplay -benchtime 5x
 	$(GO) test ./bus -run '^$$' -bench CommitToSubscriber
 	$(GO) test ./hypervisor/qemu -run '^$$' -bench FirstSerialLine -benchtime 10x
+	$(GO) test ./hypervisor/qemu -run '^$$' -bench Save1GiB -benchtime 1x -timeout 30m
+	$(GO) test ./migrate -run '^$$' -bench 'Writer|Reader' -benchtime 3x
 	$(GO) test ./cmd/vmledger -run '^$$' -bench RTCEventToSubscriber -benchtime 30x
 
 demo: build

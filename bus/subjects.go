@@ -33,7 +33,7 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 func checkToken(kind, s string) error {
 	if !tokenRE.MatchString(s) {
 		return domains.Errorf(domains.CodeInvalid,
-			"%s %q: must be 1-128 letters, digits, '-' or '_' (it is a NATS subject token)", kind, s)
+			"%s %s: must be 1-128 letters, digits, '-' or '_' (it is a NATS subject token)", kind, domains.Quote(s))
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ func msgID(host string, seq uint64) string { return host + "-" + strconv.FormatU
 func parseSeq(v string) (uint64, error) {
 	seq, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("bad %s header %q", HeaderSeq, v)
+		return 0, fmt.Errorf("bad %s header %s", HeaderSeq, domains.Quote(v))
 	}
 	return seq, nil
 }

@@ -37,7 +37,7 @@ func fullConfig() domains.Config {
 		Clock:     domains.Clock{Offset: domains.OffsetVariable, Adjustment: -3600, Basis: domains.BasisLocaltime},
 		Disks: []domains.Disk{
 			{Target: "vda", Path: "/var/lib/vmledger/web-1.qcow2", Format: "qcow2", Bus: "virtio", Boot: true},
-			{Target: "hdc", Path: "/srv/iso/install.iso", Format: "raw", Bus: "ide", ReadOnly: true},
+			{Target: "vdc", Path: "/srv/iso/install.iso", Format: "raw", Bus: "virtio", ReadOnly: true},
 		},
 		NICs:    []domains.NIC{{ID: "net0", Model: "virtio-net-pci", MAC: "52:54:00:12:34:56", Mode: "user"}},
 		Serial:  &domains.Serial{Log: true},

@@ -20,6 +20,9 @@ type AppendRequest struct {
 	Events          []Event
 	CommandID       string // recorded with Result in the same transaction
 	Result          []byte
+	// CommandDigest (32 bytes, or none) binds CommandID to its request:
+	// recorded with it, returned by Command.
+	CommandDigest []byte
 }
 
 // EventLog is the durable log.
@@ -37,6 +40,7 @@ type EventLog interface {
 type CommandRecord struct {
 	FirstSeq uint64
 	Result   []byte
+	Digest   []byte // nil: recorded by an older vmledger, without one
 }
 
 // TimeSource is the host's time; tests fake it.

@@ -75,12 +75,16 @@ func (p *Projection) Get(id uuid.UUID) (Domain, bool) {
 	return d.clone(), true
 }
 
-// Lookup finds a domain by name or UUID string.
+// Lookup finds a domain by name or UUID string. A UUID wins over a name:
+// define refuses names that parse as UUIDs, but an older log may hold one,
+// and it must not stand in for the domain whose UUID it spells.
 func (p *Projection) Lookup(ref string) (Domain, bool) {
-	if id, ok := p.byName[ref]; ok {
-		return p.Get(id)
-	}
 	if id, err := uuid.Parse(ref); err == nil {
+		if d, ok := p.Get(id); ok {
+			return d, true
+		}
+	}
+	if id, ok := p.byName[ref]; ok {
 		return p.Get(id)
 	}
 	return Domain{}, false

@@ -59,7 +59,11 @@ func (s *Store) writer() {
 		var r *request
 		ok := true
 		if s.broken.Load() == nil {
-			r, ok = <-s.reqs
+			select {
+			case r, ok = <-s.reqs:
+			case <-s.wake: // broken outside a commit (writeTx)
+				continue
+			}
 		} else {
 			if retry == nil {
 				retry = time.NewTimer(s.recoverEvery())

@@ -13,7 +13,7 @@ import (
 // one with the same name and UUID (as virsh define does). A config without
 // a UUID gets a fresh one.
 func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) (domains.Result, error) {
-	return s.once(ctx, cmdID, func() (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest("define", "", cfg.Normalize()), func() (domains.Result, error) {
 		if cfg.UUID == uuid.Nil {
 			cfg.UUID = uuid.New()
 		}
@@ -50,7 +50,7 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 
 // Undefine removes a shut-off domain's definition. Its log stays.
 func (s *Service) Undefine(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.once(ctx, cmdID, func() (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest("undefine", ref, nil), func() (domains.Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return domains.Result{}, err

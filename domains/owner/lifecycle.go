@@ -11,7 +11,7 @@ import (
 
 // Start boots a shut-off domain.
 func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartOptions) (domains.Result, error) {
-	return s.once(ctx, cmdID, func() (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest("start", ref, o), func() (domains.Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return domains.Result{}, err
@@ -82,7 +82,7 @@ func (s *Service) Reset(ctx context.Context, cmdID, ref string) (domains.Result,
 
 // Destroy kills QEMU at once.
 func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.once(ctx, cmdID, func() (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest("destroy", ref, nil), func() (domains.Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return domains.Result{}, err
@@ -96,8 +96,11 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Resul
 			// Not watched (recovery failed): find QEMU before declaring it
 			// stopped, so destroy never leaves a guest running unrecorded.
 			g, err := s.driver.Attach(ctx, d.Config)
+			if errors.Is(err, domains.ErrNotFound) {
+				g, err = s.settle(ctx, d.Config) // and a dead one's run files go
+			}
 			switch {
-			case err == nil:
+			case g != nil:
 				h = &guestHandle{id: d.Config.UUID, guest: g}
 			case !errors.Is(err, domains.ErrNotFound):
 				return domains.Result{}, coded(domains.CodeUnavailable, "destroy %q: %w", d.Config.Name, err)
@@ -133,7 +136,7 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Resul
 // act runs a verb that needs a live guest and records what it did. The
 // transition on event type t is checked before QEMU is touched.
 func (s *Service) act(ctx context.Context, cmdID, ref string, t domains.Type, do func(context.Context, domains.Guest) (domains.Payload, error)) (domains.Result, error) {
-	return s.once(ctx, cmdID, func() (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest(verbOf(t), ref, nil), func() (domains.Result, error) {
 		d, unlock, err := s.acquire(ref)
 		if err != nil {
 			return domains.Result{}, err
@@ -158,7 +161,7 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t domains.Type, do
 			if cmdID != "" {
 				// No event (the guest decides), but the command is recorded,
 				// so that a retry does not act again.
-				req := domains.AppendRequest{Domain: d.Config.UUID, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res)}
+				req := domains.AppendRequest{Domain: d.Config.UUID, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res), CommandDigest: s.commandDigest(cmdID)}
 				if _, err := s.log.Append(ctx, req); err != nil {
 					return domains.Result{}, coded(domains.CodeUnavailable, "record command %s: %w", cmdID, err)
 				}

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 
 	"github.com/google/uuid"
@@ -32,4 +33,24 @@ func decodeResult(rec domains.CommandRecord) (domains.Result, error) {
 		r.Seqs[i] = rec.FirstSeq + uint64(i)
 	}
 	return r, nil
+}
+
+// requestDigest identifies a command's request: its verb, the domain as
+// named and the canonical JSON of its arguments (struct fields in order,
+// map keys sorted). A command ID is bound to it.
+func requestDigest(verb, ref string, args any) []byte {
+	b, _ := json.Marshal(args) // configs and options always marshal
+	h := sha256.New()
+	h.Write([]byte(verb))
+	h.Write([]byte{0})
+	h.Write([]byte(ref))
+	h.Write([]byte{0})
+	h.Write(b)
+	return h.Sum(nil)
+}
+
+// reusedID is the conflict of a command ID sent again with another
+// request (docs/bus.md).
+func reusedID(cmdID string) error {
+	return domains.Errorf(domains.CodeConflict, "command ID %s was already used for a different request (verb, domain or body differ): use a new ID for a new request", domains.Quote(cmdID))
 }

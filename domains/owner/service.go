@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ type Service struct {
 	lmu    sync.Mutex
 	locks  map[uuid.UUID]*sync.Mutex  // one per domain: serialises commands and hints
 	guests map[uuid.UUID]*guestHandle // running guests
-	flight map[string]chan struct{}   // command IDs being executed
+	flight map[string]*inflight       // command IDs being executed
 
 	defineMu sync.Mutex // names are unique across domains
 	wg       sync.WaitGroup
@@ -50,7 +51,7 @@ type Options struct {
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, proj: o.Projection,
-		locks: map[uuid.UUID]*sync.Mutex{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]chan struct{}{},
+		locks: map[uuid.UUID]*sync.Mutex{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
@@ -114,9 +115,18 @@ func (s *Service) lock(id uuid.UUID) func() {
 	return m.Unlock
 }
 
+// inflight is a command being executed: its request digest and a channel
+// closed when it is done.
+type inflight struct {
+	done   chan struct{}
+	digest []byte
+}
+
 // once runs fn at most once per command ID: a retry of a finished command
-// gets the recorded result; a retry racing the first waits for it.
-func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Result, error)) (domains.Result, error) {
+// gets the recorded result; a retry racing the first waits for it. The ID
+// is bound to its request (digest, see requestDigest): the same ID with
+// another request is a conflict, in flight or recorded.
+func (s *Service) once(ctx context.Context, cmdID string, digest []byte, fn func() (domains.Result, error)) (domains.Result, error) {
 	if cmdID == "" {
 		return fn()
 	}
@@ -125,24 +135,27 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Res
 	}
 	for {
 		s.lmu.Lock()
-		ch, busy := s.flight[cmdID]
+		f, busy := s.flight[cmdID]
 		if !busy {
-			ch = make(chan struct{})
-			s.flight[cmdID] = ch
+			f = &inflight{done: make(chan struct{}), digest: digest}
+			s.flight[cmdID] = f
 		}
 		s.lmu.Unlock()
 		if !busy {
 			break
 		}
+		if !bytes.Equal(f.digest, digest) {
+			return domains.Result{}, reusedID(cmdID)
+		}
 		select {
-		case <-ch:
+		case <-f.done:
 		case <-ctx.Done():
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "waiting for command %s: %w", cmdID, ctx.Err())
 		}
 	}
 	defer func() {
 		s.lmu.Lock()
-		close(s.flight[cmdID])
+		close(s.flight[cmdID].done)
 		delete(s.flight, cmdID)
 		s.lmu.Unlock()
 	}()
@@ -151,9 +164,23 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Res
 		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "command table: %w", err)
 	}
 	if found {
+		// A record without a digest is from an older log: it cannot tell.
+		if rec.Digest != nil && !bytes.Equal(rec.Digest, digest) {
+			return domains.Result{}, reusedID(cmdID)
+		}
 		return decodeResult(rec)
 	}
 	return fn()
+}
+
+// commandDigest is the digest once registered for a command in flight.
+func (s *Service) commandDigest(cmdID string) []byte {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if f, ok := s.flight[cmdID]; ok {
+		return f.digest
+	}
+	return nil
 }
 
 // commit appends events for one domain (caller holds its lock), folds them
@@ -184,7 +211,7 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 		return domains.Result{}, domains.Errorf(domains.CodeConflict, "%w", err)
 	}
 	res := domains.Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
-	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID}
+	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID, CommandDigest: s.commandDigest(cmdID)}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
 	if cmdID != "" {
