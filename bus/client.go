@@ -69,12 +69,25 @@ func (c *Client) History(ctx context.Context, hr HistoryRequest) (HistoryPage, e
 	m.Data, _ = json.Marshal(hr) // plain fields: cannot fail
 	var r struct {
 		reply
-		HistoryPage
+		Events  []json.RawMessage `json:"events"`
+		LastSeq uint64            `json:"last_seq"`
+		Next    uint64            `json:"next"`
+		More    bool              `json:"more"`
 	}
 	if err := c.request(ctx, m, "history", &r); err != nil {
 		return page, err
 	}
-	return r.HistoryPage, nil
+	page = HistoryPage{Events: make([]domains.Event, 0, len(r.Events)), LastSeq: r.LastSeq, Next: r.Next, More: r.More}
+	for _, raw := range r.Events {
+		// DecodeEvent: a placeholder (an event too large for the bus)
+		// arrives as an Event with a Truncated payload.
+		e, err := DecodeEvent(raw)
+		if err != nil {
+			return page, domains.Errorf(domains.CodeInternal, "history: undecodable event from agent %s: %w", c.host, err)
+		}
+		page.Events = append(page.Events, e)
+	}
+	return page, nil
 }
 
 // request sends m and decodes the reply into v (which embeds reply or is
@@ -114,12 +127,16 @@ func (r *reply) envelope() *reply { return r }
 func (c *Client) transportError(ctx context.Context, what string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return domains.Errorf(domains.CodeUnavailable, "%s: no agent for host %q on the bus: %w", what, c.host, ErrNoAgent)
+		// The server answers at once when nothing subscribes: say so
+		// plainly instead of letting the caller wait.
+		return domains.Errorf(domains.CodeUnavailable,
+			"%s: no agent serves host %s on %s (is `vmledger agent --host %s` running and connected to this server?): %w",
+			what, domains.Quote(c.host), RedactURL(c.nc.ConnectedUrl()), c.host, ErrNoAgent)
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", what, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return domains.Errorf(domains.CodeUnavailable, "%s: agent %q did not answer in time: %w",
-			what, c.host, errors.Join(ErrNoAgent, context.DeadlineExceeded))
+		return domains.Errorf(domains.CodeUnavailable, "%s: agent %s did not answer in time: %w",
+			what, domains.Quote(c.host), errors.Join(ErrNoAgent, context.DeadlineExceeded))
 	}
 	return domains.Errorf(domains.CodeUnavailable, "%s: bus: %w", what, err)
 }

@@ -161,8 +161,8 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		if s.known[verb] || m.Reply == "" {
 			return
 		}
-		s.respond(m.Reply, nil, domains.Errorf(domains.CodeInvalid,
-			"unknown verb %q: this agent serves %s", verb, strings.Join(o.Verbs, ", ")))
+		s.respond(m.Reply, verb, nil, domains.Errorf(domains.CodeInvalid,
+			"unknown verb %s: this agent serves %s", domains.Quote(verb), strings.Join(o.Verbs, ", ")))
 	})
 	if err != nil {
 		return fail(fmt.Errorf("fallback subscription: %w", err))
@@ -209,14 +209,14 @@ func (s *CommandService) dispatch(verb string, body []byte, replyTo, timeout str
 	select {
 	case s.sem <- struct{}{}:
 	case <-s.base.Done():
-		s.respond(replyTo, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
+		s.respond(replyTo, verb, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
 		return
 	}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
 		<-s.sem
-		s.respond(replyTo, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
+		s.respond(replyTo, verb, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
 		return
 	}
 	s.wg.Add(1)
@@ -225,7 +225,7 @@ func (s *CommandService) dispatch(verb string, body []byte, replyTo, timeout str
 		defer s.wg.Done()
 		defer func() { <-s.sem }()
 		res, err := s.call(verb, body, timeout)
-		s.respond(replyTo, res, err)
+		s.respond(replyTo, verb, res, err)
 	}()
 }
 
@@ -260,7 +260,7 @@ func (s *CommandService) call(verb string, body []byte, timeout string) (res any
 	return s.h.Handle(ctx, verb, body)
 }
 
-func (s *CommandService) respond(replyTo string, res any, err error) {
+func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 	if replyTo == "" {
 		return
 	}
@@ -268,10 +268,13 @@ func (s *CommandService) respond(replyTo string, res any, err error) {
 	if err == nil {
 		b, merr := json.Marshal(res)
 		if merr != nil {
-			err = domains.Errorf(domains.CodeInternal, "encode result: %v", merr)
+			err = domains.Errorf(domains.CodeInternal, "encode result: %w", merr)
 		} else {
 			m = &nats.Msg{Subject: replyTo}
 			m.Data, _ = json.Marshal(reply{Result: b})
+			if max := s.nc.MaxPayload(); int64(len(m.Data)) > max {
+				err = oversizeReply(verb, len(m.Data), max)
+			}
 		}
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -27,7 +28,14 @@ type ConnectOptions struct {
 	CAFile, CertFile, KeyFile string
 	// DialTimeout bounds each TCP+TLS connect attempt; default 2s.
 	DialTimeout time.Duration
-	// Logger receives connection state changes; the zero value discards.
+	// FailFast makes the first connection one attempt per server, so a
+	// refused connection or refused credentials come back at once (the
+	// CLI: a user waiting 30 s to learn nothing listens is a defect).
+	// Without it (the agent) the first connection is retried like a
+	// reconnect until ctx ends, each failure logged.
+	FailFast bool
+	// Logger receives connection state changes (as component "nats"); the
+	// zero value discards.
 	Logger zerolog.Logger
 }
 
@@ -62,12 +70,16 @@ func connect(ctx context.Context, url string, o ConnectOptions, extra ...nats.Op
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 2 * time.Second
 	}
-	log := o.Logger
+	log := o.Logger.With().Str("component", "nats").Logger()
+	shown := RedactURL(url)
+	clean := func(err error) error {
+		return &scrubbedError{msg: scrub(err.Error(), url, o.Token, o.Password), cause: err}
+	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.Timeout(o.DialTimeout),
 		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
+		nats.RetryOnFailedConnect(!o.FailFast),
 		nats.ReconnectBufSize(-1),
 		nats.CustomReconnectDelay(reconnectDelay),
 		// Detect a dead peer in ~30s instead of the default 4 minutes; a
@@ -76,16 +88,23 @@ func connect(ctx context.Context, url string, o ConnectOptions, extra ...nats.Op
 		nats.MaxPingsOutstanding(3),
 		nats.FlusherTimeout(10 * time.Second),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			log.Warn().Err(err).Str("server", nc.ConnectedUrlRedacted()).Msg("nats disconnected")
+			ev := log.Warn().Str("servers", shown)
+			if err != nil {
+				ev = ev.Err(clean(err))
+			}
+			ev.Msg("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
+			log.Info().Str("server", RedactURL(nc.ConnectedUrl())).Msg("nats reconnected")
+		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			log.Warn().Err(clean(err)).Str("servers", shown).Msg("nats connection attempt failed; retrying")
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			log.Debug().Msg("nats connection closed")
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-			ev := log.Error().Err(err)
+			ev := log.Error().Err(clean(err))
 			if sub != nil {
 				ev = ev.Str("subject", sub.Subject)
 			}
@@ -106,15 +125,21 @@ func connect(ctx context.Context, url string, o ConnectOptions, extra ...nats.Op
 	if o.CertFile != "" || o.KeyFile != "" {
 		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
+	// The error names the servers, redacted, and never quotes a secret:
+	// nats.go and url.Parse errors may carry the URL as given.
 	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("nats connect %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", shown, clean(err))
 	}
 	if err := waitConnected(ctx, nc); err != nil {
+		if last := nc.LastError(); last != nil && !errors.Is(err, last) {
+			// Retried until ctx ended: say why the attempts failed.
+			err = fmt.Errorf("%w (last attempt: %w)", err, last)
+		}
 		nc.Close()
-		return nil, fmt.Errorf("nats connect %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", shown, clean(err))
 	}
-	log.Info().Str("server", nc.ConnectedUrlRedacted()).Int64("max_payload", nc.MaxPayload()).Msg("nats connected")
+	log.Info().Str("server", RedactURL(nc.ConnectedUrl())).Int64("max_payload", nc.MaxPayload()).Msg("nats connected")
 	return nc, nil
 }
 

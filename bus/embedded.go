@@ -23,7 +23,8 @@ type EmbeddedOptions struct {
 	ServerName string
 	// MaxPayload in bytes; 0 keeps the server default (1 MiB).
 	MaxPayload int32
-	// Logger receives the server's log; the zero value discards it.
+	// Logger receives the server's log (component "nats-server") and the
+	// embedding's own lines (component "nats"); the zero value discards.
 	Logger zerolog.Logger
 	// Debug and Trace enable the server's debug and protocol tracing.
 	Debug, Trace bool
@@ -77,8 +78,9 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	// this channel.
 	fatal := make(chan string, 1)
 	srv.SetLoggerV2(serverLogger{l: o.Logger.With().Str("component", "nats-server").Logger(), fatal: fatal}, o.Debug, o.Trace, false)
+	log := o.Logger.With().Str("component", "nats").Logger()
 	if ip := net.ParseIP(o.Host); ip == nil || !ip.IsLoopback() {
-		o.Logger.Warn().Str("host", o.Host).Msg("embedded NATS listens beyond loopback: anyone who can reach it can command this agent")
+		log.Warn().Str("host", o.Host).Msg("embedded NATS listens beyond loopback: anyone who can reach it can command this agent")
 	}
 	go srv.Start()
 	// ReadyForConnections only takes a duration, so wait in short slices
@@ -95,7 +97,7 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 			return nil, fmt.Errorf("embedded nats on %s:%d: not ready: %w", o.Host, o.Port, err)
 		}
 	}
-	e := &Embedded{srv: srv, log: o.Logger}
+	e := &Embedded{srv: srv, log: log}
 	e.log.Info().Str("url", e.ClientURL()).Msg("embedded NATS ready")
 	return e, nil
 }

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -43,7 +42,7 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, fn func(domains.Ev
 	}
 	for _, t := range o.Types {
 		if !t.Valid() {
-			return domains.Errorf(domains.CodeInvalid, "follow: unknown event type %q", t)
+			return domains.Errorf(domains.CodeInvalid, "follow: unknown event type %s", domains.Quote(string(t)))
 		}
 	}
 	// Subscribe before the first history read: an event committed while
@@ -129,11 +128,11 @@ func (f *follower) live(ctx context.Context, m *nats.Msg) error {
 	var e *domains.Event
 	if err != nil {
 		// Not stamped by a relay (or by an older one): the body knows.
-		e = new(domains.Event)
-		if json.Unmarshal(m.Data, e) != nil || e.Seq == 0 {
+		ev, derr := DecodeEvent(m.Data)
+		if derr != nil || ev.Seq == 0 {
 			return nil // not an event; nothing on this subject may stall us
 		}
-		seq = e.Seq
+		e, seq = &ev, ev.Seq
 	}
 	if seq <= f.last {
 		return nil
@@ -150,10 +149,13 @@ func (f *follower) live(ctx context.Context, m *nats.Msg) error {
 	}
 	if f.matches(m.Subject) {
 		if e == nil {
-			e = new(domains.Event)
-			if err := json.Unmarshal(m.Data, e); err != nil {
-				return domains.Errorf(domains.CodeInternal, "follow: event %d: %v", seq, err)
+			// DecodeEvent accepts the placeholder of an event too large
+			// for the bus (Vmledger-Truncated) as a Truncated payload.
+			ev, err := DecodeEvent(m.Data)
+			if err != nil {
+				return domains.Errorf(domains.CodeInternal, "follow: event %d: %w", seq, err)
 			}
+			e = &ev
 		}
 		if err := f.fn(*e); err != nil {
 			return err

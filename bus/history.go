@@ -149,16 +149,19 @@ func drainSub(ctx context.Context, sub *nats.Subscription) error {
 }
 
 // pageLimits are a reply's byte bounds: pages are cut at soft, but one
-// event that alone exceeds soft is still sent if it fits under hard, so a
-// large event never wedges a subscriber.
-type pageLimits struct{ soft, hard int }
+// event that alone exceeds soft is still sent alone; an event too large
+// for any reply is sent as its placeholder (wireEvent), which the relay
+// publishes for it too. So a large event never wedges a subscriber.
+type pageLimits struct {
+	soft       int
+	maxPayload int64
+}
 
 func pageBytes(configured int, maxPayload int64) pageLimits {
-	hard := max(int(maxPayload)-4<<10, 1<<10)
 	if configured <= 0 {
 		configured = int(maxPayload) / 2
 	}
-	return pageLimits{soft: max(min(configured, hard), 1<<10), hard: hard}
+	return pageLimits{soft: max(min(configured, carriable(maxPayload)), 1<<10), maxPayload: maxPayload}
 }
 
 // servePage decodes a request and renders the page as JSON. It writes the
@@ -173,12 +176,12 @@ func servePage(ctx context.Context, st EventReader, data []byte, lim pageLimits)
 	if w.Domain != "" {
 		var err error
 		if dom, err = uuid.Parse(w.Domain); err != nil {
-			return nil, domains.Errorf(domains.CodeInvalid, "history request: domain %q: %v", w.Domain, err)
+			return nil, domains.Errorf(domains.CodeInvalid, "history request: domain %s: %v", domains.Quote(w.Domain), err)
 		}
 	}
 	for _, t := range w.Types {
 		if !t.Valid() {
-			return nil, domains.Errorf(domains.CodeInvalid, "history request: unknown event type %q", t)
+			return nil, domains.Errorf(domains.CodeInvalid, "history request: unknown event type %s", domains.Quote(string(t)))
 		}
 	}
 	switch {
@@ -213,20 +216,13 @@ func servePage(ctx context.Context, st EventReader, data []byte, lim pageLimits)
 		for i := range evs {
 			e := &evs[i]
 			if match(e) {
-				b, err := json.Marshal(e)
-				if err != nil {
-					return nil, domains.Errorf(domains.CodeInternal, "history: encode seq %d: %w", e.Seq, err)
-				}
+				b, _, _ := wireEvent(e, lim.maxPayload)
 				if size := buf.Len() + 1 + len(b) + tail; size > lim.soft {
 					if n > 0 {
 						full = true
 						break
 					}
-					if size > lim.hard {
-						return nil, domains.Errorf(domains.CodeInternal,
-							"history: event seq %d is %d bytes, more than a reply may carry (%d)", e.Seq, len(b), lim.hard)
-					}
-					full = true // alone on its page
+					full = true // alone on its page: at most carriable + tail
 				}
 				if n > 0 {
 					buf.WriteByte(',')

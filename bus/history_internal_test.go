@@ -32,7 +32,7 @@ func fill(t *testing.T, n int, doms ...uuid.UUID) *bustest.Store {
 func TestServePage(t *testing.T) {
 	a, b := uuid.New(), uuid.New()
 	st := fill(t, 3000, a, b)
-	big := pageLimits{soft: 1 << 20, hard: 1 << 20}
+	big := pageLimits{soft: 1 << 20, maxPayload: 1 << 20}
 	tests := []struct {
 		name      string
 		req       string
@@ -47,8 +47,8 @@ func TestServePage(t *testing.T) {
 		{"after and limit", `{"after":2990,"limit":5}`, big, 5, 2991, 2995, true, nil},
 		{"tail", `{"after":2990,"limit":50}`, big, 10, 2991, 3000, false, nil},
 		{"past the end", `{"after":5000}`, big, 0, 0, 5000, false, nil},
-		{"limit clamped", `{"limit":1000000}`, pageLimits{soft: 1 << 30, hard: 1 << 30}, 3000, 1, 3000, false, nil},
-		{"byte bound cuts the page", `{"limit":1000}`, pageLimits{soft: 4096, hard: 8192}, -1, 1, 0, true, nil},
+		{"limit clamped", `{"limit":1000000}`, pageLimits{soft: 1 << 30, maxPayload: 1 << 30}, 3000, 1, 3000, false, nil},
+		{"byte bound cuts the page", `{"limit":1000}`, pageLimits{soft: 4096, maxPayload: 8192}, -1, 1, 0, true, nil},
 		{"domain filter", `{"domain":"` + a.String() + `","limit":10}`, big, 10, 1, 19, true,
 			func(e domains.Event) bool { return e.Domain == a }},
 		{"empty domain means any", `{"domain":"","limit":3}`, big, 3, 1, 3, true, nil},
@@ -107,7 +107,7 @@ func TestServePageWalk(t *testing.T) {
 			t.Fatal("no progress")
 		}
 		req, _ := json.Marshal(HistoryRequest{After: after, Limit: MaxHistoryLimit})
-		out, err := servePage(context.Background(), st, req, pageLimits{soft: 16 << 10, hard: 32 << 10})
+		out, err := servePage(context.Background(), st, req, pageLimits{soft: 16 << 10, maxPayload: 32 << 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +145,6 @@ func TestServePageErrors(t *testing.T) {
 		{"bad domain", `{"domain":"vm-1"}`, pageLimits{1 << 20, 1 << 20}, domains.CodeInvalid},
 		{"bad type", `{"types":["exploded"]}`, pageLimits{1 << 20, 1 << 20}, domains.CodeInvalid},
 		{"negative limit", `{"limit":-1}`, pageLimits{1 << 20, 1 << 20}, domains.CodeInvalid},
-		{"event larger than any reply", `{}`, pageLimits{100, 200}, domains.CodeInternal},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +163,7 @@ func TestServePageErrors(t *testing.T) {
 // One event bigger than the soft bound still goes out, alone.
 func TestServePageOversizedEventAlone(t *testing.T) {
 	st := fill(t, 5, uuid.New())
-	out, err := servePage(context.Background(), st, []byte(`{}`), pageLimits{soft: 100, hard: 1 << 20})
+	out, err := servePage(context.Background(), st, []byte(`{}`), pageLimits{soft: 100, maxPayload: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,13 +182,78 @@ func TestPageBytes(t *testing.T) {
 		maxPayload int64
 		want       pageLimits
 	}{
-		{0, 1 << 20, pageLimits{soft: 512 << 10, hard: 1<<20 - 4<<10}},
-		{2 << 20, 1 << 20, pageLimits{soft: 1<<20 - 4<<10, hard: 1<<20 - 4<<10}},
-		{64 << 10, 8 << 20, pageLimits{soft: 64 << 10, hard: 8<<20 - 4<<10}},
+		{0, 1 << 20, pageLimits{soft: 512 << 10, maxPayload: 1 << 20}},
+		{2 << 20, 1 << 20, pageLimits{soft: 1<<20 - 4<<10, maxPayload: 1 << 20}},
+		{64 << 10, 8 << 20, pageLimits{soft: 64 << 10, maxPayload: 8 << 20}},
 	}
 	for _, tc := range tests {
 		if got := pageBytes(tc.configured, tc.maxPayload); got != tc.want {
 			t.Errorf("pageBytes(%d, %d) = %+v, want %+v", tc.configured, tc.maxPayload, got, tc.want)
+		}
+	}
+}
+
+// Issue 7, defect 3: an event an older log holds that no reply can carry
+// (1.8 MB of JSON against a 1 MiB max payload) comes as its placeholder,
+// alone on its page, with the events around it whole: history pages on
+// past it instead of failing at it forever.
+func TestServePageReplacesOversizeEvent(t *testing.T) {
+	dom := uuid.New()
+	st := bustest.NewStore()
+	big := bustest.BigDefined(dom, "h", "big", 300<<10)
+	if b, _ := json.Marshal(big); len(b) < 1800<<10 {
+		t.Fatalf("test event is only %d bytes of JSON", len(b))
+	}
+	for _, e := range []domains.Event{bustest.Event(dom, "h", 1), big, bustest.Event(dom, "h", 3)} {
+		if _, err := st.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lim := pageBytes(0, 1<<20)
+	var got []domains.Event
+	var after uint64
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("no progress")
+		}
+		req, _ := json.Marshal(HistoryRequest{After: after})
+		out, err := servePage(context.Background(), st, req, lim)
+		if err != nil {
+			t.Fatalf("page after %d: %v", after, err)
+		}
+		if len(out) > 1<<20 {
+			t.Fatalf("reply of %d bytes exceeds the max payload", len(out))
+		}
+		var p struct {
+			Events []json.RawMessage `json:"events"`
+			Next   uint64            `json:"next"`
+			More   bool              `json:"more"`
+		}
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range p.Events {
+			e, err := DecodeEvent(raw)
+			if err != nil {
+				t.Fatalf("decode %s: %v", raw, err)
+			}
+			got = append(got, e)
+		}
+		after = p.Next
+		if !p.More {
+			break
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d events, want 3", len(got))
+	}
+	tr, ok := got[1].Payload.(Truncated)
+	if !ok || got[1].Seq != 2 || got[1].Type != domains.TypeDefined || got[1].Domain != dom || tr.Bytes < 1800<<10 || tr.MaxPayload != 1<<20 {
+		t.Fatalf("event 2 = %+v, want the placeholder of the 1.8 MB defined event", got[1])
+	}
+	for _, i := range []int{0, 2} {
+		if _, ok := got[i].Payload.(domains.RTCChanged); !ok {
+			t.Errorf("event %d = %+v, want it whole", got[i].Seq, got[i])
 		}
 	}
 }

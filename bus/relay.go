@@ -2,10 +2,10 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,12 +49,15 @@ type RelayOptions struct {
 // because of the relay. Dropping every sequence at or below the last one
 // seen restores exactly-once, in order.
 type Relay struct {
-	nc    *nats.Conn
-	st    RelayStore
-	o     RelayOptions
-	log   zerolog.Logger
-	pubd  atomic.Uint64 // last sequence confirmed by the server
-	skips atomic.Uint64 // events that can never be published (see publish)
+	nc     *nats.Conn
+	st     RelayStore
+	o      RelayOptions
+	log    zerolog.Logger
+	pubd   atomic.Uint64 // last sequence confirmed by the server
+	truncs atomic.Uint64 // events published as placeholders (see message)
+
+	advMu    sync.Mutex
+	advanced chan struct{} // closed (and replaced) when pubd moves
 }
 
 // NewRelay prepares a relay; Run starts it (and rejects a bad Host).
@@ -71,7 +74,34 @@ func NewRelay(nc *nats.Conn, st RelayStore, o RelayOptions) *Relay {
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 5 * time.Second
 	}
-	return &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger()}
+	return &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger(), advanced: make(chan struct{})}
+}
+
+// setPublished moves the confirmed position and wakes WaitPublished.
+func (r *Relay) setPublished(seq uint64) {
+	r.pubd.Store(seq)
+	r.advMu.Lock()
+	close(r.advanced)
+	r.advanced = make(chan struct{})
+	r.advMu.Unlock()
+}
+
+// WaitPublished blocks until the server confirmed every event up to seq,
+// or ctx ends (the agent's stop gives the relay a moment this way).
+func (r *Relay) WaitPublished(ctx context.Context, seq uint64) error {
+	for {
+		r.advMu.Lock()
+		ch := r.advanced
+		r.advMu.Unlock()
+		if r.pubd.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("relay at %d of %d: %w", r.pubd.Load(), seq, ctx.Err())
+		}
+	}
 }
 
 // Published is the last sequence the server confirmed receiving.
@@ -87,13 +117,14 @@ func (r *Relay) Lag() uint64 {
 	return last - pub
 }
 
-// Skipped counts events larger than the server's max payload, which no
-// NATS message can carry (logged as errors; history serves them).
-func (r *Relay) Skipped() uint64 { return r.skips.Load() }
+// Truncated counts events published as placeholders: larger than one NATS
+// message can carry (each is logged as an error; docs/bus.md, Limits).
+// A resend after an outage counts again.
+func (r *Relay) Truncated() uint64 { return r.truncs.Load() }
 
 // Run relays until ctx ends, then saves its position and returns nil. It
-// returns an error only when it cannot go on: the store failed a read, an
-// event cannot be encoded, or the connection was closed.
+// returns an error only when it cannot go on: the store failed a read or
+// the connection was closed. No single event stops it (see message).
 func (r *Relay) Run(ctx context.Context) error {
 	if err := checkToken("host", r.o.Host); err != nil {
 		return fmt.Errorf("relay: %w", err)
@@ -102,7 +133,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("relay: read position: %w", err)
 	}
-	r.pubd.Store(pos)
+	r.setPublished(pos)
 	r.log.Info().Uint64("position", pos).Uint64("last_seq", r.st.LastSeq()).Msg("relay started")
 
 	kick := make(chan struct{}, 1)
@@ -132,12 +163,8 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		if err := r.publish(ctx, evs); err != nil {
-			var fatal *fatalError
-			switch {
-			case ctx.Err() != nil:
+			if ctx.Err() != nil {
 				return nil
-			case errors.As(err, &fatal):
-				return err
 			}
 			fails++
 			r.log.Warn().Err(err).Uint64("position", pos).Int("attempt", fails).Msg("relay: batch not confirmed; waiting for NATS, then resending from position")
@@ -154,7 +181,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			fails = 0
 		}
 		pos = evs[len(evs)-1].Seq
-		r.pubd.Store(pos)
+		r.setPublished(pos)
 		select {
 		case kick <- struct{}{}:
 		default: // a kick is pending; the saver reads the latest position
@@ -214,20 +241,15 @@ func (r *Relay) savePositions(ctx context.Context, saved uint64, kick <-chan str
 func (r *Relay) publish(ctx context.Context, evs []domains.Event) error {
 	before := r.nc.Stats().Reconnects
 	for i := range evs {
-		m, err := r.message(&evs[i])
-		if err != nil {
-			return err
+		m := r.message(&evs[i], r.nc.MaxPayload())
+		err := r.nc.PublishMsg(m)
+		if errors.Is(err, nats.ErrMaxPayload) && m.Header.Get(HeaderTruncated) == "" {
+			// The limit shrank since it was read (a reconnect to another
+			// server): cut the event to its placeholder after all.
+			m = r.message(&evs[i], 0)
+			err = r.nc.PublishMsg(m)
 		}
-		if err := r.nc.PublishMsg(m); err != nil {
-			if errors.Is(err, nats.ErrMaxPayload) {
-				// No retry can ever deliver it; stopping here would stall
-				// every later event. Subscribers see the gap and ask
-				// history, which cannot carry it either and answers with
-				// an internal error naming the sequence (docs/bus.md).
-				r.skips.Add(1)
-				r.log.Error().Uint64("seq", evs[i].Seq).Int("bytes", len(m.Data)).Msg("relay: event exceeds the server's max payload; not published")
-				continue
-			}
+		if err != nil {
 			return fmt.Errorf("publish seq %d: %w", evs[i].Seq, err)
 		}
 	}
@@ -245,16 +267,31 @@ func (r *Relay) publish(ctx context.Context, evs []domains.Event) error {
 	return nil
 }
 
-func (r *Relay) message(e *domains.Event) (*nats.Msg, error) {
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, &fatalError{fmt.Errorf("relay: encode seq %d: %w", e.Seq, err)}
+// message renders e for the bus. An event too large for one message (or
+// unencodable) goes out as its bounded placeholder (truncated.go): never
+// skipping it keeps the stream gap-free, so no subscriber asks history for
+// a sequence it can never get, and never stopping on it keeps every later
+// event flowing. maxPayload 0 forces the placeholder.
+func (r *Relay) message(e *domains.Event, maxPayload int64) *nats.Msg {
+	var body []byte
+	var size int
+	truncated := maxPayload == 0
+	if truncated {
+		body = placeholderOf(e, 0, 0, "the event did not fit the server's max payload")
+	} else {
+		body, size, truncated = wireEvent(e, maxPayload)
 	}
 	m := nats.NewMsg(EventSubject(r.o.Host, e.Domain, e.Type))
 	m.Data = body
 	m.Header.Set(HeaderSeq, strconv.FormatUint(e.Seq, 10))
 	m.Header.Set(HeaderMsgID, msgID(r.o.Host, e.Seq))
-	return m, nil
+	if truncated {
+		m.Header.Set(HeaderTruncated, strconv.Itoa(size))
+		r.truncs.Add(1)
+		r.log.Error().Uint64("seq", e.Seq).Str("type", string(e.Type)).Str("domain", e.Domain.String()).Int("bytes", size).
+			Int64("max_payload", maxPayload).Msg("relay: event too large for one NATS message; published its placeholder (docs/bus.md, Limits)")
+	}
+	return m
 }
 
 // readCommitted reads up to limit events after pos, but never past
@@ -293,9 +330,3 @@ func (r *Relay) awaitBus(ctx context.Context, fails int) error {
 		return ctx.Err()
 	}
 }
-
-// fatalError is a failure that no retry fixes.
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }

@@ -55,9 +55,10 @@ func codeOfStatus(s string) domains.Code {
 }
 
 // wireErrorOf turns any error into its wire form; uncoded errors are
-// internal.
+// internal. The message is bounded (boundMessage): whatever a handler's
+// error quotes, the reply stays far below any max payload.
 func wireErrorOf(err error) *WireError {
-	w := &WireError{Code: domains.CodeOf(err), Message: err.Error()}
+	w := &WireError{Code: domains.CodeOf(err), Message: boundMessage(err.Error())}
 	if w.Message == "" {
 		w.Message = string(w.Code)
 	}
@@ -68,10 +69,19 @@ func wireErrorOf(err error) *WireError {
 // micro headers for generic tooling (nats micro, $SRV stats).
 func errorMsg(subject string, w *WireError) *nats.Msg {
 	m := nats.NewMsg(subject)
-	m.Header.Set(micro.ErrorHeader, w.Message)
+	m.Header.Set(micro.ErrorHeader, headerSafe(w.Message))
 	m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(statusOf(w.Code)))
 	m.Data, _ = json.Marshal(reply{Error: w}) // strings only: cannot fail
 	return m
+}
+
+// oversizeReply is the error sent instead of a reply too large for one
+// NATS message: the caller hears at once why, instead of timing out.
+func oversizeReply(what string, size int, maxPayload int64) error {
+	return domains.Errorf(domains.CodeInternal,
+		"%s: the reply is %d bytes, more than one NATS message carries (max payload %d bytes); "+
+			"an older log holds data this large (new appends are bounded, docs/bus.md): `vmledger log export` on the agent's host, with the agent stopped, shows it",
+		what, size, maxPayload)
 }
 
 // decodeError rebuilds the error of a reply, or returns nil when the reply

@@ -33,7 +33,7 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 func checkToken(kind, s string) error {
 	if !tokenRE.MatchString(s) {
 		return domains.Errorf(domains.CodeInvalid,
-			"%s %q: must be 1-128 letters, digits, '-' or '_' (it is a NATS subject token)", kind, s)
+			"%s %s: must be 1-128 letters, digits, '-' or '_' (it is a NATS subject token)", kind, domains.Quote(s))
 	}
 	return nil
 }
@@ -59,6 +59,13 @@ func EventFilter(host string, domain uuid.UUID, t domains.Type) string {
 	return subjectRoot + ".evt." + host + "." + d + "." + ty
 }
 
+// JobProgressSubject is where the agent publishes an asynchronous job's
+// progress (domains.JobInfo with Progress), at a bounded rate; progress
+// is never appended to the log.
+func JobProgressSubject(host string, domain uuid.UUID) string {
+	return subjectRoot + ".job." + host + "." + domain.String() + ".progress"
+}
+
 // HistorySubject is the history service's request subject.
 func HistorySubject(host string) string { return subjectRoot + ".api." + host + ".history" }
 
@@ -75,7 +82,7 @@ func msgID(host string, seq uint64) string { return host + "-" + strconv.FormatU
 func parseSeq(v string) (uint64, error) {
 	seq, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("bad %s header %q", HeaderSeq, v)
+		return 0, fmt.Errorf("bad %s header %s", HeaderSeq, domains.Quote(v))
 	}
 	return seq, nil
 }

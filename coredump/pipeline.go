@@ -3,7 +3,6 @@ package coredump
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -24,7 +23,8 @@ type batch struct {
 // batchResult is a worker's output: for each page its stored size and
 // flags (size 0 for a zero page), and the stored bytes back to back.
 type batchResult struct {
-	raw   []byte // the pages as read
+	buf   []byte // for reading the pages when they are not mapped
+	raw   []byte // the pages (in buf or the mapping), read-only
 	data  []byte
 	sizes []uint32
 	flags []uint32
@@ -41,11 +41,13 @@ func runPipeline(parent context.Context, ram io.ReaderAt, m MemoryMap, workers i
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	src := newSource(ram)
+	defer src.close()
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
 	pool := sync.Pool{New: func() any {
-		return &batchResult{raw: make([]byte, batchPages*PageSize), data: make([]byte, 0, batchPages*PageSize),
+		return &batchResult{buf: make([]byte, batchPages*PageSize), data: make([]byte, 0, batchPages*PageSize),
 			sizes: make([]uint32, batchPages), flags: make([]uint32, batchPages)}
 	}}
 	jobs := make(chan *batch, workers)
@@ -68,7 +70,7 @@ func runPipeline(parent context.Context, ram io.ReaderAt, m MemoryMap, workers i
 			defer wg.Done()
 			for b := range jobs {
 				r := pool.Get().(*batchResult)
-				work(ram, b, r, comp, flag)
+				work(src, b, r, comp, flag)
 				b.res <- r
 			}
 		}()
@@ -127,17 +129,14 @@ func runPipeline(parent context.Context, ram io.ReaderAt, m MemoryMap, workers i
 }
 
 // work reads a batch and, with comp, compresses each page.
-func work(ram io.ReaderAt, b *batch, r *batchResult, comp pageCompressor, flag uint32) {
+func work(src ramSource, b *batch, r *batchResult, comp pageCompressor, flag uint32) {
 	r.err = nil
-	size := b.pages * PageSize
-	raw := r.raw[:size]
-	if n, err := ram.ReadAt(raw, int64(b.off)); n < size {
-		if err == nil || errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		r.err = fmt.Errorf("coredump: read guest RAM at file offset %#x (address %#x): %w", b.off+uint64(n), b.addr+uint64(n), err)
+	raw, err := src.pages(b.off, uint64(b.pages)*PageSize, r.buf)
+	if err != nil {
+		r.err = fmt.Errorf("coredump: read guest RAM for address %#x: %w", b.addr, err)
 		return
 	}
+	r.raw = raw
 	if comp == nil { // ELF: only say which pages are zero, for sparse output
 		for i := range b.pages {
 			r.sizes[i] = PageSize

@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -23,7 +24,7 @@ const (
 // device events amend it.
 type Config struct {
 	Name      string    `json:"name"`
-	UUID      uuid.UUID `json:"uuid"`
+	UUID      uuid.UUID `json:"uuid,omitzero"` // absent: generated at define
 	MemoryMiB uint64    `json:"memory_mib"`
 	VCPUs     uint32    `json:"vcpus"`
 	Machine   string    `json:"machine,omitempty"` // QEMU machine type; "" means pc
@@ -74,12 +75,19 @@ type Device struct {
 	Props  map[string]string `json:"props,omitempty"`
 }
 
-// Limits that a config must respect. Generous, but they stop nonsense
-// (and integer overflow in QEMU's arguments) at the door.
+// Limits that a config must respect. MaxMemoryMiB and MaxVCPUs are the
+// most any machine type takes (machine.go has each type's limits).
 const (
-	MaxMemoryMiB = 16 << 20 // 16 TiB
-	MaxVCPUs     = 1024
-	maxItems     = 64
+	MaxMemoryMiB = 1033216 // pc on QEMU 7.2, ~1009 GiB
+	MaxVCPUs     = 255
+	maxItems     = 64 // disks, NICs, devices; props of one device
+	// MaxPath is the longest disk path: PATH_MAX (4096) counts the
+	// terminating NUL.
+	MaxPath = 4095
+	// MaxConfigJSON bounds a config's JSON form, so that its events (and
+	// replies carrying it) stay far below the bus's 1 MiB payload limit
+	// even when the fields are each within their bounds.
+	MaxConfigJSON = 256 << 10
 )
 
 // nameRE: a domain name must be a single safe NATS subject token and a safe
@@ -101,7 +109,11 @@ func (c Config) Validate() error {
 	var p []string
 	add := func(f string, a ...any) { p = append(p, fmt.Sprintf(f, a...)) }
 	if !nameRE.MatchString(c.Name) {
-		add("name %q: must be 1-63 characters of letters, digits, '-' or '_', starting with a letter or digit (it is a NATS subject token)", c.Name)
+		add("name %s: must be 1-63 characters of letters, digits, '-' or '_', starting with a letter or digit (it is a NATS subject token)", Quote(c.Name))
+	} else if _, err := uuid.Parse(c.Name); err == nil {
+		// Domains are looked up by name or UUID: a name that reads as
+		// a UUID could stand in for another domain.
+		add("name %s: a name must not parse as a UUID", Quote(c.Name))
 	}
 	if c.UUID == uuid.Nil {
 		add("uuid: must be set and not all zero")
@@ -112,8 +124,10 @@ func (c Config) Validate() error {
 	if c.VCPUs == 0 || c.VCPUs > MaxVCPUs {
 		add("vcpus %d: must be between 1 and %d", c.VCPUs, MaxVCPUs)
 	}
-	if c.Machine != "" && !machineRE.MatchString(c.Machine) {
-		add("machine %q: not a machine type name", c.Machine)
+	if lim, err := Machine(c.Machine); err != nil {
+		add("%v", err)
+	} else {
+		p = append(p, lim.problems(c)...)
 	}
 	p = append(p, c.Clock.problems()...)
 	p = append(p, c.OS.problems()...)
@@ -128,41 +142,44 @@ func (c Config) Validate() error {
 	seen := map[string]bool{}
 	for i, d := range c.Disks {
 		if !idRE.MatchString(d.Target) {
-			add("disks[%d].target %q: not a valid device name", i, d.Target)
+			add("disks[%d].target %s: not a valid device name", i, Quote(d.Target))
 		}
 		if seen[d.Target] {
-			add("disks[%d].target %q: duplicate", i, d.Target)
+			add("disks[%d].target %s: duplicate", i, Quote(d.Target))
 		}
 		seen[d.Target] = true
-		if d.Path == "" || strings.ContainsFunc(d.Path, badPathRune) || !strings.HasPrefix(d.Path, "/") {
-			add("disks[%d].path %q: must be an absolute path without commas or control characters", i, d.Path)
+		switch {
+		case len(d.Path) > MaxPath:
+			add("disks[%d].path %s: longer than PATH_MAX (at most %d bytes)", i, Quote(d.Path), MaxPath)
+		case d.Path == "" || strings.ContainsFunc(d.Path, badPathRune) || !strings.HasPrefix(d.Path, "/"):
+			add("disks[%d].path %s: must be an absolute path without commas or control characters", i, Quote(d.Path))
 		}
 		switch d.Format {
 		case "", "raw", "qcow2":
 		default:
-			add("disks[%d].format %q: must be raw or qcow2", i, d.Format)
+			add("disks[%d].format %s: must be raw or qcow2", i, Quote(d.Format))
 		}
 		switch d.Bus {
-		case "", "virtio", "ide", "sata":
+		case "", BusVirtio, BusIDE, BusSATA:
 		default:
-			add("disks[%d].bus %q: must be virtio, ide or sata", i, d.Bus)
+			add("disks[%d].bus %s: must be virtio, ide or sata", i, Quote(d.Bus))
 		}
 	}
 	for i, n := range c.NICs {
 		if !idRE.MatchString(n.ID) || seen[n.ID] {
-			add("nics[%d].id %q: must be a unique device id", i, n.ID)
+			add("nics[%d].id %s: must be a unique device id", i, Quote(n.ID))
 		}
 		seen[n.ID] = true
 		if n.Model != "" && !machineRE.MatchString(n.Model) {
-			add("nics[%d].model %q: not a QEMU device name", i, n.Model)
+			add("nics[%d].model %s: not a QEMU device name", i, Quote(n.Model))
 		}
 		if n.MAC != "" && !macRE.MatchString(n.MAC) {
-			add("nics[%d].mac %q: must be lower-case aa:bb:cc:dd:ee:ff", i, n.MAC)
+			add("nics[%d].mac %s: must be lower-case aa:bb:cc:dd:ee:ff", i, Quote(n.MAC))
 		}
 		switch n.Mode {
 		case "", "user", "none":
 		default:
-			add("nics[%d].mode %q: must be user or none", i, n.Mode)
+			add("nics[%d].mode %s: must be user or none", i, Quote(n.Mode))
 		}
 	}
 	for i, d := range c.Devices {
@@ -170,9 +187,18 @@ func (c Config) Validate() error {
 			add("devices[%d]: %v", i, err)
 		}
 		if seen[d.ID] {
-			add("devices[%d].id %q: duplicate", i, d.ID)
+			add("devices[%d].id %s: duplicate", i, Quote(d.ID))
 		}
 		seen[d.ID] = true
+	}
+	if len(p) == 0 {
+		// Only when every field is in bounds: the sum may still not be.
+		if b, err := json.Marshal(c); err != nil || len(b) > MaxConfigJSON {
+			add("config: %d bytes as JSON, at most %d", len(b), MaxConfigJSON)
+		}
+	}
+	if len(p) > maxItems {
+		p = append(p[:maxItems], fmt.Sprintf("and %d more problems", len(p)-maxItems))
 	}
 	if len(p) > 0 {
 		return &Error{Code: CodeInvalid, Message: "invalid config: " + strings.Join(p, "; ")}
@@ -191,14 +217,14 @@ func (k Clock) problems() []string {
 		switch k.Basis {
 		case "", BasisUTC, BasisLocaltime:
 		default:
-			p = append(p, fmt.Sprintf("clock.basis %q: must be utc or localtime", k.Basis))
+			p = append(p, fmt.Sprintf("clock.basis %s: must be utc or localtime", Quote(k.Basis)))
 		}
 		// ±100 years keeps base arithmetic far from overflow.
 		if k.Adjustment > 100*366*86400 || k.Adjustment < -100*366*86400 {
 			p = append(p, fmt.Sprintf("clock.adjustment %d: out of range (±100 years)", k.Adjustment))
 		}
 	default:
-		p = append(p, fmt.Sprintf("clock.offset %q: must be utc, localtime or variable", k.Offset))
+		p = append(p, fmt.Sprintf("clock.offset %s: must be utc, localtime or variable", Quote(k.Offset)))
 	}
 	return p
 }
@@ -221,14 +247,17 @@ var propRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@+-]{0,256}$`)
 // Validate checks one device.
 func (d Device) Validate() error {
 	if !idRE.MatchString(d.ID) {
-		return fmt.Errorf("id %q: must start with a letter, then letters, digits, '-' or '_' (max 32)", d.ID)
+		return fmt.Errorf("id %s: must start with a letter, then letters, digits, '-' or '_' (max 32)", Quote(d.ID))
 	}
 	if !machineRE.MatchString(d.Driver) {
-		return fmt.Errorf("driver %q: not a QEMU device driver name", d.Driver)
+		return fmt.Errorf("driver %s: not a QEMU device driver name", Quote(d.Driver))
+	}
+	if len(d.Props) > maxItems {
+		return fmt.Errorf("%d props: at most %d", len(d.Props), maxItems)
 	}
 	for k, v := range d.Props {
 		if !idRE.MatchString(k) || hostProps[strings.ToLower(k)] || !propRE.MatchString(v) || strings.HasPrefix(v, "/") {
-			return fmt.Errorf("prop %q=%q: not allowed (no host paths, backends or ids in device props)", k, v)
+			return fmt.Errorf("prop %s=%s: not allowed (no host paths, backends or ids in device props)", Quote(k), Quote(v))
 		}
 	}
 	return nil

@@ -28,8 +28,6 @@ const (
 var knownFeatures = []string{FeatureVMCOREINFO}
 
 const (
-	// maxHostPath is PATH_MAX: a longer path cannot be opened anyway.
-	maxHostPath = 4096
 	// MaxCmdline is x86 Linux's COMMAND_LINE_SIZE less its NUL; the
 	// kernel would truncate a longer line silently.
 	MaxCmdline = 2047
@@ -49,8 +47,8 @@ func (o *OS) problems() []string {
 		if f.path == "" {
 			continue
 		}
-		if len(f.path) > maxHostPath || strings.ContainsFunc(f.path, badPathRune) || !strings.HasPrefix(f.path, "/") {
-			add("%s %.64q: must be an absolute path of at most %d bytes without commas or control characters", f.name, f.path, maxHostPath)
+		if len(f.path) > MaxPath || strings.ContainsFunc(f.path, badPathRune) || !strings.HasPrefix(f.path, "/") {
+			add("%s %.64q: must be an absolute path of at most %d bytes without commas or control characters", f.name, f.path, MaxPath)
 		}
 	}
 	if o.Kernel == "" && (o.Initrd != "" || o.Cmdline != "") {

@@ -27,7 +27,7 @@ func TestValidateOS(t *testing.T) {
 		{name: "relative kernel", os: &domains.OS{Kernel: "boot/vmlinuz"}, want: "os.kernel"},
 		{name: "comma in initrd", os: &domains.OS{Kernel: "/k", Initrd: "/a,b"}, want: "os.initrd"},
 		{name: "control char in kernel", os: &domains.OS{Kernel: "/k\n"}, want: "os.kernel"},
-		{name: "kernel path too long", os: &domains.OS{Kernel: "/" + strings.Repeat("k", 4096)}, want: "at most 4096 bytes"},
+		{name: "kernel path too long", os: &domains.OS{Kernel: "/" + strings.Repeat("k", 4096)}, want: "at most 4095 bytes"},
 		{name: "initrd without kernel", os: &domains.OS{Initrd: "/i"}, want: "need a kernel"},
 		{name: "cmdline without kernel", os: &domains.OS{Cmdline: "quiet"}, want: "need a kernel"},
 		{name: "cmdline too long", os: &domains.OS{Kernel: "/k", Cmdline: strings.Repeat("a", domains.MaxCmdline+1)}, want: "at most 2047"},

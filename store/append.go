@@ -30,6 +30,9 @@ type AppendRequest struct {
 	CommandID string
 	// Result is the opaque reply that Command returns for CommandID.
 	Result []byte
+	// CommandDigest, if set (32 bytes), binds CommandID to its request; it
+	// is kept with Result and returned by the domains-side Command.
+	CommandDigest []byte
 }
 
 // Request states: the caller and the writer race for a queued request with
@@ -168,6 +171,9 @@ func (s *Store) encode(req AppendRequest) (*request, error) {
 	if len(req.CommandID) > maxCommandID {
 		return nil, invalidf("append for %s: command ID longer than %d bytes", req.Domain, maxCommandID)
 	}
+	if n := len(req.CommandDigest); n != 0 && (n != digestLen || req.CommandID == "") {
+		return nil, invalidf("append for %s: command digest of %d bytes (want %d, with a command ID)", req.Domain, n, digestLen)
+	}
 	base := req.ExpectedVersion
 	if base == AnyVersion {
 		base = 0
@@ -175,7 +181,7 @@ func (s *Store) encode(req AppendRequest) (*request, error) {
 	r := s.pool.get()
 	r.domain, r.expected, r.cmdID = req.Domain, req.ExpectedVersion, req.CommandID
 	if req.CommandID != "" {
-		r.cmdVal = append(append(r.cmdVal[:0], make([]byte, 8)...), req.Result...)
+		r.cmdVal = appendCommand(r.cmdVal[:0], req.CommandDigest, req.Result)
 	}
 	for i := range req.Events {
 		e := req.Events[i] // a copy: the caller's slice is written only on success

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ type ack struct {
 // from a snapshot taken in an earlier round) gives the same projection.
 func TestCrashSafety(t *testing.T) {
 	if path := os.Getenv(crashChildEnv); path != "" {
-		crashChild(path)
+		crashChild(path, Options{Timeout: 5 * time.Second}, false)
 		return
 	}
 	rounds := 20
@@ -75,10 +76,49 @@ func TestCrashSafety(t *testing.T) {
 // the acknowledgements it printed.
 func runChild(t *testing.T, path string, delay time.Duration) ([]ack, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	return runChildUntil(t, "TestCrashSafety", crashChildEnv+"="+path, func(*childLog) { time.Sleep(delay) })
+}
+
+// childLog is what a running child said so far: its stderr, and how many
+// acknowledgements it printed.
+type childLog struct {
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	acks   atomic.Int64
+}
+
+func (c *childLog) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stderr.Write(p)
+}
+
+func (c *childLog) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stderr.String()
+}
+
+// waitFor waits until the child's stderr holds n copies of s (false after
+// a minute: a slow machine, not a failure in itself).
+func (c *childLog) waitFor(s string, n int) bool {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if strings.Count(c.String(), s) >= n {
+			return true
+		}
+	}
+	return false
+}
+
+// runChildUntil runs test as a child with env set, kills it with SIGKILL
+// when until returns, and returns the acknowledgements it printed and its
+// stderr.
+func runChildUntil(t *testing.T, test, env string, until func(*childLog)) ([]ack, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env)
+	c := &childLog{}
+	cmd.Stderr = c
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -97,10 +137,11 @@ func runChild(t *testing.T, path string, delay time.Duration) ([]ack, string) {
 				return
 			}
 			acks = append(acks, a)
+			c.acks.Add(1)
 		}
 		parsed <- sc.Err()
 	}()
-	time.Sleep(delay)
+	until(c)
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
@@ -109,9 +150,9 @@ func runChild(t *testing.T, path string, delay time.Duration) ([]ack, string) {
 	}
 	err = cmd.Wait()
 	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != -1 {
-		t.Fatalf("child ended by itself (%v) before the kill: %s", err, stderr.String())
+		t.Fatalf("child ended by itself (%v) before the kill: %s", err, c.String())
 	}
-	return acks, stderr.String()
+	return acks, c.String()
 }
 
 func parseAck(line string) (ack, error) {
@@ -206,9 +247,11 @@ func verifyAfterCrash(t *testing.T, path string, acks []ack, rng *rand.Rand) {
 // crashChild appends from 32 goroutines until killed. Each goroutine owns
 // two domains, so its expected versions are always right; every fifth
 // append uses AnyVersion. An acknowledgement is printed with one write
-// (atomic on a pipe) as soon as Append returns.
-func crashChild(path string) {
-	s, err := Open(path, Options{Timeout: 5 * time.Second})
+// (atomic on a pipe) as soon as Append returns. With retry, a failed append
+// (a broken store, or a conflict after an append that landed anyway) is
+// not fatal: the goroutine re-reads its domain's version and goes on.
+func crashChild(path string, opts Options, retry bool) {
+	s, err := Open(path, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -237,6 +280,13 @@ func crashChild(path string) {
 				cmd := uuid.NewString()
 				evs := g.batch(1+i%3, cmd)
 				seqs, err := s.Append(ctx, AppendRequest{Domain: g.id, ExpectedVersion: expected, Events: evs, CommandID: cmd, Result: []byte(cmd)})
+				if err != nil && retry && (errors.Is(err, ErrBroken) || errors.Is(err, ErrVersionConflict)) {
+					time.Sleep(time.Millisecond)
+					if v, err := s.DomainVersion(ctx, g.id); err == nil {
+						g.n = int(v)
+					}
+					continue
+				}
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(5)

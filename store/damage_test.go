@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/store/storetest"
@@ -184,6 +185,35 @@ func TestReadFaultIsAnError(t *testing.T) {
 		if err != nil || rep.OK() {
 			t.Fatalf("verify: %v, %+v", err, rep.Problems)
 		}
+	})
+	t.Run("live store, file cut under it", func(t *testing.T) {
+		path := sampleLog(t, 3000)
+		s, err := Open(path, Options{NoSync: true, RecoverEvery: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := storetest.Truncate(path, 8192); err != nil {
+			t.Fatal(err)
+		}
+		g := newGen(5000)
+		if _, err := s.Append(ctx, AppendRequest{Domain: g.id, Events: g.batch(2, "")}); err == nil {
+			t.Fatal("appended to a log cut short")
+		}
+		// The store is broken, and its retries find the file truncated.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if h := s.Health(); errors.Is(h, ErrBroken) && strings.Contains(h.Error(), "truncated") {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("health: %v", h)
+			}
+		}
+		if _, err := s.ReadDomain(ctx, newGen(0).id, 0, 0); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("ReadDomain: %v", err)
+		}
+		if _, err := s.ReadAfter(ctx, 100, 10); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("ReadAfter: %v", err)
+		}
+		_ = s.Close() // may fail; must not fault
 	})
 	t.Run("page that is not itself", func(t *testing.T) {
 		path := sampleLog(t, 3000)

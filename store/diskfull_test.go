@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -160,5 +163,96 @@ func TestDiskFullRecovers(t *testing.T) {
 	}
 	if found != len(acked) {
 		t.Fatalf("%d of %d acknowledged events in the log", found, len(acked))
+	}
+}
+
+// While a broken store has closed its file to reopen it, no other process
+// can take the log: the store's own lock (lock.go) outlives bbolt's.
+func TestReopenKeepsTheLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openAt(t, path, Options{NoSync: true})
+	g := newGen(1)
+	mustAppend(t, s, AppendRequest{Domain: g.id, Events: g.batch(3, "")})
+	s.dbMu.Lock()
+	if err := s.db.Close(); err != nil { // what reopen does first
+		t.Fatal(err)
+	}
+	s.db = nil
+	for _, open := range []func(string, Options) (*Store, error){Open, OpenReadOnly} {
+		if other, err := open(path, Options{Timeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+			if err == nil {
+				other.Close()
+			}
+			t.Errorf("open while the store reopens: %v, want ErrLocked", err)
+		}
+	}
+	s.dbMu.Unlock()
+	broken := error(fmt.Errorf("%w: test", ErrBroken))
+	s.broken.Store(&broken)
+	if err := s.reopen(); err != nil {
+		t.Fatal(err)
+	}
+	s.broken.Store(nil)
+	if seqs := mustAppend(t, s, AppendRequest{Domain: g.id, ExpectedVersion: 3, Events: g.batch(1, "")}); seqs[0] != 4 {
+		t.Fatalf("appended at %d after reopening, want 4", seqs[0])
+	}
+}
+
+// diskFullChildEnv selects the child role of TestDiskFullKilledDuringRecovery.
+const diskFullChildEnv = "VMLEDGER_STORE_DISKFULL_CHILD"
+
+// A store killed (SIGKILL) while the disk is full, while it retries, or
+// while it reopens after the disk was freed leaves a log that opens,
+// passes Check and holds every acknowledged append at its sequence. The
+// child is TestCrashSafety's (32 appenders), here retrying every 1 ms and
+// going on through failed appends; each round fills the tmpfs once the
+// child has appended, waits for the break, frees the disk and kills the
+// child 0–3 ms later, or 0–3 ms after it recovered.
+func TestDiskFullKilledDuringRecovery(t *testing.T) {
+	if path := os.Getenv(diskFullChildEnv); path != "" {
+		onHealth := func(err error) { fmt.Fprintf(os.Stderr, "health: %v\n", err) }
+		crashChild(path, Options{Timeout: 5 * time.Second, RecoverEvery: time.Millisecond, OnHealth: onHealth}, true)
+		return
+	}
+	dir := storetest.Tmpfs(t, "64m")
+	path, filler := filepath.Join(dir, "events.db"), filepath.Join(dir, "filler")
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	var acks []ack
+	breaks, recoveries := 0, 0
+	for round := range 8 {
+		// Even rounds kill while the store is broken or reopening (0–3 ms
+		// after the disk was freed), odd ones after it recovered.
+		got, stderr := runChildUntil(t, "TestDiskFullKilledDuringRecovery", diskFullChildEnv+"="+path, func(c *childLog) {
+			for deadline := time.Now().Add(time.Minute); c.acks.Load() < 100 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond) // appending
+			}
+			if _, err := storetest.Fill(filler); err != nil {
+				t.Error(err)
+			}
+			c.waitFor("no space left on device\n", 1)
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // broken, retrying
+			recovered := strings.Count(c.String(), "health: <nil>\n")
+			if err := storetest.Free(filler); err != nil {
+				t.Error(err)
+			}
+			if round%2 == 1 {
+				c.waitFor("health: <nil>\n", recovered+1)
+			}
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		})
+		acks = append(acks, got...)
+		b, r := strings.Count(stderr, "no space left on device\n"), strings.Count(stderr, "health: <nil>\n")
+		breaks, recoveries = breaks+b, recoveries+r
+		t.Logf("round %d: %d acks (%d in all), broke %d times, recovered %d", round, len(got), len(acks), b, r)
+		verifyAfterCrash(t, path, acks, rng)
+		if t.Failed() {
+			t.Logf("child stderr: %s", stderr)
+			return
+		}
+	}
+	if breaks == 0 || recoveries == 0 {
+		t.Fatalf("the children broke %d times and recovered %d: the attack missed", breaks, recoveries)
 	}
 }

@@ -141,19 +141,25 @@ func checkFile(path string, writable bool) (exists bool, err error) {
 
 // guard runs fn, a read of the file, with memory faults turned into
 // panics, and turns a panic (a fault, or one of bbolt's assertions on a
-// damaged page) into an error wrapping ErrCorrupt. Only for reads: a write
-// transaction cut short by a panic is not known to be clean. bbolt's View
-// rolls its transaction back on a panic, so nothing stays locked.
+// damaged page) into an error wrapping ErrCorrupt. bbolt's View and Update
+// roll their transaction back on a panic; for a write transaction that
+// rollback reads the file too, and when it faults as well bbolt's writer
+// lock stays held: writeTx then takes the DB as wedged.
 func guard(path, op string, fn func() error) (err error) {
 	old := debug.SetPanicOnFault(true)
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("store: %s %s: the file is damaged (%v): %w", op, path, r, ErrCorrupt)
+			err = faultError{fmt.Errorf("store: %s %s: the file is damaged (%v): %w", op, path, r, ErrCorrupt)}
 		}
 	}()
 	return fn()
 }
+
+// faultError is an error guard made of a panic (it wraps ErrCorrupt).
+type faultError struct{ error }
+
+func (e faultError) Unwrap() error { return e.error }
 
 // create makes a new, empty log at path: built under a temporary name and
 // linked into place once complete, so that no process ever finds a

@@ -24,12 +24,7 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := s.Health(); err != nil {
 		return err
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.db == nil {
-		return s.Health()
-	}
-	return s.db.Update(fn)
+	return s.writeTx(fn)
 }
 
 // SaveSnapshot stores data as the projection of all events up to seq, and

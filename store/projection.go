@@ -1,8 +1,8 @@
 package store
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -85,11 +85,12 @@ func (l eventLog) Command(ctx context.Context, id string) (domains.CommandRecord
 		if v == nil {
 			return nil
 		}
-		if len(v) < 8 {
-			return fmt.Errorf("command value of %d bytes: %w", len(v), ErrCorrupt)
+		c, err := parseCommand(v)
+		if err != nil {
+			return err
 		}
 		found = true
-		rec = domains.CommandRecord{FirstSeq: binary.BigEndian.Uint64(v), Result: append([]byte{}, v[8:]...)}
+		rec = domains.CommandRecord{FirstSeq: c.first, Result: bytes.Clone(c.result), Digest: bytes.Clone(c.digest)}
 		return nil
 	})
 	if err != nil {

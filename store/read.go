@@ -134,11 +134,12 @@ func (s *Store) Command(ctx context.Context, id string) ([]byte, bool, error) {
 		if v == nil {
 			return nil
 		}
-		if len(v) < 8 {
-			return fmt.Errorf("command value of %d bytes: %w", len(v), ErrCorrupt)
+		c, err := parseCommand(v)
+		if err != nil {
+			return err
 		}
 		found = true
-		res = append([]byte{}, v[8:]...) // bbolt memory is valid only inside the tx
+		res = append([]byte{}, c.result...) // bbolt memory is valid only inside the tx
 		return nil
 	})
 	if err != nil {

@@ -95,6 +95,10 @@ type Store struct {
 	readOnly bool
 	obs      Observer
 	opts     Options
+	lock     *fileLock // held from Open to Close, across reopens (lock.go)
+	dbFile   *os.File  // the file bbolt opened (writable stores)
+	wedged   atomic.Bool
+	wake     chan struct{} // tells the writer the store broke (capacity 1)
 
 	pool    requestPool
 	lastSeq atomic.Uint64 // highest committed sequence; written by the writer only
@@ -131,13 +135,19 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	db, err := openBolt(path, opts, false)
+	lock, err := lockFile(path, true, boltOptions(opts, false).Timeout)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, obs: opts.Observer, opts: opts}
+	db, file, err := openBoltFile(path, opts, false)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	s := &Store{db: db, dbFile: file, path: path, obs: opts.Observer, opts: opts, lock: lock, wake: make(chan struct{}, 1)}
 	if err := s.init(); err != nil {
 		_ = db.Close()
+		lock.release()
 		return nil, err
 	}
 	s.reqs = make(chan *request, reqQueue)
@@ -154,13 +164,19 @@ func OpenReadOnly(path string, opts Options) (*Store, error) {
 	if _, err := checkFile(path, false); err != nil {
 		return nil, err
 	}
-	db, err := openBolt(path, opts, true)
+	lock, err := lockFile(path, false, boltOptions(opts, true).Timeout)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{}), opts: opts}
+	db, err := openBolt(path, opts, true)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	s := &Store{db: db, path: path, readOnly: true, commitCh: make(chan struct{}), opts: opts, lock: lock}
 	if err := s.init(); err != nil {
 		_ = db.Close()
+		lock.release()
 		return nil, err
 	}
 	return s, nil
@@ -171,6 +187,13 @@ func OpenReadOnly(path string, opts Options) (*Store, error) {
 // turned into ErrCorrupt and the file bbolt had opened, with its lock, is
 // closed (its mapping stays: bbolt's DB value is lost with the panic).
 func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
+	db, _, err := openBoltFile(path, opts, readOnly)
+	return db, err
+}
+
+// openBoltFile is openBolt that also returns the file bbolt opened: closing
+// it releases bbolt's lock even when bbolt's DB is wedged (recover.go).
+func openBoltFile(path string, opts Options, readOnly bool) (*bolt.DB, *os.File, error) {
 	o := boltOptions(opts, readOnly)
 	var file *os.File
 	o.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
@@ -186,14 +209,14 @@ func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
 	})
 	switch {
 	case err == nil:
-		return db, nil
+		return db, file, nil
 	case errors.Is(err, ErrCorrupt):
 		if db == nil && file != nil {
 			_ = file.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return nil, openError(path, err)
+	return nil, nil, openError(path, err)
 }
 
 func boltOptions(opts Options, readOnly bool) *bolt.Options {
@@ -307,8 +330,12 @@ func (s *Store) Close() error {
 	}
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	defer s.lock.release()
 	if s.db == nil {
 		return nil // a reopen failed (recover.go): nothing is open
+	}
+	if s.wedged.Load() {
+		return s.dbFile.Close() // bbolt's Close would wait forever (recover.go)
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", s.path, err)

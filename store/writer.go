@@ -59,7 +59,11 @@ func (s *Store) writer() {
 		var r *request
 		ok := true
 		if s.broken.Load() == nil {
-			r, ok = <-s.reqs
+			select {
+			case r, ok = <-s.reqs:
+			case <-s.wake: // broken outside a commit (writeTx)
+				continue
+			}
 		} else {
 			if retry == nil {
 				retry = time.NewTimer(s.recoverEvery())
@@ -68,7 +72,7 @@ func (s *Store) writer() {
 			case r, ok = <-s.reqs:
 			case <-retry.C:
 				retry = nil
-				s.recover()
+				s.tryRecover()
 				continue
 			}
 		}

@@ -6,6 +6,7 @@ package bustest
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,4 +136,16 @@ func (s *Store) FailPositionWrites(err error) {
 func Event(domain uuid.UUID, host string, n int64) domains.Event {
 	return domains.NewEvent(domain, time.Unix(1700000000, 0).Add(time.Duration(n)*time.Millisecond),
 		"", host, domains.RTCChanged{Offset: n, Adjustment: n})
+}
+
+// BigDefined returns an unsequenced defined event whose one disk path is
+// "/" and pathBytes-1 '<': JSON escapes '<' as \u003c, so 300 KiB of path
+// make an event of about 1.8 MB of JSON, more than a NATS message carries
+// (issue 7's reproduction). Only a log written without the bus's append
+// guard (an older log) can hold one.
+func BigDefined(domain uuid.UUID, host, name string, pathBytes int) domains.Event {
+	cfg := domains.Config{Name: name, UUID: domain, MemoryMiB: 64, VCPUs: 1,
+		Clock: domains.Clock{Offset: domains.OffsetUTC},
+		Disks: []domains.Disk{{Target: "vda", Path: "/" + strings.Repeat("<", pathBytes-1)}}}
+	return domains.NewEvent(domain, time.Unix(1700000000, 0), "", host, domains.Defined{Config: cfg})
 }

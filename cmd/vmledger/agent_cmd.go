@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/cmd/vmledger/internal/agent"
+	"github.com/vmledger/vmledger/domains"
 )
 
 func defaultStateDir() string {
@@ -55,7 +56,7 @@ that group or others may enter is set to 0700, with a warning.`,
 			switch cfg.Accel {
 			case "auto", "kvm", "tcg", "none":
 			default:
-				return usagef("--accel %q: want auto, kvm, tcg or none", cfg.Accel)
+				return usagef("--accel %s: want auto, kvm, tcg or none", domains.Quote(cfg.Accel))
 			}
 			return agent.Run(cmd.Context(), cfg)
 		},
@@ -67,7 +68,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
 	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent; refused unless --nats-listen is a loopback address")
-	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and a health answer (/healthz: 200 or 503) on this address (e.g. 127.0.0.1:9464); empty: off")
 	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG; no hypervisor only when QEMU is not installed and --qemu is not given), kvm, tcg, or none (no hypervisor)")
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
 	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH); one that cannot be run fails the start")
@@ -80,7 +81,7 @@ that group or others may enter is set to 0700, with a warning.`,
 func newLogger(level, format string) (zerolog.Logger, error) {
 	lv, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
-		return zerolog.Logger{}, usagef("--log-level %q: want debug, info, warn or error", level)
+		return zerolog.Logger{}, usagef("--log-level %s: want debug, info, warn or error", domains.Quote(level))
 	}
 	var l zerolog.Logger
 	switch format {
@@ -89,7 +90,7 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	case "console":
 		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
 	default:
-		return l, usagef("--log-format %q: want json or console", format)
+		return l, usagef("--log-format %s: want json or console", domains.Quote(format))
 	}
 	return l.Level(lv).With().Timestamp().Logger(), nil
 }

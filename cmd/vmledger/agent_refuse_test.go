@@ -27,6 +27,7 @@ func TestAgentRefusesToStart(t *testing.T) {
 		want  string
 	}{
 		{"explicit qemu binary missing", nil, []string{"--accel", "auto", "--run-dir", short, "--qemu", "/nonexistent/qemu"}, "/nonexistent/qemu"},
+		{"explicit qemu binary not qemu", nil, []string{"--accel", "tcg", "--run-dir", short, "--qemu", "/bin/false"}, "/bin/false -version"},
 		{"run dir too long for sockets", nil, []string{"--accel", "auto", "--run-dir", long}, "too long"},
 		{"no auth on all interfaces", nil, []string{"--accel", "none", "--nats-no-auth", "--nats-listen", "0.0.0.0:0"}, "loopback"},
 		{"no auth on a named host", nil, []string{"--accel", "none", "--nats-no-auth", "--nats-listen", "example.org:0"}, "loopback"},

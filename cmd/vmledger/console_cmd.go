@@ -117,7 +117,7 @@ func runConsole(cmd *cobra.Command, nc *nats.Conn, host string, d domains.Domain
 			}
 		case <-timer.C:
 			if re != nil {
-				return domains.Errorf(domains.CodeUnavailable, "no console line matched %q within %s", re, wait)
+				return domains.Errorf(domains.CodeUnavailable, "no console line matched %s within %s", domains.Quote(re.String()), wait)
 			}
 			return nil
 		case <-ctx.Done():

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vmledger/vmledger/domains"
@@ -17,7 +18,7 @@ import (
 )
 
 func addCommandID(cmd *cobra.Command, id *string) {
-	cmd.Flags().StringVar(id, "command-id", "", "idempotency key: a retry with the same ID acts once and gets the first reply (default: random)")
+	cmd.Flags().StringVar(id, "command-id", "", "idempotency key: a retry of the same request with the same ID acts once and gets the first reply; the ID used for a different request is refused (default: random)")
 }
 
 func orRandom(id string) string {
@@ -32,6 +33,10 @@ func newDefineCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "define FILE",
 		Short: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin)",
+		Long: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin).\n\n" +
+			"The file is read strictly: unknown fields, keys in another case, a key given twice, a second\n" +
+			"YAML document and the all-zero UUID are errors. Names must not parse as UUIDs; vcpus, memory\n" +
+			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := readConfig(args[0], cmd.InOrStdin())
@@ -50,30 +55,58 @@ func newDefineCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// readConfig reads a config strictly: unknown fields are errors, so a typo
-// never silently becomes a default.
+// maxConfigFile bounds what define reads; a config is far smaller
+// (domains.MaxConfigJSON).
+const maxConfigFile = 1 << 20
+
+// readConfig reads a config strictly: unknown fields, keys in the wrong
+// case, keys given twice and a second YAML document are errors, so a typo
+// never silently becomes a default or an override.
 func readConfig(path string, stdin io.Reader) (domains.Config, error) {
-	var cfg domains.Config
-	var raw []byte
-	var err error
-	if path == "-" {
-		raw, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
-	} else {
-		raw, err = os.ReadFile(path)
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return domains.Config{}, usagef("read config: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
+	raw, err := io.ReadAll(io.LimitReader(r, maxConfigFile+1))
 	if err != nil {
-		return cfg, usagef("read config: %w", err)
+		return domains.Config{}, usagef("read config: %w", err)
+	}
+	if len(raw) > maxConfigFile {
+		return domains.Config{}, usagef("config %s: larger than %d bytes", path, maxConfigFile)
+	}
+	if err := checkYAML(raw); err != nil {
+		return domains.Config{}, usagef("config %s: %w", path, err)
 	}
 	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
 	if err != nil {
-		return cfg, usagef("config %s: %w", path, err)
+		return domains.Config{}, usagef("config %s: %w", path, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, usagef("config %s: %w", path, err)
+	cfg, err := domains.DecodeConfig(js)
+	if err != nil {
+		return domains.Config{}, usagef("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// checkYAML refuses what YAMLToJSON would let pass silently: a key given
+// twice in one mapping (the last would win) and more than one document
+// (all but the first would be ignored).
+func checkYAML(raw []byte) error {
+	dec := yamlv2.NewDecoder(bytes.NewReader(raw))
+	dec.SetStrict(true) // duplicate keys are errors
+	var doc any
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if err := dec.Decode(&doc); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document (a config file holds one)")
+	}
+	return nil
 }
 
 func newUndefineCmd(g *globals) *cobra.Command {

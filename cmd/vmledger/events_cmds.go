@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +33,7 @@ func (f *eventFilter) resolve(ctx context.Context, g *globals, c *bus.Client) (b
 	o := bus.FollowOptions{After: f.after}
 	for _, t := range f.types {
 		if !domains.Type(t).Valid() {
-			return o, usagef("--type %q: not an event type (see docs/events.md)", t)
+			return o, usagef("--type %s: not an event type (see docs/events.md)", domains.Quote(t))
 		}
 		o.Types = append(o.Types, domains.Type(t))
 	}
@@ -45,14 +44,26 @@ func (f *eventFilter) resolve(ctx context.Context, g *globals, c *bus.Client) (b
 		o.Domain = id
 		return o, nil
 	}
-	var d domains.Domain
+	// By list, not info: a summary is small whatever the config, so a
+	// domain whose config an older log holds too large for one NATS reply
+	// (docs/bus.md, Limits) can still have its events read.
+	var lr api.ListReply
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	if err := c.Call(cctx, api.VerbInfo, api.DomainRequest{Domain: f.domain}, &d); err != nil {
+	if err := c.Call(cctx, api.VerbList, api.ListRequest{}, &lr); err != nil {
 		return o, err
 	}
-	o.Domain = d.Config.UUID
-	return o, nil
+	for _, d := range lr.Domains {
+		if d.Name == f.domain {
+			id, err := uuid.Parse(d.UUID)
+			if err != nil {
+				return o, domains.Errorf(domains.CodeInternal, "list: domain %s has UUID %s: %w", domains.Quote(d.Name), domains.Quote(d.UUID), err)
+			}
+			o.Domain = id
+			return o, nil
+		}
+	}
+	return o, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(f.domain))
 }
 
 func newEventsCmd(g *globals) *cobra.Command {
@@ -156,10 +167,15 @@ func drain(ctx context.Context, g *globals, c *bus.Client, o bus.FollowOptions, 
 }
 
 func eventPrinter(w io.Writer, asJSON bool) func(domains.Event) error {
-	enc := json.NewEncoder(w)
 	return func(e domains.Event) error {
 		if asJSON {
-			return enc.Encode(e)
+			// The bus's form: a placeholder stays a placeholder.
+			b, err := bus.EncodeEvent(e)
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(append(b, '\n'))
+			return err
 		}
 		printEvent(w, e)
 		return nil

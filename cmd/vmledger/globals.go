@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +38,7 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVar(&g.token, "nats-token", os.Getenv("VMLEDGER_NATS_TOKEN"), "NATS token (env VMLEDGER_NATS_TOKEN); default: read from --nats-token-file")
 	f.StringVar(&g.tokenF, "nats-token-file", envOr("VMLEDGER_NATS_TOKEN_FILE", filepath.Join(defaultStateDir(), "nats.token")),
 		"file holding the embedded NATS server's token, used when it exists and no token is given (env VMLEDGER_NATS_TOKEN_FILE)")
-	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for the agent")
+	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for a slow agent (nothing listening, refused credentials and no agent for --host fail at once)")
 }
 
 func envOr(k, def string) string {
@@ -60,18 +63,37 @@ func defaultHost() string {
 	}, h)
 }
 
-// dial connects to NATS; the caller closes the connection.
+// dial connects to NATS; the caller closes the connection. It tries each
+// server once (FailFast): nothing listening, or credentials refused, is
+// an error at once, naming the URL (redacted) and where the token came
+// from, instead of a wait for --timeout.
 func (g *globals) dial(ctx context.Context) (*nats.Conn, *bus.Client, error) {
 	if !domains.ValidName(g.host) {
-		return nil, nil, usagef("--host %q: must be a NATS subject token (letters, digits, '-', '_')", g.host)
+		return nil, nil, usagef("--host %s: must be a NATS subject token (letters, digits, '-', '_')", domains.Quote(g.host))
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	nc, err := bus.Connect(cctx, g.natsURL, bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, Token: g.natsToken()})
+	token, from := g.natsToken()
+	nc, err := bus.Connect(cctx, g.natsURL, bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, Token: token, FailFast: true})
 	if err != nil {
-		return nil, nil, domains.Errorf(domains.CodeUnavailable, "connect to NATS at %s: %w", g.natsURL, err)
+		return nil, nil, domains.Errorf(domains.CodeUnavailable, "%w%s", err, g.connectHint(err, from))
 	}
 	return nc, bus.NewClient(nc, g.host), nil
+}
+
+// connectHint says what to check after a failed connection: for refused
+// credentials, which ones were used.
+func (g *globals) connectHint(err error, tokenFrom string) string {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		if g.creds != "" {
+			return "; the server refused the credentials in " + g.creds
+		}
+		return "; the server refused " + tokenFrom
+	case errors.Is(err, nats.ErrNoServers), errors.Is(err, syscall.ECONNREFUSED):
+		return "; is the agent (or the NATS server) running, and is --nats-url right?"
+	}
+	return ""
 }
 
 // call sends one command and decodes the reply into resp.
@@ -88,13 +110,22 @@ func (g *globals) call(ctx context.Context, verb string, req, resp any) error {
 
 // natsToken is --nats-token, else the token file's content when it can be
 // read (the agent's embedded server writes it; only who may read the
-// state directory gets it), else none.
-func (g *globals) natsToken() string {
+// state directory gets it), else none. from says which, for errors; it
+// never holds the token.
+func (g *globals) natsToken() (token, from string) {
+	if bus.RedactURL(g.natsURL) != g.natsURL {
+		// nats.go prefers the URL's user information over a token option.
+		return "", "the credentials in --nats-url"
+	}
 	if g.token != "" {
-		return g.token
+		return g.token, "the token given by --nats-token or VMLEDGER_NATS_TOKEN"
 	}
-	if b, err := os.ReadFile(g.tokenF); err == nil {
-		return strings.TrimSpace(string(b))
+	b, err := os.ReadFile(g.tokenF)
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(b)), "the token in " + g.tokenF + " (--nats-token-file)"
+	case errors.Is(err, fs.ErrNotExist):
+		return "", "the connection without a token: " + g.tokenF + " (--nats-token-file) does not exist"
 	}
-	return ""
+	return "", "the connection without a token: " + g.tokenF + " (--nats-token-file) could not be read: " + err.Error()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/vmledger/vmledger/bus/bustest"
 	"github.com/vmledger/vmledger/hypervisor/linuxguest/linuxguesttest"
 )
 
@@ -53,6 +54,7 @@ type agentProc struct {
 	host     string
 	stateDir string
 	done     chan struct{}
+	scanned  chan struct{} // closed when every log line is in stderr
 	stderr   *lockedBuffer
 }
 
@@ -75,6 +77,8 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+func (l *lockedBuffer) Bytes() []byte { return []byte(l.String()) }
+
 // startAgent runs an agent with an embedded NATS on a free port and waits
 // for its "agent ready" log line.
 func startAgent(t testing.TB, stateDir string, extra ...string) *agentProc {
@@ -85,9 +89,16 @@ func startAgent(t testing.TB, stateDir string, extra ...string) *agentProc {
 // startAgentEnv is startAgent with extra environment (e.g. TZ).
 func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), stderr: &lockedBuffer{}}
+	return startAgentBin(t, binary, stateDir, env, extra...)
+}
+
+// startAgentBin is startAgentEnv with another build of vmledger (a
+// reference build for benchmarks that compare).
+func startAgentBin(t testing.TB, bin, stateDir string, env []string, extra ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), scanned: make(chan struct{}), stderr: &lockedBuffer{}}
 	args := append([]string{"agent", "--state-dir", stateDir, "--host", a.host, "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, extra...)
-	a.cmd = exec.Command(binary, args...)
+	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	a.cmd.Stderr = pw
@@ -96,8 +107,10 @@ func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string)
 	}
 	ready := make(chan [2]string, 1)
 	go func() {
+		defer close(a.scanned)
+		defer func() { _, _ = io.Copy(io.Discard, pr) }() // never block the agent on a long line
 		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
 		for sc.Scan() {
 			line := sc.Text()
 			a.stderr.WriteString(line + "\n")
@@ -115,6 +128,12 @@ func startAgentEnv(t testing.TB, stateDir string, env []string, extra ...string)
 	go func() { _ = a.cmd.Wait(); pw.Close(); close(a.done) }()
 	t.Cleanup(func() {
 		a.stop()
+		<-a.scanned
+		// Issue 7, defect 15: every line the agent logged, in every test
+		// that runs one, is one JSON object without a duplicate key.
+		if bad := bustest.CheckLogLines(a.stderr.Bytes()); len(bad) > 0 {
+			t.Errorf("agent log has %d bad lines:\n%s", len(bad), strings.Join(bad, "\n"))
+		}
 		if t.Failed() {
 			t.Logf("agent log:\n%s", a.stderr.String())
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,12 @@ func defineLinux(t testing.TB, a *agentProc, name, clock string) string {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() { // the guest's own account of what went wrong
+			b, _ := os.ReadFile(filepath.Join(a.runDir, res.Domain.String(), "serial.log"))
+			t.Logf("serial.log (last 3000 bytes):\n%s", b[max(0, len(b)-3000):])
+		}
+	})
 	return res.Domain.String()
 }
 
@@ -219,3 +227,29 @@ func BenchmarkLinuxBoot(b *testing.B) {
 	}
 }
 
+// guest-image --linux builds the guest and prints a config that define
+// takes as it is; a bad --name is refused before anything is built.
+func TestGuestImageLinux(t *testing.T) {
+	linuxguesttest.Image(t) // skips (outside CI) without the packages
+	dir := t.TempDir()
+	out, errs, code := runCLI(t, "guest-image", "--linux", filepath.Join(dir, "lg"), "--name", "lx1")
+	if code != 0 {
+		t.Fatalf("guest-image --linux: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lg", linuxguest.InitrdName)); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, t.TempDir())
+	a.mustCLI("define", writeFile(t, dir, "lx1.yaml", out))
+	c := configOf(t, a, "lx1")
+	if c.OS == nil || !strings.HasPrefix(c.OS.Kernel, "/boot/vmlinuz-") || c.OS.Initrd != filepath.Join(dir, "lg", linuxguest.InitrdName) ||
+		c.OS.Cmdline != linuxguest.DefaultCmdline || !c.HasFeature(domains.FeatureVMCOREINFO) {
+		t.Fatalf("defined config %+v (os %+v)", c, c.OS)
+	}
+	if _, errs, code := runCLI(t, "guest-image", "--linux", filepath.Join(dir, "bad"), "--name", "a b"); code != exitUsage || !strings.Contains(errs, "--name") {
+		t.Fatalf("bad --name: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad")); !os.IsNotExist(err) {
+		t.Fatalf("a refused guest-image built anyway: %v", err)
+	}
+}

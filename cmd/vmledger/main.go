@@ -78,7 +78,8 @@ an agent over NATS.
 
 Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 4 conflict (exists, wrong state), 5 unavailable (no agent, no hypervisor),
-6 a damaged log (log verify, or a log verb or the agent refusing the file).`,
+6 a damaged log (log verify, or a log verb or the agent refusing the file)
+  or dump file (dump-info, dump-read).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -94,7 +95,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLifecycleCmd(g, "resume", "Resume a paused domain"),
 		newLifecycleCmd(g, "reset", "Hard-reset a running domain"),
 		newEventsCmd(g), newHistoryCmd(g), newConsoleCmd(g), newGuestImageCmd(),
-		newLogCmd(g),
+		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(),
 	)
 	return root
 }

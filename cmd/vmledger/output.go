@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
 )
 
@@ -55,7 +56,14 @@ func printInfo(w io.Writer, d domains.Domain) {
 }
 
 func printEvent(w io.Writer, e domains.Event) {
-	p, _ := json.Marshal(e.Payload)
+	var p []byte
+	if t, ok := e.Payload.(bus.Truncated); ok {
+		// An event too large for the bus (an older log): say so where the
+		// payload would be, with what it was.
+		p = fmt.Appendf(nil, "<truncated: %d bytes, over the bus's max payload of %d; `vmledger log export` has it>", t.Bytes, t.MaxPayload)
+	} else {
+		p, _ = json.Marshal(e.Payload)
+	}
 	fmt.Fprintf(w, "%d\t%s\t%s\tv%d\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339Nano), e.Domain, e.Version, e.Type, p)
 }
 

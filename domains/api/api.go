@@ -7,9 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -29,12 +27,16 @@ const (
 	VerbSuspend  = "suspend"
 	VerbResume   = "resume"
 	VerbReset    = "reset"
+	// VerbJobInfo shows a domain's running job (virsh domjobinfo);
+	// VerbJobAbort aborts its asynchronous job (virsh domjobabort).
+	VerbJobInfo  = "job-info"
+	VerbJobAbort = "job-abort"
 )
 
 // Verbs lists every verb.
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
-		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset}
+		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort}
 }
 
 // DefineRequest carries a domain configuration.
@@ -67,6 +69,11 @@ type Summary struct {
 	Version uint64        `json:"version"`
 }
 
+// JobReply is job-info's answer: the running job, null when none.
+type JobReply struct {
+	Job *domains.JobInfo `json:"job"`
+}
+
 // ListReply is list's answer.
 type ListReply struct {
 	Domains []Summary `json:"domains"`
@@ -83,6 +90,8 @@ type Service interface {
 	Suspend(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Resume(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Reset(ctx context.Context, cmdID, ref string) (domains.Result, error)
+	JobInfo(ref string) (*domains.JobInfo, error)
+	AbortJob(ctx context.Context, ref string) (domains.JobInfo, error)
 	List() []domains.Domain
 	Get(ref string) (domains.Domain, error)
 	LastSeq() uint64
@@ -100,15 +109,27 @@ type Handler struct {
 	// Log, if set, answers info and config with At; without it they
 	// fail as unavailable.
 	Log Log
+	// CheckEvent, if set, vets the event a define would append before the
+	// service acts, so a config too large for the bus is refused as
+	// invalid (the agent's log guard, the backstop, runs under the
+	// service, which reports its refusals as append failures).
+	CheckEvent func(domains.Event) error
 }
 
 // Handle decodes body for verb, strictly, and runs it.
 func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, error) {
 	switch verb {
 	case VerbDefine:
-		var r DefineRequest
-		if err := decode(body, &r); err != nil {
+		r, err := decodeDefine(body)
+		if err != nil {
 			return nil, err
+		}
+		if h.CheckEvent != nil {
+			// config-updated: the longer of the two types a define appends.
+			probe := domains.NewEvent(r.Config.UUID, time.Now(), r.CommandID, "", domains.ConfigUpdated{Config: r.Config})
+			if err := h.CheckEvent(probe); err != nil {
+				return nil, err
+			}
 		}
 		return h.Svc.Define(ctx, r.CommandID, r.Config)
 	case VerbList:
@@ -140,6 +161,20 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	var r DomainRequest
 	if err := decodeRef(body, &r); err != nil {
 		return nil, err
+	}
+	switch verb {
+	case VerbJobInfo, VerbJobAbort:
+		if r.Paused || r.At != "" || r.CommandID != "" {
+			return nil, domains.Errorf(domains.CodeInvalid, "%q takes only \"domain\"", verb)
+		}
+		if verb == VerbJobAbort {
+			return h.Svc.AbortJob(ctx, r.Domain)
+		}
+		j, err := h.Svc.JobInfo(r.Domain)
+		if err != nil {
+			return nil, err
+		}
+		return JobReply{Job: j}, nil
 	}
 	if r.Paused && verb != VerbStart {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused flag", verb)
@@ -188,31 +223,37 @@ func decodeRef(body []byte, r *DomainRequest) error {
 	return nil
 }
 
-// decode is strict: one JSON object, no unknown fields, nothing after it.
-// An empty body is an empty object.
+// defineWire is DefineRequest as received: the config is decoded on its
+// own by domains.DecodeConfig, which also refuses an explicit zero UUID.
+type defineWire struct {
+	CommandID string          `json:"command_id,omitempty"`
+	Config    json.RawMessage `json:"config"`
+}
+
+func decodeDefine(body []byte) (DefineRequest, error) {
+	var w defineWire
+	if err := decode(body, &w); err != nil {
+		return DefineRequest{}, err
+	}
+	if len(w.Config) == 0 || string(w.Config) == "null" {
+		return DefineRequest{}, domains.Errorf(domains.CodeInvalid, "missing \"config\"")
+	}
+	cfg, err := domains.DecodeConfig(w.Config)
+	if err != nil {
+		return DefineRequest{}, domains.Errorf(domains.CodeInvalid, "malformed request: config: %w", err)
+	}
+	return DefineRequest{CommandID: w.CommandID, Config: cfg}, nil
+}
+
+// decode is strict (domains.DecodeStrict): one JSON object, keys exactly
+// as documented and each once, nothing after it. An empty body is an
+// empty object.
 func decode(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return domains.Errorf(domains.CodeInvalid, "malformed request: %s", describe(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return domains.Errorf(domains.CodeInvalid, "malformed request: data after the JSON object")
+	if err := domains.DecodeStrict(body, v); err != nil {
+		return domains.Errorf(domains.CodeInvalid, "malformed request: %w", err)
 	}
 	return nil
-}
-
-func describe(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)
-	case errors.As(err, &te):
-		return fmt.Sprintf("field %q: %v", te.Field, err)
-	}
-	return err.Error()
 }

@@ -5,6 +5,7 @@
 package domainstest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -125,7 +126,7 @@ func (l *MemLog) Append(ctx context.Context, req domains.AppendRequest) ([]uint6
 	l.recs = append(l.recs, recs...)
 	l.versions[req.Domain] = cur + uint64(len(recs))
 	if req.CommandID != "" {
-		rec := domains.CommandRecord{FirstSeq: first, Result: append([]byte(nil), req.Result...)}
+		rec := domains.CommandRecord{FirstSeq: first, Result: append([]byte(nil), req.Result...), Digest: bytes.Clone(req.CommandDigest)}
 		if len(recs) == 0 {
 			rec.FirstSeq = 0 // as the store: a command without events has no first sequence
 		}

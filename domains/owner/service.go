@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,14 +22,16 @@ type Service struct {
 	clock  domains.TimeSource
 	host   string
 	notify func(domains.Event) // optional observer of committed events (metrics)
+	// optional observer of asynchronous jobs' progress (the bus)
+	onProgress func(uuid.UUID, domains.JobInfo)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
 
 	lmu    sync.Mutex
-	locks  map[uuid.UUID]*sync.Mutex  // one per domain: serialises commands and hints
+	slots  map[uuid.UUID]*slot        // one per domain: its job and fold lock (jobs.go)
 	guests map[uuid.UUID]*guestHandle // running guests
-	flight map[string]chan struct{}   // command IDs being executed
+	flight map[string]*inflight       // command IDs being executed
 
 	defineMu sync.Mutex // names are unique across domains
 	wg       sync.WaitGroup
@@ -44,13 +47,16 @@ type Options struct {
 	Host       string
 	Projection *domains.Projection // the replayed log; nil: empty
 	OnCommit   func(domains.Event)
+	// OnProgress, if set, gets asynchronous jobs' progress, at most one
+	// report per job each 250 ms.
+	OnProgress func(domain uuid.UUID, job domains.JobInfo)
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
-		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, proj: o.Projection,
-		locks: map[uuid.UUID]*sync.Mutex{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]chan struct{}{},
+		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
@@ -102,21 +108,18 @@ func (s *Service) Equal(p *domains.Projection) (bool, string) {
 	return s.proj.Equal(p)
 }
 
-func (s *Service) lock(id uuid.UUID) func() {
-	s.lmu.Lock()
-	m, ok := s.locks[id]
-	if !ok {
-		m = &sync.Mutex{}
-		s.locks[id] = m
-	}
-	s.lmu.Unlock()
-	m.Lock()
-	return m.Unlock
+// inflight is a command being executed: its request digest and a channel
+// closed when it is done.
+type inflight struct {
+	done   chan struct{}
+	digest []byte
 }
 
 // once runs fn at most once per command ID: a retry of a finished command
-// gets the recorded result; a retry racing the first waits for it.
-func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Result, error)) (domains.Result, error) {
+// gets the recorded result; a retry racing the first waits for it. The ID
+// is bound to its request (digest, see requestDigest): the same ID with
+// another request is a conflict, in flight or recorded.
+func (s *Service) once(ctx context.Context, cmdID string, digest []byte, fn func() (domains.Result, error)) (domains.Result, error) {
 	if cmdID == "" {
 		return fn()
 	}
@@ -125,24 +128,27 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Res
 	}
 	for {
 		s.lmu.Lock()
-		ch, busy := s.flight[cmdID]
+		f, busy := s.flight[cmdID]
 		if !busy {
-			ch = make(chan struct{})
-			s.flight[cmdID] = ch
+			f = &inflight{done: make(chan struct{}), digest: digest}
+			s.flight[cmdID] = f
 		}
 		s.lmu.Unlock()
 		if !busy {
 			break
 		}
+		if !bytes.Equal(f.digest, digest) {
+			return domains.Result{}, reusedID(cmdID)
+		}
 		select {
-		case <-ch:
+		case <-f.done:
 		case <-ctx.Done():
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "waiting for command %s: %w", cmdID, ctx.Err())
 		}
 	}
 	defer func() {
 		s.lmu.Lock()
-		close(s.flight[cmdID])
+		close(s.flight[cmdID].done)
 		delete(s.flight, cmdID)
 		s.lmu.Unlock()
 	}()
@@ -151,9 +157,23 @@ func (s *Service) once(ctx context.Context, cmdID string, fn func() (domains.Res
 		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "command table: %w", err)
 	}
 	if found {
+		// A record without a digest is from an older log: it cannot tell.
+		if rec.Digest != nil && !bytes.Equal(rec.Digest, digest) {
+			return domains.Result{}, reusedID(cmdID)
+		}
 		return decodeResult(rec)
 	}
 	return fn()
+}
+
+// commandDigest is the digest once registered for a command in flight.
+func (s *Service) commandDigest(cmdID string) []byte {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if f, ok := s.flight[cmdID]; ok {
+		return f.digest
+	}
+	return nil
 }
 
 // commit appends events for one domain (caller holds its lock), folds them
@@ -166,13 +186,20 @@ func (s *Service) commit(ctx context.Context, cmdID string, id uuid.UUID, payloa
 // commitAt is commit with the time the fact happened, when a better source
 // than the agent's clock knows it (QEMU's event timestamp); zero: now.
 func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id uuid.UUID, payloads ...domains.Payload) (domains.Result, error) {
+	return s.appendFold(ctx, at, cmdID, cmdID, id, payloads...)
+}
+
+// appendFold appends and folds events that name cause as the command that
+// caused them, recording the result under cmdID in the command table
+// (none when empty).
+func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause string, id uuid.UUID, payloads ...domains.Payload) (domains.Result, error) {
 	now := at
 	if now.IsZero() {
 		now = s.clock.Now()
 	}
 	evs := make([]domains.Event, len(payloads))
 	for i, p := range payloads {
-		evs[i] = domains.NewEvent(id, now, cmdID, s.host, p)
+		evs[i] = domains.NewEvent(id, now, cause, s.host, p)
 	}
 	s.mu.RLock()
 	expected := s.proj.Version(id)
@@ -184,11 +211,16 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 		return domains.Result{}, domains.Errorf(domains.CodeConflict, "%w", err)
 	}
 	res := domains.Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
-	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID}
+	if len(payloads) == 1 {
+		if js, ok := payloads[0].(domains.JobStarted); ok {
+			res.Job = js.ID // the command started this job
+		}
+	}
+	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID, CommandDigest: s.commandDigest(cmdID)}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
 	if cmdID != "" {
-		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
+		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs, Job: res.Job})
 	}
 	// Events record what already happened: the caller giving up must not
 	// cut the recording short, so the append and the fold run on a context
@@ -258,8 +290,10 @@ func (s *Service) startLanded(id uuid.UUID, pid int) bool {
 	return ok && d.Live != nil && d.Live.PID == pid && d.State.Active()
 }
 
-// Close stops watching guests (they keep running) and waits.
+// Close interrupts asynchronous jobs (each records job-failed,
+// interrupted), stops watching guests (they keep running) and waits.
 func (s *Service) Close() {
+	s.stopJobs()
 	s.lmu.Lock()
 	select {
 	case <-s.closed:

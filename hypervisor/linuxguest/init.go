@@ -80,6 +80,9 @@ mount -t tmpfs tmpfs /tmp
 	b.WriteString(`# The ACPI power button arrives as KEY_POWER on an input device (button +
 # evdev); acpid matches "PWRF" (/etc/acpid.conf) and runs /etc/acpi/power.
 acpid -c /etc/acpi -a /etc/acpid.conf -l /tmp/acpid.log -p /tmp/acpid.pid
+# A fresh line first: the console may still hold the prompt of the boot
+# before a reset or restart, which has no newline.
+echo
 echo "` + ReadyPrefix + ` $(uname -r)"
 echo "` + RTCPrefix + `$(cat /sys/class/rtc/rtc0/date) $(cat /sys/class/rtc/rtc0/time)"
 export PS1='` + Prompt + `'

@@ -11,9 +11,9 @@ import (
 
 // Disk buses.
 const (
-	busVirtio = "virtio"
-	busIDE    = "ide"
-	busSATA   = "sata"
+	busVirtio = domains.BusVirtio
+	busIDE    = domains.BusIDE
+	busSATA   = domains.BusSATA
 )
 
 // modelRE guards NIC models, which domains.Config.Validate leaves open:
@@ -46,7 +46,7 @@ func addDisks(a *argv, cfg domains.Config) error {
 		a.add("-blockdev", fmt.Sprintf("driver=%s,node-name=%s,file=%s-file%s", d.Format, node, node, ro))
 
 		var dev string
-		switch bus := diskBus(d); bus {
+		switch bus := d.EffectiveBus(); bus {
 		case busVirtio:
 			dev = "virtio-blk-pci"
 		case busIDE, busSATA:
@@ -85,20 +85,6 @@ func addDisks(a *argv, cfg domains.Config) error {
 		a.add("-device", dev)
 	}
 	return nil
-}
-
-// diskBus is the disk's bus, inferred from the target's prefix (as
-// libvirt does) when not given: hdX is IDE, sdX SATA, anything else virtio.
-func diskBus(d domains.Disk) string {
-	switch {
-	case d.Bus != "":
-		return d.Bus
-	case strings.HasPrefix(d.Target, "hd"):
-		return busIDE
-	case strings.HasPrefix(d.Target, "sd"):
-		return busSATA
-	}
-	return busVirtio
 }
 
 // isQ35 reports whether machine is an ICH9 (q35) machine type.

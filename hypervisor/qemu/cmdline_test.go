@@ -141,12 +141,12 @@ func TestCommandLineErrors(t *testing.T) {
 		{name: "utc with base", base: 5, want: "base of a utc clock is 0"},
 		{name: "read-only ide", edit: func(c *domains.Config) {
 			c.Disks = []domains.Disk{{Target: "hda", Path: "/a.img", ReadOnly: true}}
-		}, want: "read-only disks need bus virtio"},
+		}, want: "read-only disks need bus virtio", invalid: true}, // refused at define (domains/machine.go)
 		{name: "too many ide", edit: func(c *domains.Config) {
 			for _, n := range []string{"hda", "hdb", "hdc", "hdd", "hde"} {
 				c.Disks = append(c.Disks, domains.Disk{Target: n, Path: "/" + n})
 			}
-		}, want: "no free ide port"},
+		}, want: "machine pc has 4 IDE ports", invalid: true},
 		{name: "comma in kernel", edit: func(c *domains.Config) {
 			c.OS = &domains.OS{Kernel: "/boot/vmlinuz,initrd=/etc/shadow"}
 		}, want: "os.kernel", invalid: true},

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -102,6 +103,24 @@ func New(o Options) (*Driver, error) {
 	return d, nil
 }
 
+// Version runs the binary with -version and returns QEMU's first line
+// ("QEMU emulator version 7.2.22 ..."). New only finds the binary; this
+// proves it is a QEMU that runs, which the agent checks once at start.
+func (d *Driver) Version(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, d.binary, "-version").Output()
+	if err != nil {
+		return "", fmt.Errorf("qemu: %s -version: %w", d.binary, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	if !strings.HasPrefix(line, "QEMU emulator version ") {
+		if len(line) > 80 {
+			line = line[:80]
+		}
+		return "", fmt.Errorf("qemu: %s is not QEMU: -version says %q", d.binary, line)
+	}
+	return line, nil
+}
+
 // Accel is the accelerator every guest of this driver uses: "kvm" or "tcg".
 func (d *Driver) Accel() string { return d.accel }
 
@@ -141,45 +160,4 @@ func kvmUsable(dev string) error {
 		return &os.PathError{Op: "open", Path: dev, Err: err}
 	}
 	return unix.Close(fd)
-}
-
-// checkDisks refuses disks, kernels and initramfs images inside a
-// protected directory, following symbolic links, so a config cannot hand a
-// guest another guest's RAM, a control socket or the agent's event log.
-func (d *Driver) checkDisks(cfg domains.Config) error {
-	type hostFile struct{ what, path string }
-	var files []hostFile
-	for _, disk := range cfg.Disks {
-		files = append(files, hostFile{"disk " + disk.Target, disk.Path})
-	}
-	if o := cfg.OS; o != nil {
-		for _, f := range []hostFile{{"os.kernel", o.Kernel}, {"os.initrd", o.Initrd}} {
-			if f.path != "" {
-				files = append(files, f)
-			}
-		}
-	}
-	for _, f := range files {
-		p := filepath.Clean(f.path)
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			p = r
-		} else if target, err := os.Readlink(p); err == nil { // dangling: where it points
-			if !filepath.IsAbs(target) {
-				target = filepath.Join(filepath.Dir(p), target)
-			}
-			p = filepath.Clean(target)
-		}
-		for _, dir := range d.protected {
-			real := dir
-			if r, err := filepath.EvalSymlinks(dir); err == nil {
-				real = r
-			}
-			for _, base := range []string{dir, real} {
-				if p == base || strings.HasPrefix(p, base+string(filepath.Separator)) {
-					return domains.Errorf(domains.CodeInvalid, "%s: %s is inside %s, which guests may not use", f.what, f.path, dir)
-				}
-			}
-		}
-	}
-	return nil
 }

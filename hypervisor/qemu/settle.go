@@ -19,7 +19,7 @@ import (
 // settleDial bounds asking a found QEMU's monitor for its state. A QEMU
 // whose monitor does not answer in that time is still initialising (or
 // wedged): its start did not complete either way.
-const settleDial = 5 * time.Second
+const settleDial = 15 * time.Second
 
 // Settle is for a domain whose log shows no live QEMU: an agent died
 // during its start, or its QEMU died while no agent watched. Whatever the

@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,8 @@ func TestStartFailure(t *testing.T) {
 		edit   func(*domains.StartSpec)
 		want   string
 	}{
-		{name: "bad machine", edit: func(s *domains.StartSpec) { s.Config.Machine = "no-such-machine" },
+		// Well formed (define takes it) but not in this QEMU.
+		{name: "bad machine", edit: func(s *domains.StartSpec) { s.Config.Machine = "pc-q35-99.0" },
 			want: "unsupported machine type"},
 		{name: "bad device", edit: func(s *domains.StartSpec) {
 			s.Config.Devices = []domains.Device{{ID: "x0", Driver: "no-such-device"}}
@@ -67,6 +69,26 @@ func TestStartBadBinary(t *testing.T) {
 	long := filepath.Join(shortTempDir(t), strings.Repeat("d", 80))
 	if _, err := New(Options{RunDir: long}); err == nil || !strings.Contains(err.Error(), "too long") {
 		t.Fatalf("New with a long run dir: %v", err)
+	}
+}
+
+// TestVersion: the real QEMU says its version; a binary that runs but is
+// not QEMU, or fails, is refused (the agent checks this at start).
+func TestVersion(t *testing.T) {
+	requireQEMU(t)
+	for _, tt := range []struct{ binary, want string }{
+		{"", "QEMU emulator version "},
+		{"/bin/true", "is not QEMU"},
+		{"/bin/false", "exit status 1"},
+	} {
+		d, err := New(Options{RunDir: shortTempDir(t), Binary: tt.binary, Accel: AccelTCG, Log: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := d.Version(ctxFor(t, 30*time.Second))
+		if got := fmt.Sprint(v, err); !strings.Contains(got, tt.want) || (tt.binary == "") != (err == nil) {
+			t.Errorf("%q: Version = %q, %v; want %q", tt.binary, v, err, tt.want)
+		}
 	}
 }
 

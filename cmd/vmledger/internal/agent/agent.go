@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -79,7 +81,8 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cancel()
 		return errors.Join(err, st.unwind(uctx))
 	}
-	info := Info{Host: cfg.Host, NATSURL: a.natsURL, MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
+	// The URL may carry a token (--nats-url nats://TOKEN@...): never log it.
+	info := Info{Host: cfg.Host, NATSURL: bus.RedactURL(a.natsURL), MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
 	tokenFile := ""
 	if a.natsToken != "" {
 		tokenFile = filepath.Join(a.cfg.StateDir, TokenFile)
@@ -126,14 +129,14 @@ func (a *agent) validate() error {
 	a.folded = make(chan struct{}, 1)
 	c := &a.cfg
 	if !domains.ValidName(c.Host) {
-		return domains.Errorf(domains.CodeInvalid, "host %q: must be a NATS subject token (letters, digits, '-', '_')", c.Host)
+		return domains.Errorf(domains.CodeInvalid, "host %s: must be a NATS subject token (letters, digits, '-', '_')", domains.Quote(c.Host))
 	}
 	if c.StateDir == "" {
 		return domains.Errorf(domains.CodeInvalid, "state directory: must be set")
 	}
 	abs, err := filepath.Abs(c.StateDir)
 	if err != nil {
-		return domains.Errorf(domains.CodeInvalid, "state directory %q: %w", c.StateDir, err)
+		return domains.Errorf(domains.CodeInvalid, "state directory %s: %w", domains.Quote(c.StateDir), err)
 	}
 	c.StateDir = abs
 	if c.NATSNoAuth && c.NATSURL == "" {
@@ -142,7 +145,7 @@ func (a *agent) validate() error {
 			return err
 		}
 		if !isLoopback(host) {
-			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-listen %q: without its token the embedded server must listen on loopback only (127.0.0.1, ::1 or localhost), or anyone who reaches the port commands this agent", c.NATSListen)
+			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-listen %s: without its token the embedded server must listen on loopback only (127.0.0.1, ::1 or localhost), or anyone who reaches the port commands this agent", domains.Quote(c.NATSListen))
 		}
 	}
 	if c.SnapshotEvery == 0 {
@@ -235,17 +238,29 @@ func isLoopback(host string) bool {
 }
 
 func (a *agent) openStore(context.Context) error {
+	// The gauges are read at scrape time; each part may not exist yet (the
+	// store opens below, the service and relay start later steps).
 	a.metrics = newMetrics(
-		func() float64 { return float64(len(a.svc.List())) },
+		func() float64 {
+			if a.svc == nil {
+				return 0
+			}
+			return float64(len(a.svc.List()))
+		},
 		func() float64 {
 			if a.relay == nil {
 				return 0
 			}
 			return float64(a.relay.Lag())
 		},
-		func() float64 { return float64(a.store.LastSeq()) },
 		func() float64 {
-			if a.store.Health() != nil {
+			if a.store == nil {
+				return 0
+			}
+			return float64(a.store.LastSeq())
+		},
+		func() float64 {
+			if a.store == nil || a.store.Health() != nil {
 				return 0
 			}
 			return 1
@@ -284,7 +299,7 @@ func (a *agent) loadProjection(ctx context.Context) error {
 
 // startHypervisor resolves the accelerator once; every guest of this agent
 // uses it, and the log says which.
-func (a *agent) startHypervisor(context.Context) error {
+func (a *agent) startHypervisor(ctx context.Context) error {
 	if a.cfg.Accel == "none" {
 		a.log.Warn().Msg("hypervisor: none (--accel none): lifecycle verbs will answer unavailable")
 		return nil
@@ -306,8 +321,14 @@ func (a *agent) startHypervisor(context.Context) error {
 		}
 		return domains.Errorf(domains.CodeInvalid, "%w", err)
 	}
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	version, err := d.Version(vctx)
+	if err != nil {
+		return domains.Errorf(domains.CodeInvalid, "%w", err)
+	}
 	a.driver = d
-	a.log.Info().Str("accel", d.Accel()).Str("run_dir", d.RunDir()).Msg("hypervisor: QEMU")
+	a.log.Info().Str("accel", d.Accel()).Str("run_dir", d.RunDir()).Str("version", version).Msg("hypervisor: QEMU")
 	return nil
 }
 
@@ -336,13 +357,13 @@ func (a *agent) startNATS(ctx context.Context) error {
 				return err
 			}
 		}
-		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log.With().Str("component", "nats").Logger()})
+		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log})
 		if err != nil {
 			return err
 		}
 		a.embedded, url, a.natsToken = e, e.ClientURL(), token
 	}
-	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, Token: a.natsToken})
+	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, Token: a.natsToken, Logger: a.log})
 	if err != nil {
 		if a.embedded != nil {
 			_ = a.embedded.Shutdown(ctx)
@@ -367,12 +388,21 @@ func (a *agent) stopNATS(ctx context.Context) error {
 
 func (a *agent) startService(context.Context) error {
 	a.svc = owner.NewService(owner.Options{
-		Log: a.store.EventLog(), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
+		// The guard refuses an event the bus could never carry whole
+		// (docs/bus.md, Limits) before the log sees it.
+		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
 		OnCommit: func(e domains.Event) {
 			a.metrics.events.WithLabelValues(string(e.Type)).Inc()
 			select { // the projection has folded e: wake the console loop
 			case a.folded <- struct{}{}:
 			default:
+			}
+		},
+		// Progress goes on the bus only (never into the log); Publish
+		// buffers, so a slow subscriber never holds up a job.
+		OnProgress: func(id uuid.UUID, j domains.JobInfo) {
+			if b, err := json.Marshal(j); err == nil {
+				_ = a.nc.Publish(bus.JobProgressSubject(a.cfg.Host, id), b)
 			}
 		},
 	})
@@ -382,13 +412,18 @@ func (a *agent) startService(context.Context) error {
 
 // stopService detaches from guests (they keep running) and waits for the
 // service's goroutines.
+// eventCheck refuses events the bus could not carry whole (bus.CheckEventSize).
+func (a *agent) eventCheck() func(domains.Event) error {
+	return bus.CheckEventSize(a.cfg.Host, a.nc.MaxPayload)
+}
+
 func (a *agent) stopService(context.Context) error {
 	a.svc.Close()
 	return nil
 }
 
 func (a *agent) startRelay(context.Context) error {
-	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "relay").Logger()})
+	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
 	a.relayStop = background(func(ctx context.Context) {
 		if err := a.relay.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error().Err(err).Msg("relay stopped")
@@ -397,11 +432,13 @@ func (a *agent) startRelay(context.Context) error {
 	return nil
 }
 
-// stopRelay gives the relay a moment to publish what was committed last.
+// stopRelay gives the relay a moment to publish what was committed last
+// (woken by the relay as it confirms, not by polling).
 func (a *agent) stopRelay(ctx context.Context) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for a.relay.Lag() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.relay.WaitPublished(wctx, a.store.LastSeq()); err != nil {
+		a.log.Warn().Err(err).Msg("relay stopped before publishing everything; the next agent publishes the rest")
 	}
 	a.relayStop()
 	return nil
@@ -409,14 +446,14 @@ func (a *agent) stopRelay(ctx context.Context) error {
 
 func (a *agent) startHistory(ctx context.Context) error {
 	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
-	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log.With().Str("component", "history").Logger()})
+	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log})
 	a.history = h
 	return err
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
-	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store}, bus.CommandOptions{
-		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log.With().Str("component", "commands").Logger(),
+	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, bus.CommandOptions{
+		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log,
 	})
 	a.commands = c
 	return err
@@ -460,11 +497,11 @@ func splitListen(s string) (string, int, error) {
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return "", 0, domains.Errorf(domains.CodeInvalid, "--nats-listen %q: %w", s, err)
+		return "", 0, domains.Errorf(domains.CodeInvalid, "--nats-listen %s: %w", domains.Quote(s), err)
 	}
 	var p int
 	if _, err := fmt.Sscanf(port, "%d", &p); err != nil || p < -1 || p > 65535 {
-		return "", 0, domains.Errorf(domains.CodeInvalid, "--nats-listen %q: bad port", s)
+		return "", 0, domains.Errorf(domains.CodeInvalid, "--nats-listen %s: bad port", domains.Quote(s))
 	}
 	return host, p, nil
 }

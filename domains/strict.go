@@ -1,0 +1,203 @@
+package domains
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// DecodeStrict decodes one JSON value into v and refuses what
+// encoding/json lets through silently: a key that matches a field only
+// when case is ignored ({"NAME": ...} for "name"), a key given twice (json
+// keeps the last), unknown fields, and anything after the value. An empty
+// input is an error. Errors are coded invalid and quote keys bounded.
+func DecodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := checkStrict(dec, reflect.TypeOf(v), "", 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return Errorf(CodeInvalid, "%s", describeJSON(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Errorf(CodeInvalid, "data after the JSON value")
+	}
+	// The shape is exact; now let encoding/json fill v (and type-check it).
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return Errorf(CodeInvalid, "%s", describeJSON(err))
+	}
+	return nil
+}
+
+// DecodeConfig decodes a config strictly (DecodeStrict). A config without
+// "uuid" gets one at define; an explicit all-zero UUID is refused here, as
+// it would otherwise be silently replaced.
+func DecodeConfig(data []byte) (Config, error) {
+	var c Config
+	if err := DecodeStrict(data, &c); err != nil {
+		return Config{}, err
+	}
+	if c.UUID == uuid.Nil {
+		var probe struct {
+			UUID json.RawMessage `json:"uuid"`
+		}
+		// Keys are exact by now, so this finds the "uuid" key or nothing.
+		if json.Unmarshal(data, &probe) == nil && probe.UUID != nil {
+			return Config{}, Errorf(CodeInvalid, "uuid %s: the all-zero UUID is not a domain's UUID (leave uuid out to have one generated)", Quote(string(probe.UUID)))
+		}
+	}
+	return c, nil
+}
+
+var (
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// maxDepth bounds nesting: configs nest four levels, and a megabyte of
+// '[' must not become a million stack frames.
+const maxDepth = 32
+
+// checkStrict reads one value from dec, checking object keys against t
+// (nil: any value, keys only checked for repeats).
+func checkStrict(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("nested more than %d levels deep", maxDepth)
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (reflect.PointerTo(t).Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler)) {
+		t = nil // decodes itself (uuid, time): shape unknown here
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil // a scalar: encoding/json checks its type
+	}
+	if d == '[' {
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := checkStrict(dec, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token()
+		return err
+	}
+	var fields map[string]reflect.Type // exact key -> field type; nil: any key
+	var elem reflect.Type
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Struct:
+			fields = jsonFields(t)
+		case reflect.Map:
+			elem = t.Elem()
+		}
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		at := path + "." + key
+		if path == "" {
+			at = key
+		}
+		if seen[key] {
+			return fmt.Errorf("key %s given twice", Quote(at))
+		}
+		seen[key] = true
+		next := elem
+		if fields != nil {
+			ft, ok := fields[key]
+			if !ok {
+				return fmt.Errorf("unknown field %s%s", Quote(at), caseHint(fields, key))
+			}
+			next = ft
+		}
+		if err := checkStrict(dec, next, at, depth+1); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// jsonFields maps the exact JSON names of t's exported fields to their
+// types, following embedded structs as encoding/json does.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" && f.Tag.Get("json") == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range jsonFields(ft) {
+					out[k] = v
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// caseHint names the field a wrongly cased key was probably meant for.
+func caseHint(fields map[string]reflect.Type, key string) string {
+	for k := range fields {
+		if strings.EqualFold(k, key) {
+			return fmt.Sprintf(" (keys are case-sensitive: did you mean %q?)", k)
+		}
+	}
+	return ""
+}
+
+// describeJSON turns encoding/json's errors into bounded messages.
+func describeJSON(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %s: cannot take a JSON %s", Quote(te.Field), te.Value)
+	}
+	// Ours are bounded already; a field's own decoder (time, uuid) may
+	// repeat the whole value.
+	if m := err.Error(); len(m) > 4*MaxQuoted {
+		return prefix(m, 4*MaxQuoted) + "..."
+	}
+	return err.Error()
+}
