@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,9 @@ type Relay struct {
 	log    zerolog.Logger
 	pubd   atomic.Uint64 // last sequence confirmed by the server
 	truncs atomic.Uint64 // events published as placeholders (see message)
+
+	advMu    sync.Mutex
+	advanced chan struct{} // closed (and replaced) when pubd moves
 }
 
 // NewRelay prepares a relay; Run starts it (and rejects a bad Host).
@@ -70,7 +74,34 @@ func NewRelay(nc *nats.Conn, st RelayStore, o RelayOptions) *Relay {
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 5 * time.Second
 	}
-	return &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger()}
+	return &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger(), advanced: make(chan struct{})}
+}
+
+// setPublished moves the confirmed position and wakes WaitPublished.
+func (r *Relay) setPublished(seq uint64) {
+	r.pubd.Store(seq)
+	r.advMu.Lock()
+	close(r.advanced)
+	r.advanced = make(chan struct{})
+	r.advMu.Unlock()
+}
+
+// WaitPublished blocks until the server confirmed every event up to seq,
+// or ctx ends (the agent's stop gives the relay a moment this way).
+func (r *Relay) WaitPublished(ctx context.Context, seq uint64) error {
+	for {
+		r.advMu.Lock()
+		ch := r.advanced
+		r.advMu.Unlock()
+		if r.pubd.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("relay at %d of %d: %w", r.pubd.Load(), seq, ctx.Err())
+		}
+	}
 }
 
 // Published is the last sequence the server confirmed receiving.
@@ -102,7 +133,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("relay: read position: %w", err)
 	}
-	r.pubd.Store(pos)
+	r.setPublished(pos)
 	r.log.Info().Uint64("position", pos).Uint64("last_seq", r.st.LastSeq()).Msg("relay started")
 
 	kick := make(chan struct{}, 1)
@@ -150,7 +181,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			fails = 0
 		}
 		pos = evs[len(evs)-1].Seq
-		r.pubd.Store(pos)
+		r.setPublished(pos)
 		select {
 		case kick <- struct{}{}:
 		default: // a kick is pending; the saver reads the latest position

@@ -230,3 +230,28 @@ func TestRelaySurvivesPositionWriteFailures(t *testing.T) {
 		return pos == 100
 	})
 }
+
+// WaitPublished returns once the server confirmed everything up to a
+// sequence (woken by the relay, not by polling), and with the context's
+// error when that does not happen in time (NATS away).
+func TestRelayWaitPublished(t *testing.T) {
+	st := fakeLog{bustest.NewStore()}
+	_, nc := embedded(t)
+	relay := runRelay(t, nc, st, bus.RelayOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := appendConcurrently(ctx, st, 2, 50); err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.WaitPublished(ctx, 50); err != nil {
+		t.Fatalf("WaitPublished(50): %v", err)
+	}
+	if relay.Published() < 50 || relay.Lag() != 0 {
+		t.Fatalf("after WaitPublished: published %d lag %d", relay.Published(), relay.Lag())
+	}
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	if err := relay.WaitPublished(short, 51); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitPublished past the log's end: %v, want a deadline error", err)
+	}
+}

@@ -59,6 +59,13 @@ func EventFilter(host string, domain uuid.UUID, t domains.Type) string {
 	return subjectRoot + ".evt." + host + "." + d + "." + ty
 }
 
+// JobProgressSubject is where the agent publishes an asynchronous job's
+// progress (domains.JobInfo with Progress), at a bounded rate; progress
+// is never appended to the log.
+func JobProgressSubject(host string, domain uuid.UUID) string {
+	return subjectRoot + ".job." + host + "." + domain.String() + ".progress"
+}
+
 // HistorySubject is the history service's request subject.
 func HistorySubject(host string) string { return subjectRoot + ".api." + host + ".history" }
 

@@ -123,8 +123,8 @@ func TestMarshalBinaryRefusesMismatch(t *testing.T) {
 	cases := map[string]domains.Event{
 		"nil payload":      {Type: domains.TypeUndefined, Schema: 1},
 		"type mismatch":    {Type: domains.TypeStarted, Schema: 1, Payload: domains.Paused{Reason: "user"}},
-		"job kind differs": {Type: domains.TypeSaveStarted, Schema: 1, Payload: domains.JobStarted{Kind: domains.TypeDumpStarted}},
-		"job kind unset":   {Type: domains.TypeSaveStarted, Schema: 1, Payload: domains.JobStarted{}},
+		"job kind differs": {Type: domains.TypeSaveStarted, Schema: 1, Payload: domains.TransferStarted{Kind: domains.TypeDumpStarted}},
+		"job kind unset":   {Type: domains.TypeSaveStarted, Schema: 1, Payload: domains.TransferStarted{}},
 	}
 	for name, e := range cases {
 		if b, err := e.MarshalBinary(nil); err == nil {

@@ -12,19 +12,7 @@ import (
 // docs/architecture.md prints the lifecycle table; this keeps it equal to
 // the one the code uses.
 func TestArchitectureDocStateTable(t *testing.T) {
-	b, err := os.ReadFile("../docs/architecture.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	start := strings.Index(doc, "## Lifecycle state table")
-	if start < 0 {
-		t.Fatal("docs/architecture.md has no lifecycle state table")
-	}
-	section := doc[start+3:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
-	}
+	section := docSection(t, "architecture.md", "## Lifecycle state table")
 	var fromDoc []string
 	for _, line := range strings.Split(section, "\n") {
 		cells := strings.Split(strings.Trim(line, "| "), "|")
@@ -50,4 +38,24 @@ func TestArchitectureDocStateTable(t *testing.T) {
 	if strings.Join(fromDoc, "\n") != strings.Join(fromCode, "\n") {
 		t.Fatalf("docs/architecture.md's table:\n%s\n\nthe code's:\n%s", strings.Join(fromDoc, "\n"), strings.Join(fromCode, "\n"))
 	}
+}
+
+// docSection returns a section of docs/<file>, from its heading to the
+// next one of the same level.
+func docSection(t *testing.T, file, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, heading)
+	if start < 0 {
+		t.Fatalf("docs/%s has no section %q", file, heading)
+	}
+	section := doc[start+3:]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	return section
 }

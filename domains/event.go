@@ -43,21 +43,11 @@ const (
 	TypeDumpStarted   Type = "dump-started"
 	TypeDumpCompleted Type = "dump-completed"
 	TypeDumpFailed    Type = "dump-failed"
-)
 
-// Types lists every event type, in catalogue order.
-func Types() []Type {
-	return []Type{
-		TypeDefined, TypeUndefined, TypeConfigUpdated,
-		TypeStarted, TypePaused, TypeResumed, TypeShutdown, TypeStopped, TypeReset, TypeCrashed,
-		TypeRTCChanged,
-		TypeDeviceAttached, TypeDeviceDetachRequested, TypeDeviceDetached, TypeDeviceDetachFailed,
-		TypeSaveStarted, TypeSaveCompleted, TypeSaveFailed,
-		TypeRestoreStarted, TypeRestoreCompleted, TypeRestoreFailed,
-		TypeMigrationState, TypeMigrationIteration,
-		TypeDumpStarted, TypeDumpCompleted, TypeDumpFailed,
-	}
-}
+	TypeJobStarted   Type = "job-started"
+	TypeJobCompleted Type = "job-completed"
+	TypeJobFailed    Type = "job-failed"
+)
 
 // Valid reports whether t is a known event type.
 func (t Type) Valid() bool { return internType([]byte(t)) != "" }

@@ -82,15 +82,21 @@ func samplePayload(t domains.Type) domains.Payload {
 	case domains.TypeDeviceDetachFailed:
 		return domains.DeviceDetachFailed{ID: "disk9", Error: "guest did not release the device in 5s"}
 	case domains.TypeSaveStarted, domains.TypeRestoreStarted, domains.TypeDumpStarted:
-		return domains.JobStarted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Format: "zstd"}
+		return domains.TransferStarted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Format: "zstd"}
 	case domains.TypeSaveCompleted, domains.TypeRestoreCompleted, domains.TypeDumpCompleted:
-		return domains.JobCompleted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Bytes: 1<<33 + 7, Digest: "sha256:0123abcd"}
+		return domains.TransferCompleted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Bytes: 1<<33 + 7, Digest: "sha256:0123abcd"}
 	case domains.TypeSaveFailed, domains.TypeRestoreFailed, domains.TypeDumpFailed:
-		return domains.JobFailed{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Error: "no space left on device"}
+		return domains.TransferFailed{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Error: "no space left on device"}
 	case domains.TypeMigrationState:
 		return domains.MigrationState{Role: "source", From: "running", To: "stop-copy", Peer: "host-b", Reason: "converged"}
 	case domains.TypeMigrationIteration:
 		return domains.MigrationIteration{Pass: 3, Remaining: 1 << 20, Sent: 1 << 40}
+	case domains.TypeJobStarted:
+		return domains.JobStarted{ID: "8c0a3c5e-job", Kind: domains.JobSave}
+	case domains.TypeJobCompleted:
+		return domains.JobCompleted{ID: "8c0a3c5e-job", Kind: domains.JobSave}
+	case domains.TypeJobFailed:
+		return domains.JobFailed{ID: "8c0a3c5e-job", Kind: domains.JobMigrate, Reason: domains.JobAborted, Error: "migration cancelled"}
 	}
 	return nil
 }

@@ -51,18 +51,20 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if w.Schema != currentSchema(t) {
 		return fmt.Errorf("%s: schema version %d in JSON (current %d): JSON carries current-schema events only", t, w.Schema, currentSchema(t))
 	}
-	p := newPayload(t)
 	if len(w.Payload) == 0 || string(w.Payload) == "null" {
 		return fmt.Errorf("%s: missing payload", t)
 	}
-	dec := json.NewDecoder(bytes.NewReader(w.Payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(p); err != nil {
+	p, err := decodePayloadJSON(t, w.Payload, func(b []byte, v any) error {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		return dec.Decode(v)
+	})
+	if err != nil {
 		return fmt.Errorf("%s payload: %w", t, err)
 	}
 	*e = Event{
 		Seq: w.Seq, Domain: w.Domain, Version: w.Version, Type: t, Schema: w.Schema,
-		Time: w.Time.UTC(), CommandID: w.CommandID, Host: w.Host, Payload: deref(p),
+		Time: w.Time.UTC(), CommandID: w.CommandID, Host: w.Host, Payload: p,
 	}
 	return nil
 }

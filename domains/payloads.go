@@ -125,23 +125,23 @@ type DeviceDetachFailed struct {
 	Error string `json:"error"`
 }
 
-// JobStarted is the payload of save-, restore- and dump-started.
-type JobStarted struct {
+// TransferStarted is the payload of save-, restore- and dump-started.
+type TransferStarted struct {
 	Kind   Type   `json:"-"`
 	Path   string `json:"path,omitempty"`
 	Format string `json:"format,omitempty"`
 }
 
-// JobCompleted is the payload of save-, restore- and dump-completed.
-type JobCompleted struct {
+// TransferCompleted is the payload of save-, restore- and dump-completed.
+type TransferCompleted struct {
 	Kind   Type   `json:"-"`
 	Path   string `json:"path,omitempty"`
 	Bytes  uint64 `json:"bytes"`
 	Digest string `json:"digest,omitempty"`
 }
 
-// JobFailed is the payload of save-, restore- and dump-failed.
-type JobFailed struct {
+// TransferFailed is the payload of save-, restore- and dump-failed.
+type TransferFailed struct {
 	Kind  Type   `json:"-"`
 	Path  string `json:"path,omitempty"`
 	Error string `json:"error"`
@@ -178,163 +178,8 @@ func (DeviceAttached) EventType() Type        { return TypeDeviceAttached }
 func (DeviceDetachRequested) EventType() Type { return TypeDeviceDetachRequested }
 func (DeviceDetached) EventType() Type        { return TypeDeviceDetached }
 func (DeviceDetachFailed) EventType() Type    { return TypeDeviceDetachFailed }
-func (p JobStarted) EventType() Type          { return p.Kind }
-func (p JobCompleted) EventType() Type        { return p.Kind }
-func (p JobFailed) EventType() Type           { return p.Kind }
+func (p TransferStarted) EventType() Type     { return p.Kind }
+func (p TransferCompleted) EventType() Type   { return p.Kind }
+func (p TransferFailed) EventType() Type      { return p.Kind }
 func (MigrationState) EventType() Type        { return TypeMigrationState }
 func (MigrationIteration) EventType() Type    { return TypeMigrationIteration }
-
-// newPayload returns a zero payload for t, or nil for an unknown type.
-func newPayload(t Type) Payload {
-	switch t {
-	case TypeDefined:
-		return &Defined{}
-	case TypeUndefined:
-		return &Undefined{}
-	case TypeConfigUpdated:
-		return &ConfigUpdated{}
-	case TypeStarted:
-		return &Started{}
-	case TypePaused:
-		return &Paused{}
-	case TypeResumed:
-		return &Resumed{}
-	case TypeShutdown:
-		return &Shutdown{}
-	case TypeStopped:
-		return &Stopped{}
-	case TypeReset:
-		return &Reset{}
-	case TypeCrashed:
-		return &Crashed{}
-	case TypeRTCChanged:
-		return &RTCChanged{}
-	case TypeDeviceAttached:
-		return &DeviceAttached{}
-	case TypeDeviceDetachRequested:
-		return &DeviceDetachRequested{}
-	case TypeDeviceDetached:
-		return &DeviceDetached{}
-	case TypeDeviceDetachFailed:
-		return &DeviceDetachFailed{}
-	case TypeSaveStarted, TypeRestoreStarted, TypeDumpStarted:
-		return &JobStarted{Kind: t}
-	case TypeSaveCompleted, TypeRestoreCompleted, TypeDumpCompleted:
-		return &JobCompleted{Kind: t}
-	case TypeSaveFailed, TypeRestoreFailed, TypeDumpFailed:
-		return &JobFailed{Kind: t}
-	case TypeMigrationState:
-		return &MigrationState{}
-	case TypeMigrationIteration:
-		return &MigrationIteration{}
-	}
-	return nil
-}
-
-// deref turns the pointer newPayload returned into the value form that
-// events carry, so code can type-switch on values only.
-func deref(p Payload) Payload {
-	switch v := p.(type) {
-	case *Defined:
-		return *v
-	case *Undefined:
-		return *v
-	case *ConfigUpdated:
-		return *v
-	case *Started:
-		return *v
-	case *Paused:
-		return *v
-	case *Resumed:
-		return *v
-	case *Shutdown:
-		return *v
-	case *Stopped:
-		return *v
-	case *Reset:
-		return *v
-	case *Crashed:
-		return *v
-	case *RTCChanged:
-		return *v
-	case *DeviceAttached:
-		return *v
-	case *DeviceDetachRequested:
-		return *v
-	case *DeviceDetached:
-		return *v
-	case *DeviceDetachFailed:
-		return *v
-	case *JobStarted:
-		return *v
-	case *JobCompleted:
-		return *v
-	case *JobFailed:
-		return *v
-	case *MigrationState:
-		return *v
-	case *MigrationIteration:
-		return *v
-	}
-	return p
-}
-
-// internType maps raw bytes to the Type constant without allocating, or ""
-// when unknown.
-func internType(b []byte) Type {
-	switch string(b) {
-	case "defined":
-		return TypeDefined
-	case "undefined":
-		return TypeUndefined
-	case "config-updated":
-		return TypeConfigUpdated
-	case "started":
-		return TypeStarted
-	case "paused":
-		return TypePaused
-	case "resumed":
-		return TypeResumed
-	case "shutdown":
-		return TypeShutdown
-	case "stopped":
-		return TypeStopped
-	case "reset":
-		return TypeReset
-	case "crashed":
-		return TypeCrashed
-	case "rtc-changed":
-		return TypeRTCChanged
-	case "device-attached":
-		return TypeDeviceAttached
-	case "device-detach-requested":
-		return TypeDeviceDetachRequested
-	case "device-detached":
-		return TypeDeviceDetached
-	case "device-detach-failed":
-		return TypeDeviceDetachFailed
-	case "save-started":
-		return TypeSaveStarted
-	case "save-completed":
-		return TypeSaveCompleted
-	case "save-failed":
-		return TypeSaveFailed
-	case "restore-started":
-		return TypeRestoreStarted
-	case "restore-completed":
-		return TypeRestoreCompleted
-	case "restore-failed":
-		return TypeRestoreFailed
-	case "migration-state":
-		return TypeMigrationState
-	case "migration-iteration":
-		return TypeMigrationIteration
-	case "dump-started":
-		return TypeDumpStarted
-	case "dump-completed":
-		return TypeDumpCompleted
-	case "dump-failed":
-		return TypeDumpFailed
-	}
-	return ""
-}

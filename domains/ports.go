@@ -84,16 +84,19 @@ type StartSpec struct {
 	Paused    bool
 }
 
-// Guest is a running QEMU.
+// Guest is a running QEMU as a driver hands it over: its process, its
+// hints and its end, and the two things every owner of a guest needs
+// (re-reading its state, killing it). What else can be done to a guest is
+// asked for by capability, with an interface declared where it is used and
+// a type assertion: the lifecycle verbs' in domains/owner (pause, resume,
+// reset, power button); a save's or migration's stream out and in, a
+// dump's memory access and the device verbs' in the code that runs them
+// (owner.Job.Guest hands the guest to asynchronous jobs).
 type Guest interface {
 	PID() int
 	Accel() string
 	// Status re-reads QEMU's real state: the source of truth after a hint.
 	Status(ctx context.Context) (GuestStatus, error)
-	Pause(ctx context.Context) error
-	Resume(ctx context.Context) error
-	Reset(ctx context.Context) error
-	Powerdown(ctx context.Context) error
 	// Kill ends QEMU at once (destroy).
 	Kill(ctx context.Context) error
 	// Events are hints from QMP; closed when the monitor goes away.

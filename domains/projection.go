@@ -19,6 +19,9 @@ type Domain struct {
 	Defined time.Time `json:"defined"`
 	Updated time.Time `json:"updated"`
 	Live    *Live     `json:"live,omitempty"` // nil while shut off
+	// Job is the asynchronous job the log says is running (job-started
+	// without its end), nil when none.
+	Job *ActiveJob `json:"job,omitempty"`
 }
 
 // Live is what exists only while QEMU runs.
@@ -36,6 +39,10 @@ func (d *Domain) clone() Domain {
 	if d.Live != nil {
 		l := *d.Live
 		c.Live = &l
+	}
+	if d.Job != nil {
+		j := *d.Job
+		c.Job = &j
 	}
 	return c
 }
@@ -174,65 +181,19 @@ func (p *Projection) Apply(e Event) error {
 	return nil
 }
 
-// fold applies the payload to the domain. It checks payload types before
-// mutating anything so that a bad event leaves the domain untouched.
+// fold applies the payload to the domain (its catalogue row says how; the
+// row checks the payload before changing anything, so a bad event leaves
+// the domain untouched), then the state the table gives.
 func (d *Domain) fold(e Event, next State) error {
-	bad := func() error { return fmt.Errorf("%s payload %T: %w", e.Type, e.Payload, ErrCorrupt) }
-	reason := d.Reason
-	switch v := e.Payload.(type) {
-	case Undefined, Reset, MigrationIteration, MigrationState, JobStarted, JobCompleted, JobFailed,
-		DeviceDetachRequested, DeviceDetachFailed:
-	case ConfigUpdated:
-		d.Config = v.Config.Clone()
-	case Started:
-		reason = v.Reason
-		d.Live = &Live{Accel: v.Accel, PID: v.PID, ClockBase: v.ClockBase, RTC: v.ClockBase, Started: e.Time}
-	case Paused:
-		reason = v.Reason
-	case Resumed:
-		reason = v.Reason
-	case Shutdown:
-		reason = v.Reason
-	case Crashed:
-		reason = v.Reason
-	case Stopped:
-		reason = v.Reason
-		d.Live = nil
-	case RTCChanged:
-		if d.Config.Clock.Offset == OffsetVariable {
-			// The adjustment is already absolute and UTC-based (clock base +
-			// QEMU's offset), so the basis becomes utc.
-			d.Config.Clock.Adjustment = v.Adjustment
-			d.Config.Clock.Basis = BasisUTC
-		}
-		if d.Live != nil {
-			d.Live.RTC = v.Adjustment
-		}
-	case DeviceAttached:
-		d.Config.Devices = append(d.Config.Devices, v.Device)
-	case DeviceDetached:
-		for i, dev := range d.Config.Devices {
-			if dev.ID == v.ID {
-				d.Config.Devices = append(d.Config.Devices[:i:i], d.Config.Devices[i+1:]...)
-				break
-			}
-		}
-	default:
-		return bad()
+	s := spec(e.Type)
+	if s == nil {
+		return fmt.Errorf("%s payload %T: %w", e.Type, e.Payload, ErrCorrupt)
 	}
-	if e.Type.changesState() {
-		d.Reason = reason
+	if err := s.fold(d, e); err != nil {
+		return err
 	}
 	d.State = next
 	return nil
-}
-
-func (t Type) changesState() bool {
-	switch t {
-	case TypeStarted, TypePaused, TypeResumed, TypeShutdown, TypeCrashed, TypeStopped:
-		return true
-	}
-	return false
 }
 
 // snapshot is the serialised projection.

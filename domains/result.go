@@ -9,4 +9,6 @@ type Result struct {
 	Name   string    `json:"name"`
 	Seqs   []uint64  `json:"seqs"`
 	State  State     `json:"state"`
+	// Job is the ID of the asynchronous job the command started.
+	Job string `json:"job,omitempty"`
 }

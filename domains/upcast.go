@@ -6,22 +6,15 @@ import "fmt"
 // are never rewritten in place; an older payload is upcast to the current
 // shape when read, so every log ever written replays with every later
 // release (store/testdata keeps a log of release 0.1 to prove it).
-// currentSchema is the version new events are written at.
+// The version new events are written at is the type's row in the
+// catalogue (registry.go).
 //
 // History of shape changes (docs/replay.md):
 //
 //	shutdown 1 → 2: `guest bool` became `reason "guest"|"host"`, to match
 //	                libvirt's SHUTDOWN_GUEST / SHUTDOWN_HOST details and
 //	                leave room for more origins without another bool.
-func currentSchema(t Type) uint16 {
-	switch t {
-	case TypeShutdown:
-		return 2
-	default:
-		return 1
-	}
-}
-
+//
 // CurrentSchema is the payload schema version this release writes for t;
 // tools that read raw logs use it to tell old payloads from new ones.
 func CurrentSchema(t Type) uint16 { return currentSchema(t) }

@@ -27,12 +27,16 @@ const (
 	VerbSuspend  = "suspend"
 	VerbResume   = "resume"
 	VerbReset    = "reset"
+	// VerbJobInfo shows a domain's running job (virsh domjobinfo);
+	// VerbJobAbort aborts its asynchronous job (virsh domjobabort).
+	VerbJobInfo  = "job-info"
+	VerbJobAbort = "job-abort"
 )
 
 // Verbs lists every verb.
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
-		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset}
+		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort}
 }
 
 // DefineRequest carries a domain configuration.
@@ -65,6 +69,11 @@ type Summary struct {
 	Version uint64        `json:"version"`
 }
 
+// JobReply is job-info's answer: the running job, null when none.
+type JobReply struct {
+	Job *domains.JobInfo `json:"job"`
+}
+
 // ListReply is list's answer.
 type ListReply struct {
 	Domains []Summary `json:"domains"`
@@ -81,6 +90,8 @@ type Service interface {
 	Suspend(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Resume(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Reset(ctx context.Context, cmdID, ref string) (domains.Result, error)
+	JobInfo(ref string) (*domains.JobInfo, error)
+	AbortJob(ctx context.Context, ref string) (domains.JobInfo, error)
 	List() []domains.Domain
 	Get(ref string) (domains.Domain, error)
 	LastSeq() uint64
@@ -151,6 +162,20 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	if err := decodeRef(body, &r); err != nil {
 		return nil, err
 	}
+	switch verb {
+	case VerbJobInfo, VerbJobAbort:
+		if r.Paused || r.At != "" || r.CommandID != "" {
+			return nil, domains.Errorf(domains.CodeInvalid, "%q takes only \"domain\"", verb)
+		}
+		if verb == VerbJobAbort {
+			return h.Svc.AbortJob(ctx, r.Domain)
+		}
+		j, err := h.Svc.JobInfo(r.Domain)
+		if err != nil {
+			return nil, err
+		}
+		return JobReply{Job: j}, nil
+	}
 	if r.Paused && verb != VerbStart {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused flag", verb)
 	}
@@ -173,7 +198,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	case VerbReset:
 		return h.Svc.Reset(ctx, r.CommandID, r.Domain)
 	}
-	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %q", verb)
+	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %s", domains.Quote(verb))
 }
 
 func (h Handler) list(r ListRequest) ListReply {

@@ -23,7 +23,11 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 		}
 		s.defineMu.Lock()
 		defer s.defineMu.Unlock()
-		defer s.lock(cfg.UUID)()
+		release, err := s.enter(ctx, cfg.UUID, cfg.Name, domains.JobDefine, cmdID)
+		if err != nil {
+			return domains.Result{}, err
+		}
+		defer release()
 		s.mu.RLock()
 		byName, nameTaken := s.proj.ByName(cfg.Name)
 		cur, exists := s.proj.Get(cfg.UUID)
@@ -51,7 +55,7 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 // Undefine removes a shut-off domain's definition. Its log stays.
 func (s *Service) Undefine(ctx context.Context, cmdID, ref string) (domains.Result, error) {
 	return s.once(ctx, cmdID, requestDigest("undefine", ref, nil), func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		d, unlock, err := s.acquire(ctx, ref, domains.JobUndefine, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}
@@ -63,21 +67,25 @@ func (s *Service) Undefine(ctx context.Context, cmdID, ref string) (domains.Resu
 	})
 }
 
-// acquire resolves ref, locks the domain and re-reads it under the lock.
-func (s *Service) acquire(ref string) (domains.Domain, func(), error) {
+// acquire resolves ref, enters a job of kind on the domain and re-reads
+// it once inside.
+func (s *Service) acquire(ctx context.Context, ref string, kind domains.JobKind, cmdID string) (domains.Domain, func(), error) {
 	d, err := s.Get(ref)
 	if err != nil {
 		return domains.Domain{}, nil, err
 	}
-	unlock := s.lock(d.Config.UUID)
+	release, err := s.enter(ctx, d.Config.UUID, d.Config.Name, kind, cmdID)
+	if err != nil {
+		return domains.Domain{}, nil, err
+	}
 	s.mu.RLock()
 	d, ok := s.proj.Get(d.Config.UUID)
 	s.mu.RUnlock()
 	if !ok {
-		unlock()
-		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		release()
+		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
-	return d, unlock, nil
+	return d, release, nil
 }
 
 func equalConfig(a, b domains.Config) bool {

@@ -12,7 +12,7 @@ import (
 // Start boots a shut-off domain.
 func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartOptions) (domains.Result, error) {
 	return s.once(ctx, cmdID, requestDigest("start", ref, o), func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		d, unlock, err := s.acquire(ctx, ref, domains.JobStart, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}
@@ -54,28 +54,28 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 // Shutdown asks the guest to power off (ACPI power button). The guest
 // decides; its shutdown and stopped events follow when it does.
 func (s *Service) Shutdown(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypeShutdown, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobShutdown, domains.TypeShutdown, func(ctx context.Context, g lifecycle) (domains.Payload, error) {
 		return nil, g.Powerdown(ctx)
 	})
 }
 
 // Suspend pauses the vCPUs.
 func (s *Service) Suspend(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypePaused, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobSuspend, domains.TypePaused, func(ctx context.Context, g lifecycle) (domains.Payload, error) {
 		return domains.Paused{Reason: domains.PauseUser}, g.Pause(ctx)
 	})
 }
 
 // Resume restarts paused vCPUs.
 func (s *Service) Resume(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypeResumed, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobResume, domains.TypeResumed, func(ctx context.Context, g lifecycle) (domains.Payload, error) {
 		return domains.Resumed{Reason: domains.PauseUser}, g.Resume(ctx)
 	})
 }
 
 // Reset is a hard reset of the guest, as the reset button.
 func (s *Service) Reset(ctx context.Context, cmdID, ref string) (domains.Result, error) {
-	return s.act(ctx, cmdID, ref, domains.TypeReset, func(ctx context.Context, g domains.Guest) (domains.Payload, error) {
+	return s.act(ctx, cmdID, ref, domains.JobReset, domains.TypeReset, func(ctx context.Context, g lifecycle) (domains.Payload, error) {
 		return domains.Reset{Guest: false, Reason: "host"}, g.Reset(ctx)
 	})
 }
@@ -83,7 +83,13 @@ func (s *Service) Reset(ctx context.Context, cmdID, ref string) (domains.Result,
 // Destroy kills QEMU at once.
 func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Result, error) {
 	return s.once(ctx, cmdID, requestDigest("destroy", ref, nil), func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		// An asynchronous job ends first: destroy aborts it, then kills.
+		if cur, err := s.Get(ref); err == nil {
+			if err := s.abortForDestroy(ctx, cur.Config.UUID, cur.Config.Name); err != nil {
+				return domains.Result{}, err
+			}
+		}
+		d, unlock, err := s.acquire(ctx, ref, domains.JobDestroy, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}
@@ -133,11 +139,21 @@ func (s *Service) Destroy(ctx context.Context, cmdID, ref string) (domains.Resul
 	})
 }
 
+// lifecycle is what the lifecycle verbs do to a running guest (the
+// capability hypervisor/qemu's Guest has).
+type lifecycle interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	Reset(ctx context.Context) error
+	// Powerdown presses the ACPI power button.
+	Powerdown(ctx context.Context) error
+}
+
 // act runs a verb that needs a live guest and records what it did. The
 // transition on event type t is checked before QEMU is touched.
-func (s *Service) act(ctx context.Context, cmdID, ref string, t domains.Type, do func(context.Context, domains.Guest) (domains.Payload, error)) (domains.Result, error) {
+func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKind, t domains.Type, do func(context.Context, lifecycle) (domains.Payload, error)) (domains.Result, error) {
 	return s.once(ctx, cmdID, requestDigest(verbOf(t), ref, nil), func() (domains.Result, error) {
-		d, unlock, err := s.acquire(ref)
+		d, unlock, err := s.acquire(ctx, ref, kind, cmdID)
 		if err != nil {
 			return domains.Result{}, err
 		}
@@ -152,7 +168,11 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t domains.Type, do
 		if h == nil {
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "domain %q: no connection to its QEMU", d.Config.Name)
 		}
-		p, err := do(ctx, h.guest)
+		lc, ok := h.guest.(lifecycle)
+		if !ok {
+			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "domain %q: its QEMU cannot %s", d.Config.Name, verbOf(t))
+		}
+		p, err := do(ctx, lc)
 		if err != nil {
 			return domains.Result{}, coded(domains.CodeUnavailable, "%s %q: %w", verbOf(t), d.Config.Name, err)
 		}
@@ -161,8 +181,12 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, t domains.Type, do
 			if cmdID != "" {
 				// No event (the guest decides), but the command is recorded,
 				// so that a retry does not act again.
+				// The guest was acted on: as with events, the caller giving
+				// up must not leave that unrecorded.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+				defer cancel()
 				req := domains.AppendRequest{Domain: d.Config.UUID, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res), CommandDigest: s.commandDigest(cmdID)}
-				if _, err := s.log.Append(ctx, req); err != nil {
+				if _, err := s.log.Append(rctx, req); err != nil {
 					return domains.Result{}, coded(domains.CodeUnavailable, "record command %s: %w", cmdID, err)
 				}
 			}

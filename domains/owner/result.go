@@ -16,10 +16,11 @@ type storedResult struct {
 	Name   string        `json:"name"`
 	Count  int           `json:"count"`
 	State  domains.State `json:"state"`
+	Job    string        `json:"job,omitempty"`
 }
 
 func encodeResult(r domains.Result) []byte {
-	b, _ := json.Marshal(storedResult{Domain: r.Domain, Name: r.Name, Count: len(r.Seqs), State: r.State})
+	b, _ := json.Marshal(storedResult{Domain: r.Domain, Name: r.Name, Count: len(r.Seqs), State: r.State, Job: r.Job})
 	return b
 }
 
@@ -28,7 +29,7 @@ func decodeResult(rec domains.CommandRecord) (domains.Result, error) {
 	if err := json.Unmarshal(rec.Result, &s); err != nil {
 		return domains.Result{}, domains.Errorf(domains.CodeInternal, "stored command result: %w", err)
 	}
-	r := domains.Result{Domain: s.Domain, Name: s.Name, State: s.State, Seqs: make([]uint64, s.Count)}
+	r := domains.Result{Domain: s.Domain, Name: s.Name, State: s.State, Seqs: make([]uint64, s.Count), Job: s.Job}
 	for i := range r.Seqs {
 		r.Seqs[i] = rec.FirstSeq + uint64(i)
 	}

@@ -22,12 +22,14 @@ type Service struct {
 	clock  domains.TimeSource
 	host   string
 	notify func(domains.Event) // optional observer of committed events (metrics)
+	// optional observer of asynchronous jobs' progress (the bus)
+	onProgress func(uuid.UUID, domains.JobInfo)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
 
 	lmu    sync.Mutex
-	locks  map[uuid.UUID]*sync.Mutex  // one per domain: serialises commands and hints
+	slots  map[uuid.UUID]*slot        // one per domain: its job and fold lock (jobs.go)
 	guests map[uuid.UUID]*guestHandle // running guests
 	flight map[string]*inflight       // command IDs being executed
 
@@ -45,13 +47,16 @@ type Options struct {
 	Host       string
 	Projection *domains.Projection // the replayed log; nil: empty
 	OnCommit   func(domains.Event)
+	// OnProgress, if set, gets asynchronous jobs' progress, at most one
+	// report per job each 250 ms.
+	OnProgress func(domain uuid.UUID, job domains.JobInfo)
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
-		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, proj: o.Projection,
-		locks: map[uuid.UUID]*sync.Mutex{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
+		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
@@ -76,7 +81,7 @@ func (s *Service) Get(ref string) (domains.Domain, error) {
 	d, ok := s.proj.Lookup(ref)
 	s.mu.RUnlock()
 	if !ok {
-		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
 	return d, nil
 }
@@ -101,18 +106,6 @@ func (s *Service) Equal(p *domains.Projection) (bool, string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.proj.Equal(p)
-}
-
-func (s *Service) lock(id uuid.UUID) func() {
-	s.lmu.Lock()
-	m, ok := s.locks[id]
-	if !ok {
-		m = &sync.Mutex{}
-		s.locks[id] = m
-	}
-	s.lmu.Unlock()
-	m.Lock()
-	return m.Unlock
 }
 
 // inflight is a command being executed: its request digest and a channel
@@ -193,13 +186,20 @@ func (s *Service) commit(ctx context.Context, cmdID string, id uuid.UUID, payloa
 // commitAt is commit with the time the fact happened, when a better source
 // than the agent's clock knows it (QEMU's event timestamp); zero: now.
 func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id uuid.UUID, payloads ...domains.Payload) (domains.Result, error) {
+	return s.appendFold(ctx, at, cmdID, cmdID, id, payloads...)
+}
+
+// appendFold appends and folds events that name cause as the command that
+// caused them, recording the result under cmdID in the command table
+// (none when empty).
+func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause string, id uuid.UUID, payloads ...domains.Payload) (domains.Result, error) {
 	now := at
 	if now.IsZero() {
 		now = s.clock.Now()
 	}
 	evs := make([]domains.Event, len(payloads))
 	for i, p := range payloads {
-		evs[i] = domains.NewEvent(id, now, cmdID, s.host, p)
+		evs[i] = domains.NewEvent(id, now, cause, s.host, p)
 	}
 	s.mu.RLock()
 	expected := s.proj.Version(id)
@@ -211,11 +211,16 @@ func (s *Service) commitAt(ctx context.Context, at time.Time, cmdID string, id u
 		return domains.Result{}, domains.Errorf(domains.CodeConflict, "%w", err)
 	}
 	res := domains.Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
+	if len(payloads) == 1 {
+		if js, ok := payloads[0].(domains.JobStarted); ok {
+			res.Job = js.ID // the command started this job
+		}
+	}
 	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID, CommandDigest: s.commandDigest(cmdID)}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
 	if cmdID != "" {
-		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs})
+		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs, Job: res.Job})
 	}
 	// Events record what already happened: the caller giving up must not
 	// cut the recording short, so the append and the fold run on a context
@@ -285,14 +290,20 @@ func (s *Service) startLanded(id uuid.UUID, pid int) bool {
 	return ok && d.Live != nil && d.Live.PID == pid && d.State.Active()
 }
 
-// Close stops watching guests (they keep running) and waits.
+// Close interrupts asynchronous jobs (each records job-failed,
+// interrupted), stops watching guests (they keep running) and waits.
 func (s *Service) Close() {
+	// Closed first: a job RunAsync starts from now on is interrupted at
+	// once (RunAsync checks under lmu), so stopJobs misses none.
 	s.lmu.Lock()
 	select {
 	case <-s.closed:
 	default:
 		close(s.closed)
 	}
+	s.lmu.Unlock()
+	s.stopJobs()
+	s.lmu.Lock()
 	guests := make([]*guestHandle, 0, len(s.guests))
 	for _, g := range s.guests {
 		guests = append(guests, g)

@@ -1052,7 +1052,7 @@ func TestServiceHints(t *testing.T) {
 			nil, false, domains.StateRunning, domains.StartBooted},
 		{"guest reset", []step{push(domains.GuestEvent{Kind: domains.GuestReset, Guest: true, Reason: "guest-reset"})},
 			[]domains.Payload{domains.Reset{Guest: true, Reason: "guest-reset"}}, false, domains.StateRunning, domains.StartBooted},
-		{"device deleted", []step{push(domains.GuestEvent{Kind: domains.GuestDeviceDeleted, Device: "rng0"})},
+		{"device not in the config deleted", []step{push(domains.GuestEvent{Kind: domains.GuestDeviceDeleted, Device: "rng0"})},
 			nil, false, domains.StateRunning, domains.StartBooted},
 	}
 	for _, c := range cases {

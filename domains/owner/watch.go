@@ -113,7 +113,11 @@ func (s *Service) current(h *guestHandle) (domains.Domain, bool) {
 // hint handles one QMP event. QMP events are hints: where state is
 // concerned, QEMU's real state is re-read and only differences recorded.
 func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
-	defer s.lock(h.id)()
+	unlock := s.foldLock(h.id)
+	if unlock == nil {
+		return
+	}
+	defer unlock()
 	d, ok := s.current(h)
 	if !ok {
 		return
@@ -141,6 +145,15 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		p = domains.Shutdown{Reason: r, QEMUReason: ev.Reason}
 	case domains.GuestStop, domains.GuestResume:
 		p = s.runDiff(ctx, h, d)
+	case domains.GuestDeviceDeleted:
+		// The guest released the device (after a detach request, or on its
+		// own): QEMU has removed it. One the config does not have (no ID,
+		// one of QEMU's own) changes nothing on record.
+		for _, dev := range d.Config.Devices {
+			if dev.ID == ev.Device && ev.Device != "" {
+				p = domains.DeviceDetached{ID: ev.Device}
+			}
+		}
 	}
 	if p == nil {
 		return
@@ -181,7 +194,11 @@ func (s *Service) runDiff(ctx context.Context, h *guestHandle, d domains.Domain)
 
 // exited records QEMU's end, unless a command already did (destroy).
 func (s *Service) exited(h *guestHandle) {
-	defer s.lock(h.id)()
+	unlock := s.foldLock(h.id)
+	if unlock == nil {
+		return
+	}
+	defer unlock()
 	d, ok := s.current(h)
 	s.forget(h.id, h)
 	if !ok {
@@ -253,14 +270,17 @@ func (s *Service) reconnect(h *guestHandle) {
 	}
 }
 
-// Recover reattaches to guests that kept running while the agent was away
-// and records what changed meanwhile: their run state, an RTC the guest
-// moved, or QEMU's disappearance.
+// Recover records jobs the last agent left running as failed
+// (interrupted), reattaches to guests that kept running while the agent
+// was away and records what changed meanwhile: their run state, an RTC the
+// guest moved, or QEMU's disappearance.
 func (s *Service) Recover(ctx context.Context) error {
+	// Jobs never survive their agent: the log records each as failed.
+	jobErr := s.interrupted(ctx)
 	if s.driver == nil {
-		return nil
+		return jobErr
 	}
-	var errs []error
+	errs := []error{jobErr}
 	for _, d := range s.List() {
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 		var err error
@@ -282,13 +302,17 @@ func (s *Service) Recover(ctx context.Context) error {
 const recoverTimeout = 30 * time.Second
 
 func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
-	// The lock is held until the guest is watched, so no command can reach
-	// QEMU in between (it serves one QMP client at a time).
-	defer s.lock(id)()
-	s.mu.RLock()
-	d, ok := s.proj.Get(id)
-	s.mu.RUnlock()
-	if !ok || !d.State.Active() || s.guest(id) != nil {
+	// The recover job holds the domain until the guest is watched, so no
+	// command can reach QEMU in between (it serves one QMP client at a time).
+	d, release, err := s.acquire(ctx, id.String(), domains.JobRecover, "")
+	if errors.Is(err, domains.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	if !d.State.Active() || s.guest(id) != nil {
 		return nil
 	}
 	g, err := s.driver.Attach(ctx, d.Config)
@@ -337,11 +361,15 @@ func (s *Service) settle(ctx context.Context, cfg domains.Config) (domains.Guest
 // already, so it is recorded as started and watched; the driver kills any
 // other (see domains.Settler).
 func (s *Service) settleOne(ctx context.Context, id uuid.UUID) error {
-	defer s.lock(id)()
-	s.mu.RLock()
-	d, ok := s.proj.Get(id)
-	s.mu.RUnlock()
-	if !ok || d.State.Active() || s.guest(id) != nil {
+	d, release, err := s.acquire(ctx, id.String(), domains.JobRecover, "")
+	if errors.Is(err, domains.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	if d.State.Active() || s.guest(id) != nil {
 		return nil
 	}
 	g, err := s.settle(ctx, d.Config)

@@ -59,7 +59,7 @@ type GuestPanickedEvent struct {
 }
 
 // RTCChangeEvent: the guest set its RTC. Offset is relative to the -rtc base
-// QEMU was started with, not to the previous setting (see docs/design.md, Clock).
+// QEMU was started with, not to the previous setting (docs/events.md, "The clock").
 type RTCChangeEvent struct {
 	Offset  int64  `json:"offset"`   // seconds
 	QOMPath string `json:"qom-path"` // the RTC device (QEMU >= 7.0); may be empty

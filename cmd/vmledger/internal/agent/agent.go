@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -236,17 +239,29 @@ func isLoopback(host string) bool {
 }
 
 func (a *agent) openStore(context.Context) error {
+	// The gauges are read at scrape time; each part may not exist yet (the
+	// store opens below, the service and relay start later steps).
 	a.metrics = newMetrics(
-		func() float64 { return float64(len(a.svc.List())) },
+		func() float64 {
+			if a.svc == nil {
+				return 0
+			}
+			return float64(len(a.svc.List()))
+		},
 		func() float64 {
 			if a.relay == nil {
 				return 0
 			}
 			return float64(a.relay.Lag())
 		},
-		func() float64 { return float64(a.store.LastSeq()) },
 		func() float64 {
-			if a.store.Health() != nil {
+			if a.store == nil {
+				return 0
+			}
+			return float64(a.store.LastSeq())
+		},
+		func() float64 {
+			if a.store == nil || a.store.Health() != nil {
 				return 0
 			}
 			return 1
@@ -384,6 +399,13 @@ func (a *agent) startService(context.Context) error {
 			default:
 			}
 		},
+		// Progress goes on the bus only (never into the log); Publish
+		// buffers, so a slow subscriber never holds up a job.
+		OnProgress: func(id uuid.UUID, j domains.JobInfo) {
+			if b, err := json.Marshal(j); err == nil {
+				_ = a.nc.Publish(bus.JobProgressSubject(a.cfg.Host, id), b)
+			}
+		},
 	})
 	a.proj = nil // the service owns it now
 	return nil
@@ -403,6 +425,14 @@ func (a *agent) stopService(context.Context) error {
 
 func (a *agent) startRelay(context.Context) error {
 	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
+	// Events an older log holds that are too large for NATS go out as
+	// placeholders (docs/bus.md, Limits): worth an alert, not a stall.
+	if err := a.metrics.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vmledger_relay_truncated_events_total",
+		Help: "Events published as placeholders because their JSON exceeds the NATS max payload (counted again when resent).",
+	}, func() float64 { return float64(a.relay.Truncated()) })); err != nil {
+		return fmt.Errorf("relay metric: %w", err)
+	}
 	a.relayStop = background(func(ctx context.Context) {
 		if err := a.relay.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error().Err(err).Msg("relay stopped")
@@ -411,11 +441,13 @@ func (a *agent) startRelay(context.Context) error {
 	return nil
 }
 
-// stopRelay gives the relay a moment to publish what was committed last.
+// stopRelay gives the relay a moment to publish what was committed last
+// (woken by the relay as it confirms, not by polling).
 func (a *agent) stopRelay(ctx context.Context) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for a.relay.Lag() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.relay.WaitPublished(wctx, a.store.LastSeq()); err != nil {
+		a.log.Warn().Err(err).Msg("relay stopped before publishing everything; the next agent publishes the rest")
 	}
 	a.relayStop()
 	return nil
