@@ -37,7 +37,7 @@ func newDefineCmd(g *globals) *cobra.Command {
 			"The file is read strictly: unknown fields, keys in another case, a key given twice, a second\n" +
 			"YAML document and the all-zero UUID are errors. Names must not parse as UUIDs; vcpus, memory\n" +
 			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
-		Args:  exactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := readConfig(args[0], cmd.InOrStdin())
 			if err != nil {

@@ -43,6 +43,20 @@ func defineTinyMem(t testing.TB, a *agentProc, name string, mib int) string {
 	return res.Domain.String()
 }
 
+// saveAgent is a TCG agent that allows the given image directories.
+func saveAgent(t testing.TB, allow ...string) *agentProc {
+	t.Helper()
+	requireQEMU(t)
+	run := shortRunDir(t)
+	args := []string{"--accel", "tcg", "--run-dir", run}
+	for _, d := range allow {
+		args = append(args, "--allow-dir", d)
+	}
+	a := startAgentEnv(t, t.TempDir(), nil, args...)
+	a.runDir = run
+	return a
+}
+
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func imagesDir(a *agentProc) string { return filepath.Join(a.stateDir, "images") }
@@ -158,7 +172,7 @@ func guestArea(b []byte) []byte { return b[2<<20 : len(b)-2<<20] }
 // path held a stale file of garbage: not one byte of it reaches the guest.
 func TestSaveRestoreMemoryAcrossAgents(t *testing.T) {
 	shared := t.TempDir() // the images directory both agents allow (NFS, say)
-	a := guestAgent(t, t.TempDir(), "tcg", "--allow-dir", shared)
+	a := saveAgent(t, shared)
 	id := defineTinyMem(t, a, "mem", 64)
 	a.mustCLI("start", "mem", "--paused") // no guest instruction touches the mix
 	const seed = 1010
@@ -171,7 +185,7 @@ func TestSaveRestoreMemoryAcrossAgents(t *testing.T) {
 		t.Fatalf("the saved guest's RAM file is still there")
 	}
 
-	b := guestAgent(t, t.TempDir(), "tcg", "--allow-dir", shared)
+	b := saveAgent(t, shared)
 	// Garbage where the destination's RAM file will be.
 	garbage := make([]byte, 64<<20)
 	for i := range garbage {
@@ -333,7 +347,7 @@ func TestSaveFailuresLeaveDomainAsItWas(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", small).Run() })
 	big := t.TempDir()
-	a := guestAgent(t, t.TempDir(), "tcg", "--allow-dir", small, "--allow-dir", big)
+	a := saveAgent(t, small, big)
 	id := defineTinyMem(t, a, "fail", 768)
 	nc := natsConn(t, a)
 	tap := tapEvents(t, nc, a.host, id)
