@@ -46,13 +46,13 @@ func Save(ctx context.Context, src Source, path string, config []byte, o Options
 }
 
 // VerifyFile is Verify on the file at path.
-func VerifyFile(path string) (Summary, error) {
+func VerifyFile(ctx context.Context, path string) (Summary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Summary{}, fmt.Errorf("migrate: %w", err)
 	}
 	defer f.Close()
-	s, err := Verify(f)
+	s, err := Verify(ctx, f)
 	if err != nil {
 		return Summary{}, fmt.Errorf("migrate: %s: %w", path, err)
 	}
@@ -75,7 +75,7 @@ var ErrChanged = errors.New("save image changed while it was restored")
 // verified summary. When start succeeded and the feed fails, the target
 // is left for the caller to tear down.
 func Restore(ctx context.Context, path string, start StartFunc) (Summary, error) {
-	s, err := VerifyFile(path)
+	s, err := VerifyFile(ctx, path)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -111,7 +111,7 @@ func Feed(ctx context.Context, path string, s Summary, start func(ctx context.Co
 	if err != nil {
 		return fmt.Errorf("migrate: restore %s: start: %w", path, err)
 	}
-	if _, err := t.StreamIn(ctx, rd); err != nil {
+	if _, err := t.StreamIn(ctx, ctxReader{ctx, rd}); err != nil {
 		return fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
 	if got := rd.summary(); got.StreamXXH64 != s.StreamXXH64 || got.StreamBytes != s.StreamBytes {

@@ -291,7 +291,7 @@ first) and print its header and the domain config inside. A damaged or
 unfinished image is reported with the part and offset (exit 6).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := migrate.VerifyFile(args[0])
+			s, err := migrate.VerifyFile(cmd.Context(), args[0])
 			if err != nil {
 				return corruptError{err}
 			}
@@ -335,7 +335,7 @@ restore leaves the guest in.`,
 			if running && paused {
 				return usagef("--running and --paused exclude each other")
 			}
-			s, err := migrate.VerifyFile(args[0])
+			s, err := migrate.VerifyFile(cmd.Context(), args[0])
 			if err != nil {
 				return corruptError{err}
 			}

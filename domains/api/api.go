@@ -206,7 +206,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	case VerbReset:
 		return h.Svc.Reset(ctx, r.CommandID, r.Domain)
 	}
-	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %q", verb)
+	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %s", domains.Quote(verb))
 }
 
 func (h Handler) list(r ListRequest) ListReply {

@@ -256,7 +256,7 @@ func (s *Service) restore(ctx context.Context, cmdID, path string, o domains.Res
 	if _, ok := s.driver.(incomingDriver); !ok {
 		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "this agent's hypervisor cannot restore")
 	}
-	sum, err := migrate.VerifyFile(path)
+	sum, err := migrate.VerifyFile(ctx, path)
 	if err != nil {
 		return domains.Result{}, invalid("restore: %w", err)
 	}

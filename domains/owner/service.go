@@ -88,7 +88,7 @@ func (s *Service) Get(ref string) (domains.Domain, error) {
 	d, ok := s.proj.Lookup(ref)
 	s.mu.RUnlock()
 	if !ok {
-		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
 	return d, nil
 }
@@ -300,13 +300,17 @@ func (s *Service) startLanded(id uuid.UUID, pid int) bool {
 // Close interrupts asynchronous jobs (each records job-failed,
 // interrupted), stops watching guests (they keep running) and waits.
 func (s *Service) Close() {
-	s.stopJobs()
+	// Closed first: a job RunAsync starts from now on is interrupted at
+	// once (RunAsync checks under lmu), so stopJobs misses none.
 	s.lmu.Lock()
 	select {
 	case <-s.closed:
 	default:
 		close(s.closed)
 	}
+	s.lmu.Unlock()
+	s.stopJobs()
+	s.lmu.Lock()
 	guests := make([]*guestHandle, 0, len(s.guests))
 	for _, g := range s.guests {
 		guests = append(guests, g)

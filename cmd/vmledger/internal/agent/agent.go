@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -432,6 +433,14 @@ func (a *agent) stopService(context.Context) error {
 
 func (a *agent) startRelay(context.Context) error {
 	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
+	// Events an older log holds that are too large for NATS go out as
+	// placeholders (docs/bus.md, Limits): worth an alert, not a stall.
+	if err := a.metrics.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vmledger_relay_truncated_events_total",
+		Help: "Events published as placeholders because their JSON exceeds the NATS max payload (counted again when resent).",
+	}, func() float64 { return float64(a.relay.Truncated()) })); err != nil {
+		return fmt.Errorf("relay metric: %w", err)
+	}
 	a.relayStop = background(func(ctx context.Context) {
 		if err := a.relay.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error().Err(err).Msg("relay stopped")
