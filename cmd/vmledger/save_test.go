@@ -267,6 +267,7 @@ func TestRestoreRefusesDamagedImages(t *testing.T) {
 	before := lastSeq(t, nc)
 	for _, c := range cases {
 		out, errs, code := a.cli("restore", c.path)
+		t.Logf("%s: exit %d: %s", c.name, code, strings.TrimSpace(errs))
 		if code == 0 || !strings.Contains(errs, c.want) {
 			t.Errorf("%s: restore exit %d, stdout %q stderr %q: want a refusal mentioning %q", c.name, code, out, errs, c.want)
 		}
