@@ -17,6 +17,7 @@ import (
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
 	"github.com/vmledger/vmledger/hypervisor/guest"
+	"github.com/vmledger/vmledger/hypervisor/linuxguest"
 	"github.com/vmledger/vmledger/migrate"
 	"github.com/vmledger/vmledger/migrate/pagemix"
 )
@@ -495,4 +496,48 @@ func TestManagedSave(t *testing.T) {
 		t.Fatalf("start after managedsave-remove: %s", d.State)
 	}
 	a.mustCLI("destroy", "ms")
+}
+
+// Acceptance a on the Linux guest: the RTC set from inside Linux (date -s,
+// hwclock -w) survives save and restore (hwclock -r reads 2030 plus the
+// elapsed time), and a second hwclock -w after the restore is recorded
+// with the right absolute adjustment.
+func TestLinuxSaveRestoreClock(t *testing.T) {
+	a := guestAgent(t, t.TempDir(), "tcg")
+	id := defineLinux(t, a, "lxsave", utcVariable)
+	nc := natsConn(t, a)
+	con := tapConsole(t, nc, a.host, id)
+	tap := tapEvents(t, nc, a.host, id)
+	a.mustCLI("start", "lxsave")
+	waitReady(t, con, linuxBoot)
+	setLinuxRTC := func(at time.Time) {
+		t.Helper()
+		t0 := time.Now()
+		sendConsole(t, nc, a.host, id, linuxguest.SetRTCCommand(at))
+		var p rtcPayload
+		payload(t, tap.next(t, "rtc-changed", linuxReply), &p)
+		// hwclock -w writes at the next whole second of the system clock.
+		near(t, "adjustment - (target - now)", float64(p.Adjustment)-at.Sub(t0).Seconds(), 0.5, 2.5)
+	}
+	y2030 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	t0 := time.Now()
+	setLinuxRTC(y2030)
+
+	img := filepath.Join(imagesDir(a), "lx.save")
+	a.mustCLI("save", "lxsave", img)
+	tap.next(t, "stopped", linuxReply)
+	time.Sleep(2 * time.Second)
+	a.mustCLI("restore", img)
+	tap.next(t, "started", linuxReply)
+	con.drain()
+	sendConsole(t, nc, a.host, id, linuxguest.CmdReadRTC)
+	line := con.waitLine(t, linuxguest.HwclockPrefix, linuxReply)
+	at := time.Now()
+	rtc, err := linuxguest.ParseHwclock(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "hwclock -r after restore - (2030 + elapsed)", rtc.Sub(y2030.Add(at.Sub(t0))).Seconds(), 0.5, 2.5)
+	setLinuxRTC(time.Date(2031, 6, 1, 0, 0, 0, 0, time.UTC))
+	a.mustCLI("destroy", "lxsave")
 }
