@@ -82,28 +82,40 @@ func Restore(ctx context.Context, path string, start StartFunc) (Summary, error)
 	if err := ctx.Err(); err != nil {
 		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
+	if err := Feed(ctx, path, s, func(ctx context.Context) (Target, error) { return start(ctx, s) }); err != nil {
+		return Summary{}, err
+	}
+	return s, nil
+}
+
+// Feed is the second half of Restore, for a caller that verified the
+// image itself (VerifyFile) before acting on its config: it reopens the
+// image, checks that its header and config are still those of s, calls
+// start, and feeds the target the stream, checked again as it flows and
+// compared with s at the end (ErrChanged).
+func Feed(ctx context.Context, path string, s Summary, start func(ctx context.Context) (Target, error)) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore: %w", err)
+		return fmt.Errorf("migrate: restore: %w", err)
 	}
 	defer f.Close()
 	rd, err := NewReader(f)
 	if err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+		return fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
 	defer rd.Close()
 	if rd.Header() != s.Header || !bytes.Equal(rd.Config(), s.Config) {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w (header or config)", path, ErrChanged)
+		return fmt.Errorf("migrate: restore %s: %w (header or config)", path, ErrChanged)
 	}
-	t, err := start(ctx, s)
+	t, err := start(ctx)
 	if err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore %s: start: %w", path, err)
+		return fmt.Errorf("migrate: restore %s: start: %w", path, err)
 	}
 	if _, err := t.StreamIn(ctx, ctxReader{ctx, rd}); err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+		return fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
 	if got := rd.summary(); got.StreamXXH64 != s.StreamXXH64 || got.StreamBytes != s.StreamBytes {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w (stream)", path, ErrChanged)
+		return fmt.Errorf("migrate: restore %s: %w (stream)", path, ErrChanged)
 	}
-	return s, nil
+	return nil
 }
