@@ -77,9 +77,9 @@ func (s *Store) writeTx(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// recover runs in the writer goroutine (no commit can race it) while the
+// tryRecover runs in the writer goroutine (no commit can race it) while the
 // store is broken. On failure the store stays broken, with the new reason.
-func (s *Store) recover() {
+func (s *Store) tryRecover() {
 	err := s.roomToWrite()
 	if err == nil {
 		err = s.reopen()

@@ -72,7 +72,7 @@ func (s *Store) writer() {
 			case r, ok = <-s.reqs:
 			case <-retry.C:
 				retry = nil
-				s.recover()
+				s.tryRecover()
 				continue
 			}
 		}

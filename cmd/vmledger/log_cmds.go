@@ -26,7 +26,10 @@ func newLogCmd(g *globals) *cobra.Command {
 		Long: `Work on the event log file of a state directory (--state-dir D reads
 D/` + agent.DBFile + `) directly, without an agent. While an agent holds the file
 these verbs refuse with exit code 4: stop the agent, or ask it instead
-(history, info --at, config --at).`,
+(history, info --at, config --at). A damaged file (empty, cut short,
+damaged meta or freelist page) ends them with exit code 6 and a message
+saying what is wrong; export still reads a log whose only damage is its
+freelist (salvage it: export, then import into an empty directory).`,
 	}
 	cmd.AddCommand(newLogInspectCmd(g), newLogExportCmd(), newLogImportCmd(), newLogVerifyCmd(g))
 	return cmd
