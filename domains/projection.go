@@ -22,6 +22,12 @@ type Domain struct {
 	// Job is the asynchronous job the log says is running (job-started
 	// without its end), nil when none.
 	Job *ActiveJob `json:"job,omitempty"`
+	// Running is what the running QEMU has: the config at start
+	// amended by live device changes (devices.go); nil while shut off.
+	Running *Config `json:"live_config,omitempty"`
+	// Pending are the devices whose detach was requested and neither
+	// confirmed by QEMU (DEVICE_DELETED) nor refused yet.
+	Pending []string `json:"detach_pending,omitempty"`
 }
 
 // Live is what exists only while QEMU runs.
@@ -43,6 +49,14 @@ func (d *Domain) clone() Domain {
 	if d.Job != nil {
 		j := *d.Job
 		c.Job = &j
+	}
+	if d.Running != nil {
+		lc := d.Running.Clone()
+		c.Running = &lc
+	}
+	c.Pending = append([]string(nil), d.Pending...)
+	if len(c.Pending) == 0 {
+		c.Pending = nil
 	}
 	return c
 }
