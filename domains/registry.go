@@ -276,6 +276,9 @@ func foldRTC(d *Domain, v RTCChanged, _ Event) error {
 		// QEMU's offset), so the basis becomes utc.
 		d.Config.Clock.Adjustment = v.Adjustment
 		d.Config.Clock.Basis = BasisUTC
+		if d.Running != nil {
+			d.Running.Clock = d.Config.Clock
+		}
 	}
 	if d.Live != nil {
 		d.Live.RTC = v.Adjustment
