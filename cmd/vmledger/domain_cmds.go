@@ -226,7 +226,7 @@ func newInfoCmd(g *globals) *cobra.Command {
 }
 
 func newConfigCmd(g *globals) *cobra.Command {
-	var asYAML bool
+	var asYAML, live bool
 	var at string
 	cmd := &cobra.Command{
 		Use:   "config DOMAIN [--at SEQ|TIME]",
@@ -237,7 +237,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var c domains.Config
-			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at}, &c); err != nil {
+			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at, Live: live}, &c); err != nil {
 				return err
 			}
 			if asYAML {
@@ -252,6 +252,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asYAML, "yaml", false, "print YAML instead of JSON")
+	cmd.Flags().BoolVar(&live, "live", false, "the running guest's config: with the devices attached and detached live")
 	addAt(cmd, &at)
 	addJSON(cmd, g)
 	return cmd
