@@ -2,10 +2,8 @@ package main
 
 import (
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
@@ -88,28 +86,9 @@ func newDetachDeviceCmd(g *globals) *cobra.Command {
 
 // readSpec reads a device spec as strictly as readConfig reads a config.
 func readSpec(path string, stdin io.Reader) (domains.DeviceSpec, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return domains.DeviceSpec{}, usagef("read spec: %w", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	raw, err := io.ReadAll(io.LimitReader(r, maxSpecFile+1))
+	js, err := readYAMLFile("spec", path, stdin, maxSpecFile)
 	if err != nil {
-		return domains.DeviceSpec{}, usagef("read spec: %w", err)
-	}
-	if len(raw) > maxSpecFile {
-		return domains.DeviceSpec{}, usagef("spec %s: larger than %d bytes", path, maxSpecFile)
-	}
-	if err := checkYAML(raw); err != nil {
-		return domains.DeviceSpec{}, usagef("spec %s: %w", path, err)
-	}
-	js, err := yaml.YAMLToJSON(raw)
-	if err != nil {
-		return domains.DeviceSpec{}, usagef("spec %s: %w", path, err)
+		return domains.DeviceSpec{}, err
 	}
 	var s domains.DeviceSpec
 	if err := domains.DecodeStrict(js, &s); err != nil {

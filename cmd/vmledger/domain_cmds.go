@@ -37,7 +37,7 @@ func newDefineCmd(g *globals) *cobra.Command {
 			"The file is read strictly: unknown fields, keys in another case, a key given twice, a second\n" +
 			"YAML document and the all-zero UUID are errors. Names must not parse as UUIDs; vcpus, memory\n" +
 			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
-		Args:  exactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := readConfig(args[0], cmd.InOrStdin())
 			if err != nil {
@@ -63,34 +63,44 @@ const maxConfigFile = 1 << 20
 // case, keys given twice and a second YAML document are errors, so a typo
 // never silently becomes a default or an override.
 func readConfig(path string, stdin io.Reader) (domains.Config, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return domains.Config{}, usagef("read config: %w", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	raw, err := io.ReadAll(io.LimitReader(r, maxConfigFile+1))
+	js, err := readYAMLFile("config", path, stdin, maxConfigFile)
 	if err != nil {
-		return domains.Config{}, usagef("read config: %w", err)
-	}
-	if len(raw) > maxConfigFile {
-		return domains.Config{}, usagef("config %s: larger than %d bytes", path, maxConfigFile)
-	}
-	if err := checkYAML(raw); err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
-	}
-	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
-	if err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
+		return domains.Config{}, err
 	}
 	cfg, err := domains.DecodeConfig(js)
 	if err != nil {
 		return domains.Config{}, usagef("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// readYAMLFile reads a JSON or YAML file ('-': stdin) of at most max
+// bytes, strictly (checkYAML), and returns it as JSON.
+func readYAMLFile(what, path string, stdin io.Reader, max int64) ([]byte, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usagef("read %s: %w", what, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, usagef("read %s: %w", what, err)
+	}
+	if int64(len(raw)) > max {
+		return nil, usagef("%s %s: larger than %d bytes", what, path, max)
+	}
+	if err := checkYAML(raw); err != nil {
+		return nil, usagef("%s %s: %w", what, path, err)
+	}
+	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
+	if err != nil {
+		return nil, usagef("%s %s: %w", what, path, err)
+	}
+	return js, nil
 }
 
 // checkYAML refuses what YAMLToJSON would let pass silently: a key given

@@ -8,10 +8,10 @@ import (
 
 // DeviceRequest is attach-device's body (Spec) and detach-device's (ID).
 type DeviceRequest struct {
-	CommandID string              `json:"command_id,omitempty"`
-	Domain    string              `json:"domain"`
-	Spec      *domains.DeviceSpec `json:"spec,omitempty"` // attach-device
-	ID        string              `json:"id,omitempty"`   // detach-device
+	CommandID string                `json:"command_id,omitempty"`
+	Domain    string                `json:"domain"`
+	Spec      *domains.DeviceSpec   `json:"spec,omitempty"` // attach-device
+	ID        string                `json:"id,omitempty"`   // detach-device
 	Options   domains.DeviceOptions `json:"options"`
 }
 
