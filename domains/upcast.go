@@ -11,6 +11,10 @@ import "fmt"
 //
 // History of shape changes (docs/replay.md):
 //
+//	device-attached, device-detach-requested, device-detached 1 → 2:
+//	                live and persistent config apart (virsh --live,
+//	                --config), and device-attached carries a DeviceSpec.
+//
 //	shutdown 1 → 2: `guest bool` became `reason "guest"|"host"`, to match
 //	                libvirt's SHUTDOWN_GUEST / SHUTDOWN_HOST details and
 //	                leave room for more origins without another bool.
@@ -33,6 +37,18 @@ func upcast(r *reader, t Type, schema uint16) (Payload, error) {
 			reason = ShutdownGuest
 		}
 		p = Shutdown{Reason: reason, QEMUReason: qemuReason}
+	case t == TypeDeviceAttached && schema == 1:
+		// v1: bool live, JSON device; it always went into the config.
+		v := DeviceAttached{Live: r.bool(), Persist: true}
+		if err := decodeJSON(r, &v.Device); err != nil {
+			return nil, err
+		}
+		p = v
+	case t == TypeDeviceDetachRequested && schema == 1:
+		p = DeviceDetachRequested{ID: r.str()}
+	case t == TypeDeviceDetached && schema == 1:
+		// v1 removed the device from the config (the only one there was).
+		p = DeviceDetached{ID: r.str(), Live: true, Persist: true}
 	default:
 		return nil, fmt.Errorf("%s schema version %d is not known to this release (current %d): %w",
 			t, schema, currentSchema(t), ErrCorrupt)

@@ -63,34 +63,44 @@ const maxConfigFile = 1 << 20
 // case, keys given twice and a second YAML document are errors, so a typo
 // never silently becomes a default or an override.
 func readConfig(path string, stdin io.Reader) (domains.Config, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return domains.Config{}, usagef("read config: %w", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	raw, err := io.ReadAll(io.LimitReader(r, maxConfigFile+1))
+	js, err := readYAMLFile("config", path, stdin, maxConfigFile)
 	if err != nil {
-		return domains.Config{}, usagef("read config: %w", err)
-	}
-	if len(raw) > maxConfigFile {
-		return domains.Config{}, usagef("config %s: larger than %d bytes", path, maxConfigFile)
-	}
-	if err := checkYAML(raw); err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
-	}
-	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
-	if err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
+		return domains.Config{}, err
 	}
 	cfg, err := domains.DecodeConfig(js)
 	if err != nil {
 		return domains.Config{}, usagef("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// readYAMLFile reads a JSON or YAML file ('-': stdin) of at most max
+// bytes, strictly (checkYAML), and returns it as JSON.
+func readYAMLFile(what, path string, stdin io.Reader, max int64) ([]byte, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usagef("read %s: %w", what, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, usagef("read %s: %w", what, err)
+	}
+	if int64(len(raw)) > max {
+		return nil, usagef("%s %s: larger than %d bytes", what, path, max)
+	}
+	if err := checkYAML(raw); err != nil {
+		return nil, usagef("%s %s: %w", what, path, err)
+	}
+	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
+	if err != nil {
+		return nil, usagef("%s %s: %w", what, path, err)
+	}
+	return js, nil
 }
 
 // checkYAML refuses what YAMLToJSON would let pass silently: a key given
@@ -230,7 +240,7 @@ func newInfoCmd(g *globals) *cobra.Command {
 }
 
 func newConfigCmd(g *globals) *cobra.Command {
-	var asYAML bool
+	var asYAML, live bool
 	var at string
 	cmd := &cobra.Command{
 		Use:   "config DOMAIN [--at SEQ|TIME]",
@@ -241,7 +251,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var c domains.Config
-			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at}, &c); err != nil {
+			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at, Live: live}, &c); err != nil {
 				return err
 			}
 			if asYAML {
@@ -256,6 +266,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asYAML, "yaml", false, "print YAML instead of JSON")
+	cmd.Flags().BoolVar(&live, "live", false, "the running guest's config: with the devices attached and detached live")
 	addAt(cmd, &at)
 	addJSON(cmd, g)
 	return cmd
