@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"syscall"
@@ -79,7 +80,7 @@ func BenchmarkReader(b *testing.B) {
 // BenchmarkReader's full pass.
 func BenchmarkScan(b *testing.B) {
 	benchRead(b, func(img []byte) error {
-		_, err := Scan(bytes.NewReader(img))
+		_, err := Scan(context.Background(), bytes.NewReader(img))
 		return err
 	})
 }

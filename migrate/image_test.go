@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -74,7 +75,7 @@ func writeImage(t testing.TB, config, stream []byte, o Options) []byte {
 }
 
 // checkers are the two whole-image checks: each test of damage runs both.
-var checkers = map[string]func(io.Reader) (Summary, error){"Verify": Verify, "Scan": Scan}
+var checkers = map[string]func(context.Context, io.Reader) (Summary, error){"Verify": Verify, "Scan": Scan}
 
 var testConfig = []byte(`{"name":"demo","memory_mib":16,"clock":{"offset":"variable","adjustment":86400}}`)
 
@@ -123,7 +124,7 @@ func TestPartialMagicUntilCommit(t *testing.T) {
 	w.mu.Lock() // the pipeline is still writing: look at a snapshot
 	snap := append([]byte(nil), f.b...)
 	w.mu.Unlock()
-	_, err = Verify(bytes.NewReader(snap))
+	_, err = Verify(context.Background(), bytes.NewReader(snap))
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("Verify before Commit = %v, want ErrIncomplete", err)
 	}
@@ -133,13 +134,13 @@ func TestPartialMagicUntilCommit(t *testing.T) {
 	if f.syncs != 2 {
 		t.Errorf("Commit synced %d times, want 2 (before and after the final magic)", f.syncs)
 	}
-	if _, err := Verify(bytes.NewReader(f.b)); err != nil {
+	if _, err := Verify(context.Background(), bytes.NewReader(f.b)); err != nil {
 		t.Fatalf("Verify after Commit: %v", err)
 	}
 	// The same bytes with the partial magic put back: refused.
 	torn := append([]byte(nil), f.b...)
 	copy(torn, magicPartial[:])
-	if _, err := Verify(bytes.NewReader(torn)); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "did not finish") {
+	if _, err := Verify(context.Background(), bytes.NewReader(torn)); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "did not finish") {
 		t.Errorf("partial magic: %v", err)
 	}
 }
@@ -157,7 +158,7 @@ func TestTruncated(t *testing.T) {
 	}
 	for _, n := range cuts {
 		for name, check := range checkers {
-			_, err := check(bytes.NewReader(img[:n]))
+			_, err := check(context.Background(), bytes.NewReader(img[:n]))
 			if err == nil {
 				t.Fatalf("image cut at %d of %d bytes passed %s", n, len(img), name)
 			}
@@ -173,9 +174,9 @@ func TestTruncated(t *testing.T) {
 			}
 		}
 	}
-	_, err := Verify(bytes.NewReader(img[:len(img)-endRecordSize]))
+	_, err := Verify(context.Background(), bytes.NewReader(img[:len(img)-endRecordSize]))
 	t.Logf("cut before the end marker: %v", err)
-	_, err = Verify(bytes.NewReader(img[:len(img)/2]))
+	_, err = Verify(context.Background(), bytes.NewReader(img[:len(img)/2]))
 	t.Logf("cut in half: %v", err)
 }
 
@@ -199,7 +200,7 @@ func TestFlippedBytes(t *testing.T) {
 				bad := append([]byte(nil), img...)
 				bad[off] ^= 0x10
 				for name, check := range checkers {
-					_, err := check(bytes.NewReader(bad))
+					_, err := check(context.Background(), bytes.NewReader(bad))
 					if err == nil {
 						t.Fatalf("flipped bit at offset %d not caught by %s", off, name)
 					}
@@ -259,7 +260,7 @@ func TestHostileImages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for name, check := range checkers {
-				_, err := check(bytes.NewReader(tt.img))
+				_, err := check(context.Background(), bytes.NewReader(tt.img))
 				if err == nil || !strings.Contains(err.Error(), tt.want) {
 					t.Errorf("%s = %v, want an error containing %q", name, err, tt.want)
 				}
@@ -296,7 +297,7 @@ func TestCreateRefusesExistingAndAbortRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	fw.Abort()
-	if _, err := VerifyFile(path); err != nil {
+	if _, err := VerifyFile(context.Background(), path); err != nil {
 		t.Fatalf("committed image: %v", err)
 	}
 }

@@ -199,7 +199,7 @@ func TestRestoreChecksBeforeAndWhileStreaming(t *testing.T) {
 			t.Logf("%v", r.err)
 		})
 	}
-	if _, err := ScanFile(inside); err != nil {
+	if _, err := ScanFile(context.Background(), inside); err != nil {
 		t.Errorf("Scan refused a payload with a valid CRC and length: %v (this test then shows nothing)", err)
 	}
 }
@@ -211,11 +211,11 @@ func TestScanMatchesVerify(t *testing.T) {
 	stream := testStream(1<<20+12345, 12)
 	for _, c := range []Compression{None, Zstd, Snappy} {
 		img := writeImage(t, testConfig, stream, Options{Compression: c, ChunkSize: 64 << 10})
-		v, err := Verify(bytes.NewReader(img))
+		v, err := Verify(context.Background(), bytes.NewReader(img))
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Scan(bytes.NewReader(img))
+		s, err := Scan(context.Background(), bytes.NewReader(img))
 		if err != nil {
 			t.Fatalf("%s: Scan: %v", c, err)
 		}
@@ -223,5 +223,26 @@ func TestScanMatchesVerify(t *testing.T) {
 			s.Chunks != v.Chunks || s.StreamXXH64 != v.StreamXXH64 || s.StreamXXH64 != xxhash.Sum64(stream) {
 			t.Errorf("%s: Scan %+v, Verify %+v", c, s, v)
 		}
+	}
+}
+
+// TestVerifyHonoursContext: a cancelled verify stops with ctx's error, and
+// a restore whose ctx ended never starts the destination.
+func TestVerifyHonoursContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.save")
+	if _, err := Save(context.Background(), fakeSource{stream: testStream(1<<20, 6)}, path, testConfig, Options{Compression: Zstd}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := VerifyFile(ctx, path); !errors.Is(err, context.Canceled) {
+		t.Errorf("VerifyFile with a cancelled ctx = %v", err)
+	}
+	_, err := Restore(ctx, path, func(context.Context, Summary) (Target, error) {
+		t.Error("destination started under a cancelled ctx")
+		return &fakeTarget{}, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Restore with a cancelled ctx = %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"fmt"
 	"io"
 )
@@ -22,15 +23,16 @@ import (
 //
 // Scan costs one sequential read and a hardware CRC, about a tenth of
 // Verify's CPU on a zstd image (docs/performance.md).
-func Scan(r io.Reader) (Summary, error) {
+// ctx is checked between records: a scan of gigabytes can be given up.
+func Scan(ctx context.Context, r io.Reader) (Summary, error) {
 	rd, err := NewReader(r)
 	if err != nil {
 		return Summary{}, err
 	}
-	return rd.scan()
+	return rd.scan(ctx)
 }
 
-func (r *Reader) scan() (Summary, error) {
+func (r *Reader) scan(ctx context.Context) (Summary, error) {
 	if r.started {
 		return Summary{}, fmt.Errorf("migrate: scan of a reader already read")
 	}
@@ -38,6 +40,9 @@ func (r *Reader) scan() (Summary, error) {
 	r.err = fmt.Errorf("migrate: reader used by Scan")
 	var raw, count uint64
 	for index := uint64(0); ; index++ {
+		if err := ctx.Err(); err != nil {
+			return Summary{}, err
+		}
 		j := r.readRecord(index)
 		if j.err != nil {
 			return Summary{}, j.err
