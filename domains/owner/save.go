@@ -354,7 +354,7 @@ func (s *Service) runRestore(ctx context.Context, j *Job, path string, sum migra
 		return fmt.Errorf("restore: its QEMU cannot resume")
 	}
 	ps := []domains.Payload{domains.Started{Reason: domains.StartRestored, Accel: g.Accel(), PID: g.PID(), ClockBase: base},
-		domains.TransferCompleted{Kind: domains.TypeRestoreCompleted, Path: path, Bytes: uint64(sum.StreamBytes),
+		domains.TransferCompleted{Kind: domains.TypeRestoreCompleted, Path: path, Bytes: imageSize(path),
 			Digest: "xxh64:" + hex.EncodeToString(be64(sum.StreamXXH64))}}
 	if !run {
 		ps = append(ps, domains.Paused{Reason: domains.PauseUser})
@@ -376,6 +376,14 @@ func (s *Service) runRestore(ctx context.Context, j *Job, path string, sum migra
 		_ = os.Remove(path)
 	}
 	return nil
+}
+
+// imageSize is the image file's size, as save-completed reports it.
+func imageSize(path string) uint64 {
+	if fi, err := os.Stat(path); err == nil {
+		return uint64(fi.Size())
+	}
+	return 0
 }
 
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
