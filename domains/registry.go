@@ -38,7 +38,9 @@ var catalogue = []eventSpec{
 		},
 		func(d *Domain, v Started, e Event) error {
 			d.Reason = v.Reason
+			lc := d.Config.Clone()
 			d.Live = &Live{Accel: v.Accel, PID: v.PID, ClockBase: v.ClockBase, RTC: v.ClockBase, Started: e.Time}
+			d.Running, d.Pending = &lc, nil
 			return nil
 		}),
 	row(TypePaused, 1, zero[Paused],
@@ -56,7 +58,10 @@ var catalogue = []eventSpec{
 	row(TypeStopped, 1, zero[Stopped],
 		func(w *writer, v Stopped) error { w.str(v.Reason); w.str(v.Detail); return nil },
 		func(r *reader, _ Type) (Stopped, error) { return Stopped{Reason: r.str(), Detail: r.str()}, nil },
-		func(d *Domain, v Stopped, _ Event) error { d.Reason, d.Live = v.Reason, nil; return nil }),
+		func(d *Domain, v Stopped, _ Event) error {
+			d.Reason, d.Live, d.Running, d.Pending = v.Reason, nil, nil, nil
+			return nil
+		}),
 	row(TypeReset, 1, zero[Reset],
 		func(w *writer, v Reset) error { w.bool(v.Guest); w.str(v.Reason); return nil },
 		func(r *reader, _ Type) (Reset, error) { return Reset{Guest: r.bool(), Reason: r.str()}, nil },
@@ -75,54 +80,62 @@ var catalogue = []eventSpec{
 		},
 		foldRTC),
 
-	row(TypeDeviceAttached, 1, zero[DeviceAttached],
-		func(w *writer, v DeviceAttached) error { w.bool(v.Live); return encodeJSON(w, v.Device) },
+	row(TypeDeviceAttached, 2, zero[DeviceAttached], // schema 1: upcast.go
+		func(w *writer, v DeviceAttached) error {
+			w.bool(v.Live)
+			if err := encodeJSON(w, v.Device); err != nil {
+				return err
+			}
+			w.bool(v.Persist)
+			return encodeJSON(w, v.Spec)
+		},
 		func(r *reader, _ Type) (v DeviceAttached, err error) {
 			v.Live = r.bool()
-			err = decodeJSON(r, &v.Device)
+			if err = decodeJSON(r, &v.Device); err != nil {
+				return
+			}
+			v.Persist = r.bool()
+			err = decodeJSON(r, &v.Spec)
 			return
 		},
-		func(d *Domain, v DeviceAttached, _ Event) error {
-			d.Config.Devices = append(d.Config.Devices, v.Device)
-			return nil
-		}),
-	row(TypeDeviceDetachRequested, 1, zero[DeviceDetachRequested],
-		func(w *writer, v DeviceDetachRequested) error { w.str(v.ID); return nil },
-		func(r *reader, _ Type) (DeviceDetachRequested, error) { return DeviceDetachRequested{ID: r.str()}, nil },
-		nil),
-	row(TypeDeviceDetached, 1, zero[DeviceDetached],
-		func(w *writer, v DeviceDetached) error { w.str(v.ID); return nil },
-		func(r *reader, _ Type) (DeviceDetached, error) { return DeviceDetached{ID: r.str()}, nil },
-		func(d *Domain, v DeviceDetached, _ Event) error {
-			for i, dev := range d.Config.Devices {
-				if dev.ID == v.ID {
-					d.Config.Devices = append(d.Config.Devices[:i:i], d.Config.Devices[i+1:]...)
-					break
-				}
-			}
-			return nil
-		}),
+		foldAttached),
+	row(TypeDeviceDetachRequested, 2, zero[DeviceDetachRequested],
+		func(w *writer, v DeviceDetachRequested) error { w.str(v.ID); w.bool(v.Persist); return nil },
+		func(r *reader, _ Type) (DeviceDetachRequested, error) {
+			return DeviceDetachRequested{ID: r.str(), Persist: r.bool()}, nil
+		},
+		foldDetachRequested),
+	row(TypeDeviceDetached, 2, zero[DeviceDetached],
+		func(w *writer, v DeviceDetached) error { w.str(v.ID); w.bool(v.Live); w.bool(v.Persist); return nil },
+		func(r *reader, _ Type) (DeviceDetached, error) {
+			return DeviceDetached{ID: r.str(), Live: r.bool(), Persist: r.bool()}, nil
+		},
+		foldDetached),
 	row(TypeDeviceDetachFailed, 1, zero[DeviceDetachFailed],
 		func(w *writer, v DeviceDetachFailed) error { w.str(v.ID); w.str(v.Error); return nil },
 		func(r *reader, _ Type) (DeviceDetachFailed, error) {
 			return DeviceDetachFailed{ID: r.str(), Error: r.str()}, nil
 		},
-		nil),
+		func(d *Domain, v DeviceDetachFailed, _ Event) error {
+			d.Pending = without(d.Pending, v.ID)
+			return nil
+		}),
 
 	transferStarted(TypeSaveStarted), transferCompleted(TypeSaveCompleted), transferFailed(TypeSaveFailed),
 	transferStarted(TypeRestoreStarted), transferCompleted(TypeRestoreCompleted), transferFailed(TypeRestoreFailed),
 
-	row(TypeMigrationState, 1, zero[MigrationState],
+	row(TypeMigrationState, 2, zero[MigrationState], // schema 1: upcast.go
 		func(w *writer, v MigrationState) error {
 			w.str(v.Role)
 			w.str(v.From)
 			w.str(v.To)
 			w.str(v.Peer)
 			w.str(v.Reason)
+			w.uvarint(v.Epoch)
 			return nil
 		},
 		func(r *reader, _ Type) (MigrationState, error) {
-			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str()}, nil
+			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str(), Epoch: r.uvarint()}, nil
 		},
 		nil),
 	row(TypeMigrationIteration, 1, zero[MigrationIteration],
@@ -264,6 +277,9 @@ func foldRTC(d *Domain, v RTCChanged, _ Event) error {
 		// QEMU's offset), so the basis becomes utc.
 		d.Config.Clock.Adjustment = v.Adjustment
 		d.Config.Clock.Basis = BasisUTC
+		if d.Running != nil {
+			d.Running.Clock = d.Config.Clock
+		}
 	}
 	if d.Live != nil {
 		d.Live.RTC = v.Adjustment
@@ -281,20 +297,49 @@ func endJob(d *Domain, id string) error {
 	return nil
 }
 
-// specs indexes the catalogue by type string. It is built once from the
-// table and never changed.
-var specs = func() map[string]*eventSpec {
-	m := make(map[string]*eventSpec, len(catalogue))
-	for i := range catalogue {
-		if _, dup := m[string(catalogue[i].typ)]; dup {
-			panic("domains: event type " + string(catalogue[i].typ) + " is in the catalogue twice")
-		}
-		m[string(catalogue[i].typ)] = &catalogue[i]
+// specs indexes the catalogue by type string: open addressing over a
+// small array, built once from the table and never changed. Replay looks
+// a type up for each event it decodes and folds, and this is several
+// times cheaper than a map's string hashing.
+var specs = func() (t [specSlots]*eventSpec) {
+	if len(catalogue) > specSlots/2 {
+		panic("domains: the event catalogue outgrew its index")
 	}
-	return m
+	for i := range catalogue {
+		h := typeHash([]byte(catalogue[i].typ))
+		for t[h] != nil {
+			if t[h].typ == catalogue[i].typ {
+				panic("domains: event type " + string(catalogue[i].typ) + " is in the catalogue twice")
+			}
+			h = (h + 1) % specSlots
+		}
+		t[h] = &catalogue[i]
+	}
+	return t
 }()
 
-func spec(t Type) *eventSpec { return specs[string(t)] }
+const specSlots = 128
+
+func typeHash(s []byte) int {
+	if len(s) == 0 {
+		return 0
+	}
+	return (len(s)*31 + int(s[0])*7 + int(s[len(s)-1])*3 + int(s[len(s)/2])) % specSlots
+}
+
+// lookup finds the catalogue row of a type string (raw bytes from the
+// codec, without allocating), nil when unknown.
+func lookup(s []byte) *eventSpec {
+	for h := typeHash(s); specs[h] != nil; h = (h + 1) % specSlots {
+		if string(specs[h].typ) == string(s) {
+			return specs[h]
+		}
+	}
+	return nil
+}
+
+// spec is lookup for a Type (the conversion to bytes does not escape).
+func spec(t Type) *eventSpec { return lookup([]byte(t)) }
 
 // Types lists every event type, in catalogue order.
 func Types() []Type {
@@ -308,7 +353,7 @@ func Types() []Type {
 // internType maps raw bytes to the Type constant without allocating, or ""
 // when unknown.
 func internType(b []byte) Type {
-	if s := specs[string(b)]; s != nil {
+	if s := lookup(b); s != nil {
 		return s.typ
 	}
 	return ""
@@ -329,15 +374,12 @@ func encodePayload(w *writer, p Payload) error {
 	return s.encode(w, p)
 }
 
-func decodePayload(r *reader, t Type, schema uint16) (Payload, error) {
-	s := spec(t)
-	if s == nil {
-		return nil, fmt.Errorf("unknown type %q: %w", t, ErrCorrupt)
-	}
+// decodePayload decodes a payload of the row's type written at schema.
+func (s *eventSpec) decodePayload(r *reader, schema uint16) (Payload, error) {
 	if schema != s.schema {
-		return upcast(r, t, schema)
+		return upcast(r, s.typ, schema)
 	}
-	p, err := s.decode(r, t)
+	p, err := s.decode(r, s.typ)
 	if err != nil {
 		return nil, err
 	}

@@ -31,13 +31,17 @@ const (
 	// VerbJobAbort aborts its asynchronous job (virsh domjobabort).
 	VerbJobInfo  = "job-info"
 	VerbJobAbort = "job-abort"
+	// Device hotplug (virsh attach-device, detach-device): devices.go.
+	VerbAttachDevice = "attach-device"
+	VerbDetachDevice = "detach-device"
 )
 
 // Verbs lists every verb.
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
-		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove}
+		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
+		VerbAttachDevice, VerbDetachDevice}
 }
 
 // DefineRequest carries a domain configuration.
@@ -56,6 +60,9 @@ type DomainRequest struct {
 	// At (info and config only) asks for the domain as it stood at a point
 	// of the log: a decimal sequence or an RFC 3339 time (docs/replay.md).
 	At string `json:"at,omitempty"`
+	// Live (config only) asks for the running QEMU's config, with the
+	// devices attached and detached live.
+	Live bool `json:"live,omitempty"`
 }
 
 // ListRequest filters list.
@@ -95,6 +102,8 @@ type Service interface {
 	Suspend(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Resume(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Reset(ctx context.Context, cmdID, ref string) (domains.Result, error)
+	AttachDevice(ctx context.Context, cmdID, ref string, spec domains.DeviceSpec, o domains.DeviceOptions) (domains.Result, error)
+	DetachDevice(ctx context.Context, cmdID, ref, id string, o domains.DeviceOptions) (domains.Result, error)
 	JobInfo(ref string) (*domains.JobInfo, error)
 	AbortJob(ctx context.Context, ref string) (domains.JobInfo, error)
 	List() []domains.Domain
@@ -146,6 +155,8 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 			return nil, err
 		}
 		return h.list(r), nil
+	case VerbAttachDevice, VerbDetachDevice:
+		return h.device(ctx, verb, body)
 	case VerbInfo, VerbConfig:
 		var r DomainRequest
 		if err := decodeRef(body, &r); err != nil {
@@ -160,6 +171,9 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 		}
 		if err != nil {
 			return nil, err
+		}
+		if verb == VerbConfig && r.Live {
+			return d.LiveConfig(), nil
 		}
 		if verb == VerbConfig {
 			return d.Config, nil
@@ -183,6 +197,9 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 			return nil, err
 		}
 		return JobReply{Job: j}, nil
+	}
+	if r.Live {
+		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no \"live\": only config does", verb)
 	}
 	if (r.Paused || r.ForceBoot) && verb != VerbStart {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused or force_boot flag", verb)
