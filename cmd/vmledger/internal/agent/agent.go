@@ -47,7 +47,10 @@ type Config struct {
 	Accel      string
 	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
 	QEMUBinary string
-	Log        zerolog.Logger
+	// AllowDirs are the directories save and restore may use (default
+	// <StateDir>/images, made at start).
+	AllowDirs []string
+	Log       zerolog.Logger
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -388,7 +391,12 @@ func (a *agent) stopNATS(ctx context.Context) error {
 }
 
 func (a *agent) startService(context.Context) error {
+	images, managed, err := a.imageDirs()
+	if err != nil {
+		return err
+	}
 	a.svc = owner.NewService(owner.Options{
+		Images: images, ManagedSaveDir: managed,
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
