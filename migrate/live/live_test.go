@@ -1,4 +1,4 @@
-package migrate_test
+package live_test
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/hypervisor/guest"
 	"github.com/vmledger/vmledger/hypervisor/qemu"
-	"github.com/vmledger/vmledger/migrate"
+	"github.com/vmledger/vmledger/migrate/live"
 )
 
 // liveLog is one side's log of migration-state events.
@@ -194,10 +194,10 @@ func TestLiveStateMachineRealQEMU(t *testing.T) {
 					}
 				}
 			}
-			out, err := migrate.Live(ctx, migrate.LivePlan{
+			out, err := live.Run(ctx, live.Plan{
 				SourceHost: "host-a", DestHost: "host-b", Epoch: 1, Source: src, Address: "127.0.0.1", Options: opts,
 				RecordSource: a.log.record, RecordDest: b.log.record,
-				Prepare: func(ctx context.Context) (migrate.LiveDestination, error) {
+				Prepare: func(ctx context.Context) (live.Destination, error) {
 					g, err := b.d.StartIncoming(ctx, spec)
 					if err != nil {
 						return nil, err

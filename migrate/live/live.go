@@ -1,4 +1,11 @@
-package migrate
+// Package live runs the phases of a live migration (begin, prepare, perform,
+// finish, confirm) on both sides' state machines (domains.Migration,
+// docs/migration.md), recording every transition on its side's log before
+// acting on it, and recovering on failure as the table says: the source
+// resumes, the destination is torn down. It drives both QEMUs through
+// interfaces, so the transport between two agents (NATS) and the
+// in-process case are the caller's.
+package live
 
 import (
 	"context"
@@ -10,24 +17,16 @@ import (
 	"github.com/vmledger/vmledger/hypervisor/qemu"
 )
 
-// Live runs the phases of a live migration (begin, prepare, perform,
-// finish, confirm) on both sides' state machines (domains.Migration,
-// docs/migration.md), recording every transition on its side's log before
-// acting on it, and recovering on failure as the table says: the source
-// resumes, the destination is torn down. It drives both QEMUs through
-// interfaces, so the transport between two agents (NATS) and the
-// in-process case are the caller's.
-
-// LiveSource is the source's running guest (a *qemu.Guest).
-type LiveSource interface {
+// Source is the source's running guest (a *qemu.Guest).
+type Source interface {
 	MigrateLive(ctx context.Context, uri string, o qemu.LiveOptions) (qemu.LiveResult, error)
 	Resume(ctx context.Context) error
 	Kill(ctx context.Context) error
 }
 
-// LiveDestination is the destination's QEMU started with -incoming (a
+// Destination is the destination's QEMU started with -incoming (a
 // *qemu.Guest from Driver.StartIncoming).
-type LiveDestination interface {
+type Destination interface {
 	ListenIncoming(ctx context.Context, host string) (string, error)
 	WaitIncoming(ctx context.Context) error
 	Resume(ctx context.Context) error
@@ -39,29 +38,29 @@ type LiveDestination interface {
 // acted on.
 type Recorder func(ctx context.Context, ev domains.MigrationState) error
 
-// LivePlan is one migration.
-type LivePlan struct {
+// Plan is one migration.
+type Plan struct {
 	SourceHost, DestHost string
 	Epoch                uint64 // the domain's ownership epoch at the source
-	Source               LiveSource
+	Source               Source
 	// Prepare starts the destination's QEMU (on a fresh all-zero RAM
 	// file, with the config the source sent).
-	Prepare func(ctx context.Context) (LiveDestination, error)
+	Prepare func(ctx context.Context) (Destination, error)
 	Address string // where the destination listens (an IP; loopback in tests)
 	Options qemu.LiveOptions
 	// RecordSource and RecordDest log each side's transitions.
 	RecordSource, RecordDest Recorder
 }
 
-// LiveOutcome says where the guest ended up.
-type LiveOutcome struct {
+// Outcome says where the guest ended up.
+type Outcome struct {
 	Source, Dest domains.Migration // final machines
 	Result       qemu.LiveResult   // QEMU's figures when the stream completed
 }
 
 // Runs reports which host runs the guest at the end ("" for neither:
 // a recovery failed, see docs/migration.md).
-func (o LiveOutcome) Runs() string {
+func (o Outcome) Runs() string {
 	switch {
 	case o.Dest.MayRun():
 		return o.Source.Peer
@@ -74,27 +73,27 @@ func (o LiveOutcome) Runs() string {
 // recoverTimeout bounds the undo steps (resume, kill) once ctx is done.
 const recoverTimeout = 10 * time.Second
 
-// Live runs plan. On success the guest runs on the destination and the
+// Run runs plan. On success the guest runs on the destination and the
 // source's QEMU is gone; on failure the error says why, and the outcome
 // says where the guest runs (the source, unless the recovery failed).
-func Live(ctx context.Context, plan LivePlan) (LiveOutcome, error) {
+func Run(ctx context.Context, plan Plan) (Outcome, error) {
 	src, err := domains.NewMigration(domains.RoleSource, plan.DestHost, plan.Epoch)
 	if err != nil {
-		return LiveOutcome{}, err
+		return Outcome{}, err
 	}
 	dst, err := domains.NewMigration(domains.RoleDestination, plan.SourceHost, plan.Epoch)
 	if err != nil {
-		return LiveOutcome{}, err
+		return Outcome{}, err
 	}
 	r := &liveRun{plan: plan, src: src, dst: dst}
 	err = r.run(ctx)
-	return LiveOutcome{Source: r.src, Dest: r.dst, Result: r.result}, err
+	return Outcome{Source: r.src, Dest: r.dst, Result: r.result}, err
 }
 
 type liveRun struct {
-	plan     LivePlan
+	plan     Plan
 	src, dst domains.Migration
-	guest    LiveDestination
+	guest    Destination
 	uri      string
 	result   qemu.LiveResult
 }
