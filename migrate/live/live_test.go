@@ -75,7 +75,7 @@ func newLiveHost(t *testing.T) *liveHost {
 	return &liveHost{d: d}
 }
 
-func liveTinySpec(t *testing.T) domains.StartSpec {
+func liveTinySpec(t testing.TB) domains.StartSpec {
 	img := filepath.Join(t.TempDir(), "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)
