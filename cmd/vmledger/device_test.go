@@ -12,16 +12,6 @@ import (
 	"github.com/vmledger/vmledger/domains"
 )
 
-// devInfo reads a domain's live device set and its QEMU pid.
-func devInfo(t *testing.T, a *agentProc, dom string) domains.Domain {
-	t.Helper()
-	var d domains.Domain
-	if err := json.Unmarshal([]byte(a.mustCLI("info", dom, "--json")), &d); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func devState(d domains.Domain, id string) string {
 	for _, s := range d.Devices() {
 		if s.ID == id {
@@ -75,7 +65,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	defineTiny(t, a, dom, "{offset: utc}")
 	a.mustCLI("start", dom)
 	nc := natsConn(t, a)
-	tap := tapEvents(t, nc, a.host, uuidOf(t, devInfo(t, a, dom).Config.UUID.String()).String())
+	tap := tapEvents(t, nc, a.host, uuidOf(t, infoOf(t, a, dom).Config.UUID.String()).String())
 	dir := t.TempDir()
 	img := filepath.Join(dir, "usb.img")
 	blk := filepath.Join(dir, "blk.img")
@@ -88,7 +78,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	usb := spec("usb.yaml", "kind: disk\nid: usb1\ntarget: sdb\npath: "+img+"\nformat: raw\nbus: usb\n")
 
 	// e: bad specs: clear errors, no event.
-	before := devInfo(t, a, dom).Version
+	before := infoOf(t, a, dom).Version
 	bad := []struct{ name, body, want string }{
 		{"bus", "kind: disk\nid: d1\ntarget: vdz\npath: " + img + "\nbus: scsi\n", "must be virtio, ide, sata or usb"},
 		{"kind", "kind: gpu\nid: g1\n", "must be disk, nic, serial or memory"},
@@ -108,7 +98,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	if _, errs, code := a.cli("attach-device", dom, usb); code == 0 || !strings.Contains(errs, "already has a device") {
 		t.Errorf("duplicate id: exit %d, %s", code, errs)
 	}
-	if v := devInfo(t, a, dom).Version; v != before+1 {
+	if v := infoOf(t, a, dom).Version; v != before+1 {
 		t.Fatalf("version %d after bad specs and one attach, want %d", v, before+1)
 	}
 	tap.next(t, string(domains.TypeDeviceAttached), 10*time.Second)
@@ -117,14 +107,14 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	a.mustCLI("detach-device", dom, "usb1")
 	tap.next(t, string(domains.TypeDeviceDetachRequested), 10*time.Second)
 	tap.detached(t, "usb1")
-	if st := devState(devInfo(t, a, dom), "usb1"); st != "" {
+	if st := devState(infoOf(t, a, dom), "usb1"); st != "" {
 		t.Fatalf("usb1 still %q after DEVICE_DELETED", st)
 	}
 
 	// b: a virtio (PCI) disk: the guest has no OS to eject it.
 	a.mustCLI("attach-device", dom, spec("blk.yaml", "kind: disk\nid: blk1\ntarget: vdb\npath: "+blk+"\n"))
 	a.mustCLI("detach-device", dom, "blk1", "--timeout", "3s")
-	if st := devState(devInfo(t, a, dom), "blk1"); st != domains.DeviceStateDetachPending {
+	if st := devState(infoOf(t, a, dom), "blk1"); st != domains.DeviceStateDetachPending {
 		t.Fatalf("blk1 is %q, want %s", st, domains.DeviceStateDetachPending)
 	}
 	if _, errs, code := a.cli("detach-device", dom, "blk1"); code == 0 || !strings.Contains(errs, "pending already") {
@@ -134,7 +124,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	if !strings.Contains(string(f.Payload), "timeout") {
 		t.Fatalf("detach-failed payload %s", f.Payload)
 	}
-	if st := devState(devInfo(t, a, dom), "blk1"); st != domains.DeviceStateAttached {
+	if st := devState(infoOf(t, a, dom), "blk1"); st != domains.DeviceStateAttached {
 		t.Fatalf("blk1 is %q after the timeout, want attached", st)
 	}
 	// The next reset: QEMU 7.2 completes a pending ACPI PCI unplug then
@@ -144,7 +134,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	a.mustCLI("reset", dom)
 	tap.next(t, string(domains.TypeReset), 10*time.Second)
 	tap.detached(t, "blk1")
-	d := devInfo(t, a, dom)
+	d := infoOf(t, a, dom)
 	if st := devState(d, "blk1"); st != "" {
 		t.Fatalf("blk1 after reset: %q", st)
 	}
@@ -164,7 +154,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 		a.mustCLI("detach-device", dom, "usb1")
 		tap.detached(t, "usb1")
 	}
-	if got := devInfo(t, a, dom); got.Live.PID != pid || got.State != domains.StateRunning {
+	if got := infoOf(t, a, dom); got.Live.PID != pid || got.State != domains.StateRunning {
 		t.Fatalf("after %d cycles: %s pid %d (was %d)", cycles, got.State, got.Live.PID, pid)
 	}
 	if fd, afd, files := fdCount(t, pid), fdCount(t, agentPID), dirFiles(t, runDir); fd != fd0 || afd > afd0+2 || len(files) != len(files0) {
@@ -182,7 +172,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	}
 	a.mustCLI("destroy", dom)
 	a.mustCLI("start", dom)
-	d = devInfo(t, a, dom)
+	d = infoOf(t, a, dom)
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", d.Live.PID))
 	if err != nil {
 		t.Fatal(err)
