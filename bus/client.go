@@ -77,17 +77,11 @@ func (c *Client) History(ctx context.Context, hr HistoryRequest) (HistoryPage, e
 	if err := c.request(ctx, m, "history", &r); err != nil {
 		return page, err
 	}
-	page = HistoryPage{Events: make([]domains.Event, 0, len(r.Events)), LastSeq: r.LastSeq, Next: r.Next, More: r.More}
-	for _, raw := range r.Events {
-		// DecodeEvent: a placeholder (an event too large for the bus)
-		// arrives as an Event with a Truncated payload.
-		e, err := DecodeEvent(raw)
-		if err != nil {
-			return page, domains.Errorf(domains.CodeInternal, "history: undecodable event from agent %s: %w", c.host, err)
-		}
-		page.Events = append(page.Events, e)
+	evs, err := decodeEvents(r.Events)
+	if err != nil {
+		return page, domains.Errorf(domains.CodeInternal, "history: undecodable event from agent %s: %w", c.host, err)
 	}
-	return page, nil
+	return HistoryPage{Events: evs, LastSeq: r.LastSeq, Next: r.Next, More: r.More}, nil
 }
 
 // request sends m and decodes the reply into v (which embeds reply or is

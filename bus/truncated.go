@@ -116,6 +116,40 @@ func DecodeEvent(data []byte) (domains.Event, error) {
 	return e, err
 }
 
+// decodeEvents decodes a page's events with DecodeEvent.
+func decodeEvents(raws []json.RawMessage) ([]domains.Event, error) {
+	evs := make([]domains.Event, 0, len(raws))
+	for _, raw := range raws {
+		e, err := DecodeEvent(raw)
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	return evs, nil
+}
+
+// UnmarshalJSON decodes a history reply's page, its events with
+// DecodeEvent, so a placeholder becomes a Truncated payload instead of an
+// error (the default decoding wants every event's payload).
+func (p *HistoryPage) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Events  []json.RawMessage `json:"events"`
+		LastSeq uint64            `json:"last_seq"`
+		Next    uint64            `json:"next"`
+		More    bool              `json:"more"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	evs, err := decodeEvents(w.Events)
+	if err != nil {
+		return err
+	}
+	*p = HistoryPage{Events: evs, LastSeq: w.LastSeq, Next: w.Next, More: w.More}
+	return nil
+}
+
 // EncodeEvent is the inverse of DecodeEvent: e's JSON form, or for a
 // Truncated payload the placeholder it came from.
 func EncodeEvent(e domains.Event) ([]byte, error) {
@@ -155,20 +189,16 @@ func CheckEventSize(host string, maxPayload func() int64) func(domains.Event) er
 	}
 }
 
-// EventLog is the log the domains service appends to; GuardEventLog wraps
-// one.
-type EventLog = domains.EventLog
-
 // GuardEventLog refuses, before anything is written, any append with an
 // event that check refuses (CheckEventSize): the agent installs it
 // around the store so that no event the bus cannot carry enters the log,
 // whatever path appends it.
-func GuardEventLog(log EventLog, check func(domains.Event) error) EventLog {
+func GuardEventLog(log domains.EventLog, check func(domains.Event) error) domains.EventLog {
 	return guardedLog{EventLog: log, check: check}
 }
 
 type guardedLog struct {
-	EventLog
+	domains.EventLog
 	check func(domains.Event) error
 }
 

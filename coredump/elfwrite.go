@@ -104,27 +104,48 @@ func writeELF(ctx context.Context, w io.Writer, ram io.ReaderAt, m MemoryMap, no
 				return fmt.Errorf("coredump: write memory at %#x: %w", b.addr, err)
 			}
 		} else {
+			// Write everything but runs of at least sparseRun zero pages,
+			// which are skipped with a seek: short runs are cheaper written
+			// than seeked over (each seek splits a write).
 			at := cw.n
+			span := 0 // first page not yet written or skipped
+			flush := func(end int) error {
+				if end == span {
+					return nil
+				}
+				if pos != at {
+					if _, err := sw.Seek(start+int64(at), io.SeekStart); err != nil {
+						return fmt.Errorf("coredump: seek: %w", err)
+					}
+				}
+				if _, err := w.Write(raw[span*PageSize : end*PageSize]); err != nil {
+					return fmt.Errorf("coredump: write memory at %#x: %w", b.addr+uint64(span)*PageSize, err)
+				}
+				at += uint64(end-span) * PageSize
+				pos, span = at, end
+				return nil
+			}
 			for i := 0; i < b.pages; {
+				if r.sizes[i] != 0 {
+					i++
+					continue
+				}
 				j := i
-				for j < b.pages && (r.sizes[j] == 0) == (r.sizes[i] == 0) {
+				for j < b.pages && r.sizes[j] == 0 {
 					j++
 				}
-				if r.sizes[i] == 0 {
-					st.ZeroPages += uint64(j - i)
-				} else {
-					if pos != at {
-						if _, err := sw.Seek(start+int64(at), io.SeekStart); err != nil {
-							return fmt.Errorf("coredump: seek: %w", err)
-						}
+				st.ZeroPages += uint64(j - i)
+				if j-i >= sparseRun {
+					if err := flush(i); err != nil {
+						return err
 					}
-					if _, err := w.Write(raw[i*PageSize : j*PageSize]); err != nil {
-						return fmt.Errorf("coredump: write memory at %#x: %w", b.addr+uint64(i)*PageSize, err)
-					}
-					pos = at + uint64(j-i)*PageSize
+					at += uint64(j-i) * PageSize
+					span = j
 				}
-				at += uint64(j-i) * PageSize
 				i = j
+			}
+			if err := flush(b.pages); err != nil {
+				return err
 			}
 			cw.n = at
 		}
@@ -143,6 +164,9 @@ func writeELF(ctx context.Context, w io.Writer, ram io.ReaderAt, m MemoryMap, no
 	st.Bytes = cw.n
 	return st, err
 }
+
+// sparseRun is the shortest run of zero pages the ELF writer seeks over.
+const sparseRun = 32
 
 // sparseFile is an output where runs of zero pages can be skipped (a
 // regular file): the ELF then takes only the disk its non-zero pages need.

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -120,7 +121,7 @@ func TestPartialMagicUntilCommit(t *testing.T) {
 	w.mu.Lock() // the pipeline is still writing: look at a snapshot
 	snap := append([]byte(nil), f.b...)
 	w.mu.Unlock()
-	_, err = Verify(bytes.NewReader(snap))
+	_, err = Verify(context.Background(), bytes.NewReader(snap))
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("Verify before Commit = %v, want ErrIncomplete", err)
 	}
@@ -130,13 +131,13 @@ func TestPartialMagicUntilCommit(t *testing.T) {
 	if f.syncs != 2 {
 		t.Errorf("Commit synced %d times, want 2 (before and after the final magic)", f.syncs)
 	}
-	if _, err := Verify(bytes.NewReader(f.b)); err != nil {
+	if _, err := Verify(context.Background(), bytes.NewReader(f.b)); err != nil {
 		t.Fatalf("Verify after Commit: %v", err)
 	}
 	// The same bytes with the partial magic put back: refused.
 	torn := append([]byte(nil), f.b...)
 	copy(torn, magicPartial[:])
-	if _, err := Verify(bytes.NewReader(torn)); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "did not finish") {
+	if _, err := Verify(context.Background(), bytes.NewReader(torn)); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "did not finish") {
 		t.Errorf("partial magic: %v", err)
 	}
 }
@@ -153,7 +154,7 @@ func TestTruncated(t *testing.T) {
 		cuts = append(cuts, len(img)*i/200)
 	}
 	for _, n := range cuts {
-		_, err := Verify(bytes.NewReader(img[:n]))
+		_, err := Verify(context.Background(), bytes.NewReader(img[:n]))
 		if err == nil {
 			t.Fatalf("image cut at %d of %d bytes verified", n, len(img))
 		}
@@ -168,9 +169,9 @@ func TestTruncated(t *testing.T) {
 			t.Errorf("cut at %d reported at offset %d (in the header or config)", n, fe.Offset)
 		}
 	}
-	_, err := Verify(bytes.NewReader(img[:len(img)-endRecordSize]))
+	_, err := Verify(context.Background(), bytes.NewReader(img[:len(img)-endRecordSize]))
 	t.Logf("cut before the end marker: %v", err)
-	_, err = Verify(bytes.NewReader(img[:len(img)/2]))
+	_, err = Verify(context.Background(), bytes.NewReader(img[:len(img)/2]))
 	t.Logf("cut in half: %v", err)
 }
 
@@ -183,10 +184,17 @@ func TestFlippedBytes(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) {
 			img := writeImage(t, testConfig, stream, Options{Compression: c, ChunkSize: 32 << 10})
 			cfgEnd := headerSize + len(testConfig)
-			for off := 0; off < len(img); off += 1 + off/50 {
+			// Every byte of the header and config, then ever sparser.
+			next := func(off int) int {
+				if off < cfgEnd {
+					return off + 1
+				}
+				return off + 1 + (off-cfgEnd)/50
+			}
+			for off := 0; off < len(img); off = next(off) {
 				bad := append([]byte(nil), img...)
 				bad[off] ^= 0x10
-				_, err := Verify(bytes.NewReader(bad))
+				_, err := Verify(context.Background(), bytes.NewReader(bad))
 				if err == nil {
 					t.Fatalf("flipped bit at offset %d not caught", off)
 				}
@@ -244,7 +252,7 @@ func TestHostileImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Verify(bytes.NewReader(tt.img))
+			_, err := Verify(context.Background(), bytes.NewReader(tt.img))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Verify = %v, want an error containing %q", err, tt.want)
 			}
@@ -280,7 +288,7 @@ func TestCreateRefusesExistingAndAbortRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	fw.Abort()
-	if _, err := VerifyFile(path); err != nil {
+	if _, err := VerifyFile(context.Background(), path); err != nil {
 		t.Fatalf("committed image: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -315,17 +316,31 @@ type Summary struct {
 	StreamXXH64 uint64
 }
 
-// Verify reads a whole image and checks everything in it.
-func Verify(r io.Reader) (Summary, error) {
+// Verify reads a whole image and checks everything in it. ctx is
+// checked between reads: a verify of gigabytes can be given up.
+func Verify(ctx context.Context, r io.Reader) (Summary, error) {
 	rd, err := NewReader(r)
 	if err != nil {
 		return Summary{}, err
 	}
 	defer rd.Close()
-	if _, err := io.Copy(io.Discard, rd); err != nil {
+	if _, err := io.Copy(io.Discard, ctxReader{ctx, rd}); err != nil {
 		return Summary{}, err
 	}
 	return rd.summary(), nil
+}
+
+// ctxReader ends a copy once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func (r *Reader) summary() Summary {

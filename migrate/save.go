@@ -46,13 +46,13 @@ func Save(ctx context.Context, src Source, path string, config []byte, o Options
 }
 
 // VerifyFile is Verify on the file at path.
-func VerifyFile(path string) (Summary, error) {
+func VerifyFile(ctx context.Context, path string) (Summary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Summary{}, fmt.Errorf("migrate: %w", err)
 	}
 	defer f.Close()
-	s, err := Verify(f)
+	s, err := Verify(ctx, f)
 	if err != nil {
 		return Summary{}, fmt.Errorf("migrate: %s: %w", path, err)
 	}
@@ -75,35 +75,47 @@ var ErrChanged = errors.New("save image changed while it was restored")
 // verified summary. When start succeeded and the feed fails, the target
 // is left for the caller to tear down.
 func Restore(ctx context.Context, path string, start StartFunc) (Summary, error) {
-	s, err := VerifyFile(path)
+	s, err := VerifyFile(ctx, path)
 	if err != nil {
 		return Summary{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
+	if err := Feed(ctx, path, s, func(ctx context.Context) (Target, error) { return start(ctx, s) }); err != nil {
+		return Summary{}, err
+	}
+	return s, nil
+}
+
+// Feed is the second half of Restore, for a caller that verified the
+// image itself (VerifyFile) before acting on its config: it reopens the
+// image, checks that its header and config are still those of s, calls
+// start, and feeds the target the stream, checked again as it flows and
+// compared with s at the end (ErrChanged).
+func Feed(ctx context.Context, path string, s Summary, start func(ctx context.Context) (Target, error)) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore: %w", err)
+		return fmt.Errorf("migrate: restore: %w", err)
 	}
 	defer f.Close()
 	rd, err := NewReader(f)
 	if err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+		return fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
 	defer rd.Close()
 	if rd.Header() != s.Header || !bytes.Equal(rd.Config(), s.Config) {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w (header or config)", path, ErrChanged)
+		return fmt.Errorf("migrate: restore %s: %w (header or config)", path, ErrChanged)
 	}
-	t, err := start(ctx, s)
+	t, err := start(ctx)
 	if err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore %s: start: %w", path, err)
+		return fmt.Errorf("migrate: restore %s: start: %w", path, err)
 	}
-	if _, err := t.StreamIn(ctx, rd); err != nil {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w", path, err)
+	if _, err := t.StreamIn(ctx, ctxReader{ctx, rd}); err != nil {
+		return fmt.Errorf("migrate: restore %s: %w", path, err)
 	}
 	if got := rd.summary(); got.StreamXXH64 != s.StreamXXH64 || got.StreamBytes != s.StreamBytes {
-		return Summary{}, fmt.Errorf("migrate: restore %s: %w (stream)", path, ErrChanged)
+		return fmt.Errorf("migrate: restore %s: %w (stream)", path, ErrChanged)
 	}
-	return s, nil
+	return nil
 }

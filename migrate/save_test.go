@@ -125,3 +125,24 @@ func TestSaveFailureLeavesNoImage(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyHonoursContext: a cancelled verify stops with ctx's error, and
+// a restore whose ctx ended never starts the destination.
+func TestVerifyHonoursContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.save")
+	if _, err := Save(context.Background(), fakeSource{stream: testStream(1<<20, 6)}, path, testConfig, Options{Compression: Zstd}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := VerifyFile(ctx, path); !errors.Is(err, context.Canceled) {
+		t.Errorf("VerifyFile with a cancelled ctx = %v", err)
+	}
+	_, err := Restore(ctx, path, func(context.Context, Summary) (Target, error) {
+		t.Error("destination started under a cancelled ctx")
+		return &fakeTarget{}, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Restore with a cancelled ctx = %v", err)
+	}
+}

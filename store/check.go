@@ -258,8 +258,12 @@ func (s *Store) checkSmall(ctx context.Context, _ *checker, p *problems) error {
 		}
 		c := tx.Bucket(bucketCommands).Cursor()
 		for k, v := c.First(); k != nil && !p.full(); k, v = c.Next() {
-			if len(v) < 8 || binary.BigEndian.Uint64(v[:8]) > last {
-				p.add("command %q: value %x beyond the log (%d)", k, v[:min(len(v), 8)], last)
+			cmd, err := parseCommand(v)
+			switch {
+			case err != nil:
+				p.add("command %.64q: %v", k, err)
+			case cmd.first > last:
+				p.add("command %.64q: value %x beyond the log (%d)", k, v[:8], last)
 			}
 		}
 		n := 0

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -57,4 +58,24 @@ func TestCommandDigest(t *testing.T) {
 			t.Fatalf("bad digest: %v, want invalid", err)
 		}
 	}
+}
+
+// Check reports a command value whose digest is cut short.
+func TestCheckCommandDigestCut(t *testing.T) {
+	s := openTest(t, Options{})
+	g := newGen(1)
+	if _, err := s.Append(context.Background(), AppendRequest{Domain: g.id, Events: g.batch(1, "")}); err != nil {
+		t.Fatal(err)
+	}
+	cut := append(binary.BigEndian.AppendUint64(nil, 1), digestMark, 1, 2, 3)
+	put := func(v []byte) {
+		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCommands).Put([]byte("c"), v) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(cut)
+	if err := s.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "digest cut short") {
+		t.Fatalf("Check: %v, want the cut digest reported", err)
+	}
+	put(binary.BigEndian.AppendUint64(nil, 1)) // leave a valid log for the cleanup's checks
 }

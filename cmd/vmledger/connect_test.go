@@ -77,6 +77,12 @@ func TestCLIConnectErrorsFailFastAndRedact(t *testing.T) {
 			}
 		})
 	}
+	// Nor does the agent (its NATS server saw the wrong token) log it.
+	a.stop()
+	<-a.scanned
+	if log := a.stderr.String(); strings.Contains(log, secret) || strings.Contains(log, "s3cr3t") {
+		t.Fatalf("agent log shows the wrong token:\n%s", log)
+	}
 }
 
 // Issue 7, defect 8, on the agent: started with an external server's URL

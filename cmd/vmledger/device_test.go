@@ -62,7 +62,13 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	requireQEMU(t)
 	a := guestAgent(t, t.TempDir(), "tcg")
 	dom := "hp"
-	defineTiny(t, a, dom, "{offset: utc}")
+	uid := defineTiny(t, a, dom, "{offset: utc}")
+	t.Cleanup(func() { // before the run directory goes: QEMU's own account
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(a.runDir, uid, "qemu.log"))
+			t.Logf("qemu.log (last 3000 bytes):\n%s", b[max(0, len(b)-3000):])
+		}
+	})
 	a.mustCLI("start", dom)
 	nc := natsConn(t, a)
 	tap := tapEvents(t, nc, a.host, uuidOf(t, infoOf(t, a, dom).Config.UUID.String()).String())
@@ -177,7 +183,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(cmdline), "usb-storage,bus=xhci0.0,drive=x-usb1,id=usb1") || devState(d, "usb1") != domains.DeviceStateAttached {
+	if !strings.Contains(string(cmdline), "usb-storage,bus=xhci0.0,port=1,drive=x-usb1,id=usb1") || devState(d, "usb1") != domains.DeviceStateAttached {
 		t.Fatalf("restarted without usb1: %q, devices %+v", cmdline, d.Devices())
 	}
 	// And it is released like a hot-plugged one.
@@ -189,5 +195,23 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	if _, ok := cfg.FindDevice("usb1"); ok {
 		t.Fatalf("usb1 still in the config")
 	}
+
+	// c: a disk attached live survives save and restore: the image records
+	// the config QEMU runs with, so the restored QEMU has the disk.
+	a.mustCLI("attach-device", dom, usb, "--live")
+	simg := filepath.Join(imagesDir(a), "hp.save")
+	a.mustCLI("save", dom, simg)
+	tap.next(t, "job-completed", 60*time.Second)
+	a.mustCLI("restore", simg)
+	tap.next(t, "restore-completed", 60*time.Second)
+	d = infoOf(t, a, dom)
+	if cmdline, err = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", d.Live.PID)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cmdline), "id=usb1") || devState(d, "usb1") != domains.DeviceStateAttached || d.State != domains.StateRunning {
+		t.Fatalf("restored without usb1 (%s): devices %+v", d.State, d.Devices())
+	}
+	a.mustCLI("detach-device", dom, "usb1")
+	tap.detached(t, "usb1")
 	a.mustCLI("destroy", dom)
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // Every docs/*.md a source file cites exists (qmp/events.go once cited a
-// docs/design.md there never was).
+// design document under docs/ that there never was).
 func TestSourceCitesExistingDocs(t *testing.T) {
 	root := "../.."
 	ref := regexp.MustCompile(`docs/[A-Za-z0-9_-]+\.md`)

@@ -125,25 +125,25 @@ func newUndefineCmd(g *globals) *cobra.Command {
 
 // newLifecycleCmd makes a verb that takes one domain.
 func newLifecycleCmd(g *globals, verb, short string) *cobra.Command {
-	var cmdID string
-	var paused bool
+	var f jobFlags
+	var paused, forceBoot bool
 	cmd := &cobra.Command{
 		Use:   verb + " DOMAIN",
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var res domains.Result
-			req := api.DomainRequest{CommandID: orRandom(cmdID), Domain: args[0], Paused: paused}
-			if err := g.call(cmd.Context(), verb, req, &res); err != nil {
-				return err
-			}
-			return g.printResult(cmd, res, pastTense(verb))
+			req := api.DomainRequest{CommandID: orRandom(f.cmdID), Domain: args[0], Paused: paused, ForceBoot: forceBoot}
+			// A start that restores a managed save is a restore job.
+			return g.runJob(cmd, f, verb, req, pastTense(verb))
 		},
 	}
-	addCommandID(cmd, &cmdID)
-	addJSON(cmd, g)
+	f.add(cmd, g, false)
 	if verb == "start" {
 		cmd.Flags().BoolVar(&paused, "paused", false, "leave the guest paused after boot")
+		cmd.Flags().BoolVar(&forceBoot, "force-boot", false, "discard the domain's managed save image and boot (without it, start restores the image)")
+	} else {
+		_ = cmd.Flags().MarkHidden("detach")
+		_ = cmd.Flags().MarkHidden("no-progress")
 	}
 	return cmd
 }
@@ -197,9 +197,13 @@ func newListCmd(g *globals) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
 			w := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION")
+			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION\tMANAGED SAVE")
 			for _, d := range rep.Domains {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.Name, d.UUID, d.State, d.Reason, d.Version)
+				managed := "no"
+				if d.ManagedSave {
+					managed = "yes"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Name, d.UUID, d.State, d.Reason, d.Version, managed)
 			}
 			return w.Flush()
 		},

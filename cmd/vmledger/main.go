@@ -96,6 +96,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLifecycleCmd(g, "reset", "Hard-reset a running domain"),
 		newEventsCmd(g), newHistoryCmd(g), newConsoleCmd(g), newGuestImageCmd(),
 		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(),
+		newSaveCmd(g), newRestoreCmd(g), newManagedSaveCmd(g), newManagedSaveRemoveCmd(g), newSaveImageCmd(),
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
 	)
 	return root

@@ -50,6 +50,9 @@ func printInfo(w io.Writer, d domains.Domain) {
 		fmt.Fprintf(t, "Started:\t%s\n", l.Started.Format(time.RFC3339))
 		fmt.Fprintf(t, "RTC adjustment:\t%+ds\n", l.RTC)
 	}
+	if j := d.Job; j != nil {
+		fmt.Fprintf(t, "Job:\t%s %s (since %s; vmledger job info)\n", j.Kind, j.ID, j.Started.Format(time.RFC3339))
+	}
 	fmt.Fprintf(t, "Version:\t%d\n", d.Version)
 	fmt.Fprintf(t, "Last seq:\t%d\n", d.LastSeq)
 	_ = t.Flush()

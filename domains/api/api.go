@@ -40,7 +40,7 @@ const (
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
-		VerbAttachDevice, VerbDetachDevice}
+		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove, VerbAttachDevice, VerbDetachDevice}
 }
 
 // DefineRequest carries a domain configuration.
@@ -54,6 +54,8 @@ type DomainRequest struct {
 	CommandID string `json:"command_id,omitempty"`
 	Domain    string `json:"domain"`           // name or UUID
 	Paused    bool   `json:"paused,omitempty"` // start only
+	// ForceBoot (start only) discards a managed save image and boots.
+	ForceBoot bool `json:"force_boot,omitempty"`
 	// At (info and config only) asks for the domain as it stood at a point
 	// of the log: a decimal sequence or an RFC 3339 time (docs/replay.md).
 	At string `json:"at,omitempty"`
@@ -74,6 +76,8 @@ type Summary struct {
 	State   domains.State `json:"state"`
 	Reason  string        `json:"reason,omitempty"`
 	Version uint64        `json:"version"`
+	// ManagedSave: the domain has a managed save image; start restores it.
+	ManagedSave bool `json:"managed_save,omitempty"`
 }
 
 // JobReply is job-info's answer: the running job, null when none.
@@ -127,6 +131,9 @@ type Handler struct {
 
 // Handle decodes body for verb, strictly, and runs it.
 func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, error) {
+	if res, ok, err := h.handleSave(ctx, verb, body); ok {
+		return res, err
+	}
 	switch verb {
 	case VerbDefine:
 		r, err := decodeDefine(body)
@@ -178,7 +185,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	}
 	switch verb {
 	case VerbJobInfo, VerbJobAbort:
-		if r.Paused || r.At != "" || r.CommandID != "" {
+		if r.Paused || r.ForceBoot || r.At != "" || r.CommandID != "" {
 			return nil, domains.Errorf(domains.CodeInvalid, "%q takes only \"domain\"", verb)
 		}
 		if verb == VerbJobAbort {
@@ -193,8 +200,8 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	if r.Live {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no \"live\": only config does", verb)
 	}
-	if r.Paused && verb != VerbStart {
-		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused flag", verb)
+	if (r.Paused || r.ForceBoot) && verb != VerbStart {
+		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused or force_boot flag", verb)
 	}
 	if r.At != "" {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no \"at\": only info and config look back", verb)
@@ -203,7 +210,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	case VerbUndefine:
 		return h.Svc.Undefine(ctx, r.CommandID, r.Domain)
 	case VerbStart:
-		return h.Svc.Start(ctx, r.CommandID, r.Domain, domains.StartOptions{Paused: r.Paused})
+		return h.Svc.Start(ctx, r.CommandID, r.Domain, domains.StartOptions{Paused: r.Paused, ForceBoot: r.ForceBoot})
 	case VerbShutdown:
 		return h.Svc.Shutdown(ctx, r.CommandID, r.Domain)
 	case VerbDestroy:
@@ -215,7 +222,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	case VerbReset:
 		return h.Svc.Reset(ctx, r.CommandID, r.Domain)
 	}
-	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %q", verb)
+	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %s", domains.Quote(verb))
 }
 
 func (h Handler) list(r ListRequest) ListReply {
@@ -225,7 +232,7 @@ func (h Handler) list(r ListRequest) ListReply {
 			continue
 		}
 		out.Domains = append(out.Domains, Summary{UUID: d.Config.UUID.String(), Name: d.Config.Name,
-			State: d.State, Reason: d.Reason, Version: d.Version})
+			State: d.State, Reason: d.Reason, Version: d.Version, ManagedSave: h.hasManagedSave(d)})
 	}
 	return out
 }

@@ -28,7 +28,7 @@ func (h Handler) asOf(ctx context.Context, ref, at string) (domains.Domain, erro
 		d, gerr := h.Svc.Get(ref)
 		if gerr != nil {
 			return domains.Domain{}, domains.Errorf(domains.CodeNotFound,
-				"domain %q is not defined now; name a past domain by its UUID: %w", ref, gerr)
+				"domain %s is not defined now; name a past domain by its UUID: %w", domains.Quote(ref), gerr)
 		}
 		id = d.Config.UUID
 	}
@@ -37,7 +37,7 @@ func (h Handler) asOf(ctx context.Context, ref, at string) (domains.Domain, erro
 		return domains.Domain{}, err
 	}
 	if len(evs) == 0 {
-		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %s: no events in the log", ref)
+		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %s: no events in the log", domains.Quote(ref))
 	}
 	d, ok, err := domains.AsOf(evs, seq, until)
 	if err != nil {

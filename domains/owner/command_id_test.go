@@ -131,3 +131,20 @@ func TestCommandIDLegacyRecord(t *testing.T) {
 		t.Fatalf("legacy record: %+v %v (log at %d)", res, err, log.LastSeq())
 	}
 }
+
+// A lookup of a huge name fails with a short error: replies quote a
+// bounded prefix of what they name (issue 7, defects 3 and 4).
+func TestNotFoundQuotesBounded(t *testing.T) {
+	e := newEnv(t)
+	huge := strings.Repeat("x", 700000)
+	for name, do := range map[string]func() error{
+		"get":     func() error { _, err := e.svc.Get(huge); return err },
+		"destroy": func() error { _, err := e.svc.Destroy(e.ctx, "", huge); return err },
+	} {
+		err := do()
+		wantCode(t, err, domains.ErrNotFound)
+		if len(err.Error()) > 1024 {
+			t.Fatalf("%s: error of %d bytes", name, len(err.Error()))
+		}
+	}
+}

@@ -83,7 +83,7 @@ func (s *Service) acquire(ctx context.Context, ref string, kind domains.JobKind,
 	s.mu.RUnlock()
 	if !ok {
 		release()
-		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, nil, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
 	return d, release, nil
 }

@@ -355,6 +355,11 @@ func (s *Service) RunAsync(ctx context.Context, cmdID, ref string, kind domains.
 		handle := &Job{s: s, j: jb, sl: sl, domain: d, guest: g}
 		s.lmu.Lock()
 		s.wg.Add(1)
+		select {
+		case <-s.closed: // Close's stopJobs may have passed this job by
+			jb.abort(domains.JobInterrupted, errors.New("the agent is stopping"))
+		default:
+		}
 		s.lmu.Unlock()
 		<-sl.fold // the job holds only the slot from now on
 		go func() {

@@ -24,6 +24,8 @@ type Service struct {
 	notify func(domains.Event) // optional observer of committed events (metrics)
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
+	images     PathGuard // save images' paths (save.go)
+	managedDir string    // managed save images (save.go)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
@@ -50,12 +52,17 @@ type Options struct {
 	// OnProgress, if set, gets asynchronous jobs' progress, at most one
 	// report per job each 250 ms.
 	OnProgress func(domain uuid.UUID, job domains.JobInfo)
+	// Images confines the paths of save and restore (nil: refused);
+	// ManagedSaveDir is where managedsave keeps its images (save.go).
+	Images         PathGuard
+	ManagedSaveDir string
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
+		images: o.Images, managedDir: o.ManagedSaveDir,
 		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
@@ -81,7 +88,7 @@ func (s *Service) Get(ref string) (domains.Domain, error) {
 	d, ok := s.proj.Lookup(ref)
 	s.mu.RUnlock()
 	if !ok {
-		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %q not found", ref)
+		return domains.Domain{}, domains.Errorf(domains.CodeNotFound, "domain %s not found", domains.Quote(ref))
 	}
 	return d, nil
 }
@@ -293,13 +300,17 @@ func (s *Service) startLanded(id uuid.UUID, pid int) bool {
 // Close interrupts asynchronous jobs (each records job-failed,
 // interrupted), stops watching guests (they keep running) and waits.
 func (s *Service) Close() {
-	s.stopJobs()
+	// Closed first: a job RunAsync starts from now on is interrupted at
+	// once (RunAsync checks under lmu), so stopJobs misses none.
 	s.lmu.Lock()
 	select {
 	case <-s.closed:
 	default:
 		close(s.closed)
 	}
+	s.lmu.Unlock()
+	s.stopJobs()
+	s.lmu.Lock()
 	guests := make([]*guestHandle, 0, len(s.guests))
 	for _, g := range s.guests {
 		guests = append(guests, g)

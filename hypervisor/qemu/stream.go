@@ -28,6 +28,10 @@ const (
 	// cleanupTimeout bounds the commands that undo a failed stream
 	// (migrate_cancel, closefd) when the caller's ctx is already done.
 	cleanupTimeout = 5 * time.Second
+
+	// settleTimeout bounds the wait, after an abort, for QEMU to report
+	// the migration cancelled or failed.
+	settleTimeout = 10 * time.Second
 )
 
 // StreamOut saves the guest's state: QEMU's migration stream goes through
@@ -115,52 +119,59 @@ type copyResult struct {
 }
 
 // waitMigration waits until both QEMU says the migration is over and the
-// copy has finished. A copy error or ctx cancels the migration; end is our
-// end of the pipe, closed to unblock QEMU or the copy on the way out.
+// copy has finished. A copy error, ctx's end or a broken monitor aborts:
+// our end of the pipe (end) is closed, so that neither QEMU nor the copy
+// can stay blocked on it, and the migration is cancelled. After an abort
+// it waits at most settleTimeout for QEMU to settle.
 func (g *Guest) waitMigration(ctx context.Context, copied <-chan copyResult, end *os.File) (copyResult, error) {
 	var (
-		cr      copyResult
-		done    bool // copy finished
-		status  qmp.MigrationInfo
-		tick    = time.NewTicker(migratePoll)
-		failure error
+		cr        copyResult
+		done      bool // copy finished
+		status    qmp.MigrationInfo
+		failure   error
+		cancelled bool
+		giveUp    <-chan time.Time
+		ctxDone   = ctx.Done()
+		qctx      = context.WithoutCancel(ctx) // keep asking after ctx ends
+		tick      = time.NewTicker(migratePoll)
 	)
 	defer tick.Stop()
-	for {
-		if done && qmp.MigrationDone(status.Status) {
-			break
+	abort := func(err error) {
+		if failure == nil {
+			failure = err
 		}
+		end.Close()
+		if !cancelled {
+			cancelled = true
+			g.cancelMigration()
+		}
+		if giveUp == nil {
+			giveUp = time.After(settleTimeout)
+		}
+	}
+	for !done || !qmp.MigrationDone(status.Status) {
 		select {
 		case cr = <-copied:
-			done = true
+			done, copied = true, nil
 			if cr.err != nil && failure == nil {
-				failure = fmt.Errorf("copying the stream: %w", cr.err)
-				end.Close() // QEMU blocked on a full pipe gets EPIPE
-				g.cancelMigration()
-			}
-			// QEMU may have written its last byte and not yet said so:
-			// ask now rather than a tick later.
-			if !qmp.MigrationDone(status.Status) {
-				if st, err := g.queryMigrate(ctx); err == nil {
+				abort(fmt.Errorf("copying the stream: %w", cr.err))
+			} else if cr.err == nil && !qmp.MigrationDone(status.Status) {
+				// QEMU may have written its last byte and not yet said
+				// so: ask now rather than a tick later.
+				if st, err := g.queryMigrate(qctx); err == nil {
 					status = st
 				}
 			}
 		case <-tick.C:
-			st, err := g.queryMigrate(ctx)
+			st, err := g.queryMigrate(qctx)
 			if err != nil {
-				if failure == nil {
-					failure = err
-				}
-				end.Close()
-				if done {
-					return cr, failure
-				}
+				abort(err)
 				continue
 			}
 			status = st
-			if qmp.MigrationDone(status.Status) && status.Status != qmp.MigrationCompleted {
+			if qmp.MigrationDone(st.Status) && st.Status != qmp.MigrationCompleted {
 				if failure == nil {
-					failure = migrationFailure(status)
+					failure = migrationFailure(st)
 				}
 				end.Close() // the copy may wait on a pipe QEMU abandoned
 			}
@@ -171,13 +182,25 @@ func (g *Guest) waitMigration(ctx context.Context, copied <-chan copyResult, end
 			}
 			return cr, fmt.Errorf("qemu exited (%s) during the migration; qemu.log: %s",
 				describeExit(g.proc.exit), logTail(g.paths.Log, logTailBytes))
-		case <-ctx.Done():
-			if failure == nil {
-				failure = ctx.Err()
-				g.cancelMigration()
-			}
+		case <-g.mon.Done():
+			// Nobody left to ask or cancel: QEMU may still be writing, but
+			// our end is closed, so it gets EPIPE and fails.
 			end.Close()
-			ctx = context.WithoutCancel(ctx) // keep asking until QEMU settles
+			if !done {
+				cr = <-copied
+			}
+			if failure == nil {
+				failure = g.mon.Err()
+			}
+			return cr, fmt.Errorf("monitor lost during the migration: %w", failure)
+		case <-ctxDone:
+			ctxDone = nil
+			abort(ctx.Err())
+		case <-giveUp:
+			if !done {
+				cr = <-copied // end is closed: the copy ends at once
+			}
+			return cr, fmt.Errorf("%w (QEMU's migration did not settle within %v: status %q)", failure, settleTimeout, status.Status)
 		}
 	}
 	switch {
@@ -234,7 +257,11 @@ func newPipe() (r, w *os.File, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+	// Not w.Fd(): that would put the pipe in blocking mode, and a blocked
+	// write could then not be interrupted by closing it.
+	if rc, err := w.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 	return r, w, nil
 }
 

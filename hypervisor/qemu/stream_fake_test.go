@@ -155,6 +155,18 @@ func TestStreamOutErrors(t *testing.T) {
 			is: syscall.ENOSPC,
 		},
 		{
+			name: "monitor lost",
+			steps: func(k *keepFile) []qmptest.Step {
+				return append(begin,
+					qmptest.ExpectFile("getfd", k.take("QEVM"), qmptest.Empty()),
+					qmptest.Expect("migrate", qmptest.Empty()),
+					qmptest.Hangup())
+			},
+			w:    io.Discard,
+			want: "monitor lost during the migration",
+			is:   qmp.ErrDisconnected,
+		},
+		{
 			name: "ctx ends: cancelled",
 			steps: func(k *keepFile) []qmptest.Step {
 				return append(begin,

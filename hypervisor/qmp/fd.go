@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +34,18 @@ func (c *Client) ExecuteWithFile(ctx context.Context, cmd string, args, result a
 	if _, ok := c.conn.(unixMsgWriter); !ok {
 		return fmt.Errorf("qmp: %s: %w", cmd, ErrNoFDPassing)
 	}
-	_, err := c.executeOOB(ctx, cmd, cmd, args, result, unix.UnixRights(int(f.Fd())))
+	// The fd number through SyscallConn, not f.Fd(), which would switch
+	// the caller's file to blocking mode.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("qmp: %s: %w", cmd, err)
+	}
+	var oob []byte
+	if err := rc.Control(func(fd uintptr) { oob = unix.UnixRights(int(fd)) }); err != nil {
+		return fmt.Errorf("qmp: %s: %w", cmd, err)
+	}
+	_, err = c.executeOOB(ctx, cmd, cmd, args, result, oob)
+	runtime.KeepAlive(f) // the number in oob stays f's until the send is done
 	return err
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -46,7 +47,10 @@ type Config struct {
 	Accel      string
 	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
 	QEMUBinary string
-	Log        zerolog.Logger
+	// AllowDirs are the directories save and restore may use (default
+	// <StateDir>/images, made at start).
+	AllowDirs []string
+	Log       zerolog.Logger
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -387,7 +391,12 @@ func (a *agent) stopNATS(ctx context.Context) error {
 }
 
 func (a *agent) startService(context.Context) error {
+	images, managed, err := a.imageDirs()
+	if err != nil {
+		return err
+	}
 	a.svc = owner.NewService(owner.Options{
+		Images: images, ManagedSaveDir: managed,
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
@@ -424,6 +433,14 @@ func (a *agent) stopService(context.Context) error {
 
 func (a *agent) startRelay(context.Context) error {
 	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
+	// Events an older log holds that are too large for NATS go out as
+	// placeholders (docs/bus.md, Limits): worth an alert, not a stall.
+	if err := a.metrics.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vmledger_relay_truncated_events_total",
+		Help: "Events published as placeholders because their JSON exceeds the NATS max payload (counted again when resent).",
+	}, func() float64 { return float64(a.relay.Truncated()) })); err != nil {
+		return fmt.Errorf("relay metric: %w", err)
+	}
 	a.relayStop = background(func(ctx context.Context) {
 		if err := a.relay.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error().Err(err).Msg("relay stopped")
