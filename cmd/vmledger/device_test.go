@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/hypervisor/guest"
 )
 
 func devState(d domains.Domain, id string) string {
@@ -214,4 +216,63 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	a.mustCLI("detach-device", dom, "usb1")
 	tap.detached(t, "usb1")
 	a.mustCLI("destroy", dom)
+}
+
+// TestDeviceSetReReadOnReconnect: a PCI detach left pending completes
+// while the agent is down (the tiny guest resets itself, and QEMU then
+// finishes the unplug); the next agent re-reads the device set from QEMU
+// (qom-list /machine/peripheral) and records device-detached, as it does
+// for the clock (docs/events.md, device events).
+func TestDeviceSetReReadOnReconnect(t *testing.T) {
+	requireQEMU(t)
+	state, run := t.TempDir(), shortRunDir(t)
+	a := guestAgentIn(t, state, run, "tcg")
+	dom := "rr"
+	uid := defineTiny(t, a, dom, "{offset: utc}")
+	a.mustCLI("start", dom)
+	dir := t.TempDir()
+	blk := filepath.Join(dir, "blk.img")
+	if err := os.WriteFile(blk, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI("attach-device", dom, writeFile(t, dir, "blk.yaml", "kind: disk\nid: blk1\ntarget: vdb\npath: "+blk+"\n"))
+	a.mustCLI("detach-device", dom, "blk1")
+	if st := devState(infoOf(t, a, dom), "blk1"); st != domains.DeviceStateDetachPending {
+		t.Fatalf("blk1 %q", st)
+	}
+	a.stop()
+
+	// The guest resets itself; nobody hears QEMU's DEVICE_DELETED.
+	conn, err := net.Dial("unix", filepath.Join(run, uid, "serial.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	time.Sleep(time.Second) // the guest prints its RTC each second: it is listening
+	if _, err := conn.Write([]byte(guest.CmdReset)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 4096)
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for !strings.Contains(string(buf), "OK R") {
+		tmp := make([]byte, 512)
+		n, err := conn.Read(tmp)
+		if err != nil {
+			t.Fatalf("reading the console: %v (got %q)", err, buf)
+		}
+		buf = append(buf, tmp[:n]...)
+	}
+	time.Sleep(3 * time.Second) // the reset, then QEMU's unplug
+	conn.Close()
+
+	b := guestAgentIn(t, state, run, "tcg")
+	d := infoOf(t, b, dom)
+	if st := devState(d, "blk1"); st != "" || d.State != domains.StateRunning {
+		t.Fatalf("after reconnect: %s, blk1 %q", d.State, st)
+	}
+	hist := b.mustCLI("history", dom, "--type", "device-detached", "--json")
+	if !strings.Contains(hist, `"blk1"`) {
+		t.Fatalf("no device-detached for blk1 in the history:\n%s", hist)
+	}
+	b.mustCLI("destroy", dom)
 }
