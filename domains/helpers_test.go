@@ -88,7 +88,7 @@ func samplePayload(t domains.Type) domains.Payload {
 	case domains.TypeSaveFailed, domains.TypeRestoreFailed, domains.TypeDumpFailed:
 		return domains.TransferFailed{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Error: "no space left on device"}
 	case domains.TypeMigrationState:
-		return domains.MigrationState{Role: "source", From: "running", To: "stop-copy", Peer: "host-b", Reason: "converged"}
+		return domains.MigrationState{Role: "source", From: "performing", To: "cancelled", Peer: "host-b", Reason: "stream cut", Epoch: 7}
 	case domains.TypeMigrationIteration:
 		return domains.MigrationIteration{Pass: 3, Remaining: 1 << 20, Sent: 1 << 40}
 	case domains.TypeJobStarted:

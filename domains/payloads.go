@@ -165,7 +165,8 @@ type MigrationState struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Peer   string `json:"peer,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"` // the error that forced a recovery transition
+	Epoch  uint64 `json:"epoch,omitempty"`  // ownership epoch (fencing token) after the transition; schema 2
 }
 
 // MigrationIteration: one RAM pass finished.

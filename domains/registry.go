@@ -124,17 +124,18 @@ var catalogue = []eventSpec{
 	transferStarted(TypeSaveStarted), transferCompleted(TypeSaveCompleted), transferFailed(TypeSaveFailed),
 	transferStarted(TypeRestoreStarted), transferCompleted(TypeRestoreCompleted), transferFailed(TypeRestoreFailed),
 
-	row(TypeMigrationState, 1, zero[MigrationState],
+	row(TypeMigrationState, 2, zero[MigrationState], // schema 1: upcast.go
 		func(w *writer, v MigrationState) error {
 			w.str(v.Role)
 			w.str(v.From)
 			w.str(v.To)
 			w.str(v.Peer)
 			w.str(v.Reason)
+			w.uvarint(v.Epoch)
 			return nil
 		},
 		func(r *reader, _ Type) (MigrationState, error) {
-			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str()}, nil
+			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str(), Epoch: r.uvarint()}, nil
 		},
 		nil),
 	row(TypeMigrationIteration, 1, zero[MigrationIteration],

@@ -19,6 +19,9 @@ import "fmt"
 //	                libvirt's SHUTDOWN_GUEST / SHUTDOWN_HOST details and
 //	                leave room for more origins without another bool.
 //
+//	migration-state 1 → 2: `epoch` (the ownership epoch, the fencing token
+//	                of docs/migration.md) appended; v1 events read as 0.
+//
 // CurrentSchema is the payload schema version this release writes for t;
 // tools that read raw logs use it to tell old payloads from new ones.
 func CurrentSchema(t Type) uint16 { return currentSchema(t) }
@@ -49,6 +52,9 @@ func upcast(r *reader, t Type, schema uint16) (Payload, error) {
 	case t == TypeDeviceDetached && schema == 1:
 		// v1 removed the device from the config (the only one there was).
 		p = DeviceDetached{ID: r.str(), Live: true, Persist: true}
+	case t == TypeMigrationState && schema == 1:
+		// v1: role, from, to, peer, reason; no epoch.
+		p = MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str()}
 	default:
 		return nil, fmt.Errorf("%s schema version %d is not known to this release (current %d): %w",
 			t, schema, currentSchema(t), ErrCorrupt)

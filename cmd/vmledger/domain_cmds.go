@@ -184,11 +184,15 @@ func (g *globals) printResult(cmd *cobra.Command, res domains.Result, what strin
 
 func newListCmd(g *globals) *cobra.Command {
 	var state string
+	var allHosts bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List domains",
+		Short: "List domains (of --host, or with --all-hosts of every agent on the cluster)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if allHosts {
+				return listAllHosts(cmd.Context(), g, cmd.OutOrStdout(), state)
+			}
 			var rep api.ListReply
 			if err := g.call(cmd.Context(), api.VerbList, api.ListRequest{State: state}, &rep); err != nil {
 				return err
@@ -209,6 +213,7 @@ func newListCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only domains in this state (running, paused, \"shut off\", ...)")
+	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "every agent that answers discovery on the cluster, with a HOST column; a host that does not answer is reported and fails the exit code")
 	addJSON(cmd, g)
 	return cmd
 }

@@ -40,7 +40,8 @@ const (
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
-		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove, VerbAttachDevice, VerbDetachDevice}
+		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
+		VerbAttachDevice, VerbDetachDevice}
 }
 
 // DefineRequest carries a domain configuration.
