@@ -197,7 +197,9 @@ func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate
 	if !ok1 || !ok2 {
 		return fmt.Errorf("domain %q: its QEMU cannot stream its state out", d.Config.Name)
 	}
-	cfg, err := json.Marshal(d.Config)
+	// The config QEMU runs with, hot-plugged devices included: the
+	// restored QEMU must have the same devices or the stream will not load.
+	cfg, err := json.Marshal(d.LiveConfig())
 	if err != nil {
 		return fmt.Errorf("save: config: %w", err)
 	}
