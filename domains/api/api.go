@@ -36,7 +36,7 @@ const (
 // Verbs lists every verb.
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
-		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort}
+		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort, VerbDump}
 }
 
 // DefineRequest carries a domain configuration.
@@ -132,6 +132,8 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 			}
 		}
 		return h.Svc.Define(ctx, r.CommandID, r.Config)
+	case VerbDump:
+		return h.dump(ctx, body)
 	case VerbList:
 		var r ListRequest
 		if err := decode(body, &r); err != nil {

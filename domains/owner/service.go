@@ -24,6 +24,8 @@ type Service struct {
 	notify func(domains.Event) // optional observer of committed events (metrics)
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
+	confine    Confiner
+	dumpDir    string
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
@@ -50,12 +52,16 @@ type Options struct {
 	// OnProgress, if set, gets asynchronous jobs' progress, at most one
 	// report per job each 250 ms.
 	OnProgress func(domain uuid.UUID, job domains.JobInfo)
+	// Confine keeps dump paths in the allowed directories; nil: dump is
+	// unavailable. DumpDir is where on_crash writes its dumps.
+	Confine Confiner
+	DumpDir string
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
-		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
+		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, confine: o.Confine, dumpDir: o.DumpDir, proj: o.Projection,
 		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}

@@ -47,7 +47,9 @@ type Config struct {
 	Accel      string
 	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
 	QEMUBinary string
-	Log        zerolog.Logger
+	// AllowDirs confine the files users name (dumps): allowdirs.go.
+	AllowDirs []string
+	Log       zerolog.Logger
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -388,7 +390,12 @@ func (a *agent) stopNATS(ctx context.Context) error {
 }
 
 func (a *agent) startService(context.Context) error {
+	dirs, err := a.allowedDirs()
+	if err != nil {
+		return err
+	}
 	a.svc = owner.NewService(owner.Options{
+		Confine: dirs, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
