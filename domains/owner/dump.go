@@ -43,7 +43,7 @@ type Confiner interface {
 // done after the job's context has ended.
 const cleanupRecord = 30 * time.Second
 
-// Dump writes a core dump of a running or paused domain to o.Path, which
+// Dump writes a core dump of a running, paused or crashed domain to o.Path, which
 // must lie in an allowed directory and not exist yet. It returns once the
 // job has started (Result.Job); the job records dump-started, then
 // dump-completed or dump-failed. Bad options and refused paths change
@@ -59,7 +59,9 @@ func (s *Service) Dump(ctx context.Context, cmdID, ref string, o domains.DumpOpt
 	if err != nil {
 		return domains.Result{}, err
 	}
-	if d.State != domains.StateRunning && d.State != domains.StatePaused {
+	// A crashed guest kept in guest-panicked (on_crash preserve) can be
+	// dumped too, as with virsh.
+	if d.State != domains.StateRunning && d.State != domains.StatePaused && d.State != domains.StateCrashed {
 		return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is not running (%s)", d.Config.Name, d.State)
 	}
 	path, err := s.confine.Resolve(o.Path, true)
