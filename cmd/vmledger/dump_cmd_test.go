@@ -16,6 +16,8 @@ import (
 	"github.com/vmledger/vmledger/coredump"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/hypervisor/guest"
+	"github.com/vmledger/vmledger/hypervisor/linuxguest"
+	"github.com/vmledger/vmledger/hypervisor/linuxguest/linuxguesttest"
 	"github.com/vmledger/vmledger/migrate/pagemix"
 )
 
@@ -480,4 +482,59 @@ func crashRelease(t testing.TB, path string) string {
 		t.Fatalf("crash --osrelease %s: %v: %s", path, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// Issue 11, acceptance d: a Linux guest that panics (echo c >
+// /proc/sysrq-trigger, reported by pvpanic) under on_crash
+// coredump-restart leaves a readable dump in <state-dir>/dumps, whose
+// VMCOREINFO (our reader, and crash --osrelease) names the guest's kernel
+// release, and boots again.
+func TestLinuxOnCrashCoredumpRestart(t *testing.T) {
+	state := t.TempDir()
+	a := guestAgent(t, state, "tcg")
+	id := defineLinux(t, a, "lxc", "{offset: utc}")
+	cfg := configOf(t, a, "lxc")
+	cfg.OnCrash = domains.CrashCoredumpRestart
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI("define", writeFile(t, t.TempDir(), "lxc.json", string(b))) // config-updated
+	nc := natsConn(t, a)
+	con := tapConsole(t, nc, a.host, id)
+	tap := tapEvents(t, nc, a.host, id)
+	a.mustCLI("start", "lxc")
+	con.waitLine(t, linuxguest.ReadyPrefix, linuxBoot)
+	con.drain()
+	sendConsole(t, nc, a.host, id, linuxguest.CmdPanic)
+	tap.next(t, "crashed", linuxReply)
+	e := tap.next(t, "dump-completed", 5*time.Minute)
+	var p domains.DumpCompleted
+	payload(t, e, &p)
+	tap.next(t, "stopped", linuxReply)
+	tap.next(t, "started", linuxReply)
+	con.waitLine(t, linuxguest.ReadyPrefix, linuxBoot) // it runs again
+	if d := infoOf(t, a, "lxc"); d.State != domains.StateRunning {
+		t.Fatalf("after the restart: state %s", d.State)
+	}
+	if filepath.Dir(p.Path) != filepath.Join(state, "dumps") {
+		t.Fatalf("dump at %s, want it in %s", p.Path, filepath.Join(state, "dumps"))
+	}
+	f, err := coredump.OpenFile(p.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, ok := f.VMCoreInfo()
+	if !ok {
+		t.Fatal("the on_crash dump has no VMCOREINFO note")
+	}
+	rel, _ := coredump.VMCoreInfoValue(info, "OSRELEASE")
+	want := linuxguesttest.Image(t).Release
+	if rel != want {
+		t.Fatalf("the dump's VMCOREINFO says OSRELEASE %q, want %q", rel, want)
+	}
+	if got := crashRelease(t, p.Path); got != want {
+		t.Fatalf("crash --osrelease: %q, want %q", got, want)
+	}
 }
