@@ -178,3 +178,52 @@ func TestReadAtEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestELF32 reads a hand-made ELF32 core: one PT_NOTE, one PT_LOAD of two
+// pages at 0x1000, as QEMU writes for 32-bit guests.
+func TestELF32(t *testing.T) {
+	le := binary.LittleEndian
+	const phoff, dataOff = 52, 0x1000
+	note := coredump.EncodeNotes([]coredump.Note{{Name: "CORE", Type: 1, Desc: make([]byte, 144)}})
+	b := make([]byte, dataOff+2*coredump.PageSize)
+	copy(b, "\x7fELF\x01\x01\x01")
+	le.PutUint16(b[16:], 4) // ET_CORE
+	le.PutUint16(b[18:], 3) // EM_386
+	le.PutUint32(b[28:], phoff)
+	le.PutUint16(b[40:], 52)
+	le.PutUint16(b[42:], 32)
+	le.PutUint16(b[44:], 2)
+	ph := b[phoff:]
+	noteOff := uint32(phoff + 2*32)
+	le.PutUint32(ph[0:], 4) // PT_NOTE
+	le.PutUint32(ph[4:], noteOff)
+	le.PutUint32(ph[16:], uint32(len(note)))
+	le.PutUint32(ph[20:], uint32(len(note)))
+	copy(b[noteOff:], note)
+	ph = ph[32:]
+	le.PutUint32(ph[0:], 1) // PT_LOAD
+	le.PutUint32(ph[4:], dataOff)
+	le.PutUint32(ph[12:], 0x1000)
+	le.PutUint32(ph[16:], 2*coredump.PageSize)
+	le.PutUint32(ph[20:], 3*coredump.PageSize) // the last page is memsz only: zeros
+	for i := range 2 * coredump.PageSize {
+		b[dataOff+i] = byte(i/coredump.PageSize + 1)
+	}
+	d, err := coredump.Open(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Notes) != 1 || d.Notes[0].Name != "CORE" || len(d.Extents) != 1 || d.Extents[0] != (coredump.Extent{Addr: 0x1000, Size: 3 * coredump.PageSize}) {
+		t.Fatalf("ELF32: notes %v extents %v", d.Notes, d.Extents)
+	}
+	got := make([]byte, 3)
+	if _, err := d.ReadAt(got, 0x1000+coredump.PageSize-1); err != nil || !bytes.Equal(got, []byte{1, 2, 2}) {
+		t.Errorf("ELF32 read: %v %v", got, err)
+	}
+	if _, err := d.ReadAt(got, 0x1000+2*coredump.PageSize); err != nil || !bytes.Equal(got, []byte{0, 0, 0}) {
+		t.Errorf("ELF32 memsz beyond filesz: %v %v, want zeros", got, err)
+	}
+	if _, err := d.ReadAt(got, 0); !errors.Is(err, coredump.ErrHole) {
+		t.Errorf("ELF32 below the load: %v, want ErrHole", err)
+	}
+}

@@ -33,6 +33,11 @@ type Config struct {
 	NICs      []NIC     `json:"nics,omitempty"`
 	Serial    *Serial   `json:"serial,omitempty"`
 	Devices   []Device  `json:"devices,omitempty"`
+	// Hot-pluggable memory and virtio-serial ports: devices.go.
+	MaxMemoryMiB uint64 `json:"max_memory_mib,omitempty"` // -m maxmem; 0: no memory hotplug
+	MemorySlots  uint32 `json:"memory_slots,omitempty"`   // -m slots
+	DIMMs        []DIMM `json:"dimms,omitempty"`
+	Ports        []Port `json:"ports,omitempty"`
 	// Direct kernel boot and features: config_os.go.
 	OS       *OS      `json:"os,omitempty"`
 	Features []string `json:"features,omitempty"`
@@ -49,10 +54,11 @@ type Clock struct {
 
 // Disk is a block device backed by a host file.
 type Disk struct {
+	ID       string `json:"id,omitempty"`     // device id; "" means Target (hot-plugged disks have one)
 	Target   string `json:"target"`           // e.g. vda, hda; unique
 	Path     string `json:"path"`             // host path to the image
 	Format   string `json:"format,omitempty"` // raw | qcow2
-	Bus      string `json:"bus,omitempty"`    // virtio | ide | sata
+	Bus      string `json:"bus,omitempty"`    // virtio | ide | sata | usb
 	ReadOnly bool   `json:"readonly,omitempty"`
 	Boot     bool   `json:"boot,omitempty"`
 }
@@ -163,9 +169,15 @@ func (c Config) Validate() error {
 			add("disks[%d].format %s: must be raw or qcow2", i, Quote(d.Format))
 		}
 		switch d.Bus {
-		case "", BusVirtio, BusIDE, BusSATA:
+		case "", BusVirtio, BusIDE, BusSATA, BusUSB:
 		default:
-			add("disks[%d].bus %s: must be virtio, ide or sata", i, Quote(d.Bus))
+			add("disks[%d].bus %s: must be virtio, ide, sata or usb", i, Quote(d.Bus))
+		}
+		if d.ID != "" && d.ID != d.Target {
+			if !hotIDRE.MatchString(d.ID) || seen[d.ID] {
+				add("disks[%d].id %s: must be a unique device id of at most %d characters", i, Quote(d.ID), maxHotID)
+			}
+			seen[d.ID] = true
 		}
 	}
 	for i, n := range c.NICs {
@@ -194,6 +206,7 @@ func (c Config) Validate() error {
 		}
 		seen[d.ID] = true
 	}
+	p = append(p, c.hotplugProblems(seen)...)
 	if len(p) == 0 {
 		// Only when every field is in bounds: the sum may still not be.
 		if b, err := json.Marshal(c); err != nil || len(b) > MaxConfigJSON {
@@ -314,6 +327,14 @@ func (c Config) Clone() Config {
 	}
 	if len(c.NICs) == 0 {
 		c.NICs = nil
+	}
+	c.DIMMs = append([]DIMM(nil), c.DIMMs...)
+	c.Ports = append([]Port(nil), c.Ports...)
+	if len(c.DIMMs) == 0 {
+		c.DIMMs = nil
+	}
+	if len(c.Ports) == 0 {
+		c.Ports = nil
 	}
 	return c
 }

@@ -14,12 +14,8 @@ import (
 func TestArchitectureDocStateTable(t *testing.T) {
 	section := docSection(t, "architecture.md", "## Lifecycle state table")
 	var fromDoc []string
-	for _, line := range strings.Split(section, "\n") {
-		cells := strings.Split(strings.Trim(line, "| "), "|")
-		if len(cells) != 3 || strings.TrimSpace(cells[0]) == "from" || strings.HasPrefix(strings.TrimSpace(cells[0]), "---") {
-			continue
-		}
-		on, to := strings.TrimSpace(cells[1]), strings.TrimSpace(cells[2])
+	for _, cells := range docRows(section, 3) {
+		on, to := cells[1], cells[2]
 		for _, from := range strings.Split(cells[0], ",") {
 			from = strings.TrimSpace(from)
 			dest := to
@@ -58,4 +54,54 @@ func docSection(t *testing.T, file, heading string) string {
 		section = section[:end]
 	}
 	return section
+}
+
+// docs/migration.md prints the migration transition table; this keeps it
+// equal to domains.MigrationTable().
+func TestMigrationDocTable(t *testing.T) {
+	section := docSection(t, "migration.md", "## Transition table")
+	var fromDoc []string
+	for _, cells := range docRows(section, 4) {
+		role, to := cells[0], cells[2]
+		kind := strings.Fields(cells[3])[0]
+		for _, from := range strings.Split(cells[1], ",") {
+			fromDoc = append(fromDoc, role+" "+strings.TrimSpace(from)+" -> "+to+" "+kind)
+		}
+	}
+	var fromCode []string
+	for _, r := range domains.MigrationTable() {
+		kind := "step"
+		if r.Recovery {
+			kind = "recovery"
+		}
+		fromCode = append(fromCode, string(r.Role)+" "+string(r.From)+" -> "+string(r.To)+" "+kind)
+	}
+	sort.Strings(fromDoc)
+	sort.Strings(fromCode)
+	if strings.Join(fromDoc, "\n") != strings.Join(fromCode, "\n") {
+		t.Fatalf("docs/migration.md's table:\n%s\n\nthe code's:\n%s", strings.Join(fromDoc, "\n"), strings.Join(fromCode, "\n"))
+	}
+}
+
+// docRows returns the trimmed cells of a markdown table's body rows that
+// have n cells; the header row and the separator are skipped.
+func docRows(section string, n int) [][]string {
+	var rows [][]string
+	header := true
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			header = true
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		if len(cells) != n || header || strings.HasPrefix(strings.TrimSpace(cells[0]), "---") {
+			header = header && !strings.HasPrefix(strings.TrimSpace(cells[0]), "---")
+			continue
+		}
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows = append(rows, cells)
+	}
+	return rows
 }

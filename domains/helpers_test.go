@@ -74,11 +74,11 @@ func samplePayload(t domains.Type) domains.Payload {
 	case domains.TypeRTCChanged:
 		return domains.RTCChanged{Offset: -7201, Adjustment: 189302400}
 	case domains.TypeDeviceAttached:
-		return domains.DeviceAttached{Live: true, Device: domains.Device{ID: "disk9", Driver: "virtio-blk-pci", Props: map[string]string{"drive": "drv9", "serial": "S9"}}}
+		return domains.DeviceAttached{Live: true, Persist: true, Spec: &domains.DeviceSpec{Kind: domains.KindDisk, ID: "disk9", Target: "vdz", Path: "/var/lib/vm/d9.img", Format: "raw"}}
 	case domains.TypeDeviceDetachRequested:
-		return domains.DeviceDetachRequested{ID: "disk9"}
+		return domains.DeviceDetachRequested{ID: "disk9", Persist: true}
 	case domains.TypeDeviceDetached:
-		return domains.DeviceDetached{ID: "disk9"}
+		return domains.DeviceDetached{ID: "disk9", Live: true, Persist: true}
 	case domains.TypeDeviceDetachFailed:
 		return domains.DeviceDetachFailed{ID: "disk9", Error: "guest did not release the device in 5s"}
 	case domains.TypeSaveStarted, domains.TypeRestoreStarted, domains.TypeDumpStarted:
@@ -90,7 +90,7 @@ func samplePayload(t domains.Type) domains.Payload {
 	case domains.TypeSaveFailed, domains.TypeRestoreFailed, domains.TypeDumpFailed:
 		return domains.TransferFailed{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Error: "no space left on device"}
 	case domains.TypeMigrationState:
-		return domains.MigrationState{Role: "source", From: "running", To: "stop-copy", Peer: "host-b", Reason: "converged"}
+		return domains.MigrationState{Role: "source", From: "performing", To: "cancelled", Peer: "host-b", Reason: "stream cut", Epoch: 7}
 	case domains.TypeMigrationIteration:
 		return domains.MigrationIteration{Pass: 3, Remaining: 1 << 20, Sent: 1 << 40}
 	case domains.TypeJobStarted:

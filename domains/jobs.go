@@ -20,6 +20,9 @@ const (
 	JobSuspend  JobKind = "suspend"
 	JobResume   JobKind = "resume"
 	JobReset    JobKind = "reset"
+	// Device verbs (domains/owner/devices.go).
+	JobAttachDevice JobKind = "attach-device"
+	JobDetachDevice JobKind = "detach-device"
 	// JobRecover reattaches to a QEMU after an agent restart or a lost
 	// monitor.
 	JobRecover JobKind = "recover"

@@ -67,6 +67,7 @@ const (
 	BusVirtio = "virtio"
 	BusIDE    = "ide"
 	BusSATA   = "sata"
+	BusUSB    = "usb" // usb-storage on the xHCI controller
 )
 
 // EffectiveBus is the disk's bus, inferred from the target's prefix (as

@@ -103,23 +103,35 @@ type RTCChanged struct {
 	Adjustment int64 `json:"adjustment"`
 }
 
-// DeviceAttached: a device was added (hot-plugged when the domain is active).
+// DeviceAttached: a device was added: to the running QEMU (Live), to the
+// persistent config (Persist), or both. Spec is the device (devices.go);
+// Device is the generic device of schema 1, which had no spec and always
+// went into the config.
 type DeviceAttached struct {
-	Device Device `json:"device"`
-	Live   bool   `json:"live"`
+	Device  Device      `json:"device,omitzero"`
+	Live    bool        `json:"live"`
+	Persist bool        `json:"persist,omitempty"`
+	Spec    *DeviceSpec `json:"spec,omitempty"`
 }
 
-// DeviceDetachRequested: the guest was asked to release a device.
+// DeviceDetachRequested: the guest was asked to release a device (QMP
+// device_del). Persist: the persistent config dropped it at once.
 type DeviceDetachRequested struct {
-	ID string `json:"id"`
+	ID      string `json:"id"`
+	Persist bool   `json:"persist,omitempty"`
 }
 
-// DeviceDetached: the device is gone.
+// DeviceDetached: the device is gone from the running QEMU (Live: QEMU
+// reported DEVICE_DELETED, and what vmledger created for it was released)
+// and/or from the persistent config (Persist).
 type DeviceDetached struct {
-	ID string `json:"id"`
+	ID      string `json:"id"`
+	Live    bool   `json:"live,omitempty"`
+	Persist bool   `json:"persist,omitempty"`
 }
 
-// DeviceDetachFailed: the guest did not release the device.
+// DeviceDetachFailed: the guest did not release the device: QEMU reported
+// DEVICE_UNPLUG_GUEST_ERROR, or the user's timeout passed. It stays.
 type DeviceDetachFailed struct {
 	ID    string `json:"id"`
 	Error string `json:"error"`
@@ -153,7 +165,8 @@ type MigrationState struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Peer   string `json:"peer,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"` // the error that forced a recovery transition
+	Epoch  uint64 `json:"epoch,omitempty"`  // ownership epoch (fencing token) after the transition; schema 2
 }
 
 // MigrationIteration: one RAM pass finished.

@@ -133,6 +133,7 @@ const (
 	GuestPanicked
 	GuestRTCChange
 	GuestDeviceDeleted
+	GuestDeviceUnplugError // DEVICE_UNPLUG_GUEST_ERROR: the guest refused
 )
 
 // GuestEvent is a typed QMP event.
@@ -142,6 +143,6 @@ type GuestEvent struct {
 	Guest  bool   // SHUTDOWN/RESET: initiated by the guest
 	Reason string // SHUTDOWN/RESET reason, panic action
 	Offset int64  // RTC_CHANGE offset in seconds
-	Device string // DEVICE_DELETED id
+	Device string // DEVICE_DELETED, DEVICE_UNPLUG_GUEST_ERROR id
 	Info   string
 }

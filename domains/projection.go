@@ -22,6 +22,15 @@ type Domain struct {
 	// Job is the asynchronous job the log says is running (job-started
 	// without its end), nil when none.
 	Job *ActiveJob `json:"job,omitempty"`
+	// Running is what the running QEMU has: the config at start
+	// amended by live device changes (devices.go); nil while shut off.
+	Running *Config `json:"live_config,omitempty"`
+	// Pending are the devices whose detach was requested and neither
+	// confirmed by QEMU (DEVICE_DELETED) nor refused yet.
+	Pending []string `json:"detach_pending,omitempty"`
+	// legacy: loaded from a snapshot older than Running, which was then
+	// filled from Config (Equal does not compare it).
+	legacy bool
 }
 
 // Live is what exists only while QEMU runs.
@@ -43,6 +52,14 @@ func (d *Domain) clone() Domain {
 	if d.Job != nil {
 		j := *d.Job
 		c.Job = &j
+	}
+	if d.Running != nil {
+		lc := d.Running.Clone()
+		c.Running = &lc
+	}
+	c.Pending = append([]string(nil), d.Pending...)
+	if len(c.Pending) == 0 {
+		c.Pending = nil
 	}
 	return c
 }
@@ -223,6 +240,11 @@ func UnmarshalSnapshot(b []byte) (*Projection, error) {
 	p.lastSeq = s.LastSeq
 	for i := range s.Domains {
 		d := s.Domains[i]
+		if d.Live != nil && d.Running == nil {
+			// A snapshot from before live configs: QEMU has the config.
+			lc := d.Config.Clone()
+			d.Running, d.legacy = &lc, true
+		}
 		if _, dup := p.byName[d.Config.Name]; dup {
 			return nil, fmt.Errorf("snapshot: name %q twice: %w", d.Config.Name, ErrCorrupt)
 		}
@@ -249,8 +271,12 @@ func (p *Projection) Equal(q *Projection) (bool, string) {
 		if !ok {
 			return false, fmt.Sprintf("domain %s missing", id)
 		}
-		a, _ := json.Marshal(d)
-		b, _ := json.Marshal(o)
+		dd, oo := *d, *o
+		if d.legacy || o.legacy {
+			dd.Running, oo.Running = nil, nil
+		}
+		a, _ := json.Marshal(dd)
+		b, _ := json.Marshal(oo)
 		if string(a) != string(b) {
 			return false, fmt.Sprintf("domain %s differs:\n%s\n%s", id, a, b)
 		}

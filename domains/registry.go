@@ -38,7 +38,9 @@ var catalogue = []eventSpec{
 		},
 		func(d *Domain, v Started, e Event) error {
 			d.Reason = v.Reason
+			lc := d.Config.Clone()
 			d.Live = &Live{Accel: v.Accel, PID: v.PID, ClockBase: v.ClockBase, RTC: v.ClockBase, Started: e.Time}
+			d.Running, d.Pending = &lc, nil
 			return nil
 		}),
 	row(TypePaused, 1, zero[Paused],
@@ -56,7 +58,10 @@ var catalogue = []eventSpec{
 	row(TypeStopped, 1, zero[Stopped],
 		func(w *writer, v Stopped) error { w.str(v.Reason); w.str(v.Detail); return nil },
 		func(r *reader, _ Type) (Stopped, error) { return Stopped{Reason: r.str(), Detail: r.str()}, nil },
-		func(d *Domain, v Stopped, _ Event) error { d.Reason, d.Live = v.Reason, nil; return nil }),
+		func(d *Domain, v Stopped, _ Event) error {
+			d.Reason, d.Live, d.Running, d.Pending = v.Reason, nil, nil, nil
+			return nil
+		}),
 	row(TypeReset, 1, zero[Reset],
 		func(w *writer, v Reset) error { w.bool(v.Guest); w.str(v.Reason); return nil },
 		func(r *reader, _ Type) (Reset, error) { return Reset{Guest: r.bool(), Reason: r.str()}, nil },
@@ -75,54 +80,62 @@ var catalogue = []eventSpec{
 		},
 		foldRTC),
 
-	row(TypeDeviceAttached, 1, zero[DeviceAttached],
-		func(w *writer, v DeviceAttached) error { w.bool(v.Live); return encodeJSON(w, v.Device) },
+	row(TypeDeviceAttached, 2, zero[DeviceAttached], // schema 1: upcast.go
+		func(w *writer, v DeviceAttached) error {
+			w.bool(v.Live)
+			if err := encodeJSON(w, v.Device); err != nil {
+				return err
+			}
+			w.bool(v.Persist)
+			return encodeJSON(w, v.Spec)
+		},
 		func(r *reader, _ Type) (v DeviceAttached, err error) {
 			v.Live = r.bool()
-			err = decodeJSON(r, &v.Device)
+			if err = decodeJSON(r, &v.Device); err != nil {
+				return
+			}
+			v.Persist = r.bool()
+			err = decodeJSON(r, &v.Spec)
 			return
 		},
-		func(d *Domain, v DeviceAttached, _ Event) error {
-			d.Config.Devices = append(d.Config.Devices, v.Device)
-			return nil
-		}),
-	row(TypeDeviceDetachRequested, 1, zero[DeviceDetachRequested],
-		func(w *writer, v DeviceDetachRequested) error { w.str(v.ID); return nil },
-		func(r *reader, _ Type) (DeviceDetachRequested, error) { return DeviceDetachRequested{ID: r.str()}, nil },
-		nil),
-	row(TypeDeviceDetached, 1, zero[DeviceDetached],
-		func(w *writer, v DeviceDetached) error { w.str(v.ID); return nil },
-		func(r *reader, _ Type) (DeviceDetached, error) { return DeviceDetached{ID: r.str()}, nil },
-		func(d *Domain, v DeviceDetached, _ Event) error {
-			for i, dev := range d.Config.Devices {
-				if dev.ID == v.ID {
-					d.Config.Devices = append(d.Config.Devices[:i:i], d.Config.Devices[i+1:]...)
-					break
-				}
-			}
-			return nil
-		}),
+		foldAttached),
+	row(TypeDeviceDetachRequested, 2, zero[DeviceDetachRequested],
+		func(w *writer, v DeviceDetachRequested) error { w.str(v.ID); w.bool(v.Persist); return nil },
+		func(r *reader, _ Type) (DeviceDetachRequested, error) {
+			return DeviceDetachRequested{ID: r.str(), Persist: r.bool()}, nil
+		},
+		foldDetachRequested),
+	row(TypeDeviceDetached, 2, zero[DeviceDetached],
+		func(w *writer, v DeviceDetached) error { w.str(v.ID); w.bool(v.Live); w.bool(v.Persist); return nil },
+		func(r *reader, _ Type) (DeviceDetached, error) {
+			return DeviceDetached{ID: r.str(), Live: r.bool(), Persist: r.bool()}, nil
+		},
+		foldDetached),
 	row(TypeDeviceDetachFailed, 1, zero[DeviceDetachFailed],
 		func(w *writer, v DeviceDetachFailed) error { w.str(v.ID); w.str(v.Error); return nil },
 		func(r *reader, _ Type) (DeviceDetachFailed, error) {
 			return DeviceDetachFailed{ID: r.str(), Error: r.str()}, nil
 		},
-		nil),
+		func(d *Domain, v DeviceDetachFailed, _ Event) error {
+			d.Pending = without(d.Pending, v.ID)
+			return nil
+		}),
 
 	transferStarted(TypeSaveStarted), transferCompleted(TypeSaveCompleted), transferFailed(TypeSaveFailed),
 	transferStarted(TypeRestoreStarted), transferCompleted(TypeRestoreCompleted), transferFailed(TypeRestoreFailed),
 
-	row(TypeMigrationState, 1, zero[MigrationState],
+	row(TypeMigrationState, 2, zero[MigrationState], // schema 1: upcast.go
 		func(w *writer, v MigrationState) error {
 			w.str(v.Role)
 			w.str(v.From)
 			w.str(v.To)
 			w.str(v.Peer)
 			w.str(v.Reason)
+			w.uvarint(v.Epoch)
 			return nil
 		},
 		func(r *reader, _ Type) (MigrationState, error) {
-			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str()}, nil
+			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str(), Epoch: r.uvarint()}, nil
 		},
 		nil),
 	row(TypeMigrationIteration, 1, zero[MigrationIteration],
@@ -264,6 +277,9 @@ func foldRTC(d *Domain, v RTCChanged, _ Event) error {
 		// QEMU's offset), so the basis becomes utc.
 		d.Config.Clock.Adjustment = v.Adjustment
 		d.Config.Clock.Basis = BasisUTC
+		if d.Running != nil {
+			d.Running.Clock = d.Config.Clock
+		}
 	}
 	if d.Live != nil {
 		d.Live.RTC = v.Adjustment

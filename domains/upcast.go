@@ -11,9 +11,16 @@ import "fmt"
 //
 // History of shape changes (docs/replay.md):
 //
+//	device-attached, device-detach-requested, device-detached 1 → 2:
+//	                live and persistent config apart (virsh --live,
+//	                --config), and device-attached carries a DeviceSpec.
+//
 //	shutdown 1 → 2: `guest bool` became `reason "guest"|"host"`, to match
 //	                libvirt's SHUTDOWN_GUEST / SHUTDOWN_HOST details and
 //	                leave room for more origins without another bool.
+//
+//	migration-state 1 → 2: `epoch` (the ownership epoch, the fencing token
+//	                of docs/migration.md) appended; v1 events read as 0.
 //
 // CurrentSchema is the payload schema version this release writes for t;
 // tools that read raw logs use it to tell old payloads from new ones.
@@ -33,6 +40,21 @@ func upcast(r *reader, t Type, schema uint16) (Payload, error) {
 			reason = ShutdownGuest
 		}
 		p = Shutdown{Reason: reason, QEMUReason: qemuReason}
+	case t == TypeDeviceAttached && schema == 1:
+		// v1: bool live, JSON device; it always went into the config.
+		v := DeviceAttached{Live: r.bool(), Persist: true}
+		if err := decodeJSON(r, &v.Device); err != nil {
+			return nil, err
+		}
+		p = v
+	case t == TypeDeviceDetachRequested && schema == 1:
+		p = DeviceDetachRequested{ID: r.str()}
+	case t == TypeDeviceDetached && schema == 1:
+		// v1 removed the device from the config (the only one there was).
+		p = DeviceDetached{ID: r.str(), Live: true, Persist: true}
+	case t == TypeMigrationState && schema == 1:
+		// v1: role, from, to, peer, reason; no epoch.
+		p = MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str()}
 	default:
 		return nil, fmt.Errorf("%s schema version %d is not known to this release (current %d): %w",
 			t, schema, currentSchema(t), ErrCorrupt)

@@ -45,6 +45,10 @@ func newCodec(c Compression, chunkSize int) (codec, error) {
 	return nil, fmt.Errorf("migrate: unknown compression %d", c)
 }
 
+// maxStoredLen bounds what any codec makes of n raw bytes (snappy's bound
+// is the largest: zstd adds at most a few bytes per 128 KiB block).
+func maxStoredLen(n int) int { return snappy.MaxEncodedLen(n) }
+
 // zstdWindow is the smallest power of two window covering a chunk.
 func zstdWindow(chunkSize int) int {
 	w := zstd.MinWindowSize
@@ -71,17 +75,13 @@ func (snappyCodec) compress(dst, src []byte) []byte {
 }
 
 func (snappyCodec) expand(dst, src []byte, rawLen int) ([]byte, error) {
-	n, err := snappy.DecodedLen(src)
-	if err != nil {
-		return nil, fmt.Errorf("snappy: %w", err)
+	if err := claimedLen(Snappy, src, rawLen); err != nil {
+		return nil, err
 	}
-	if n != rawLen {
-		return nil, fmt.Errorf("snappy data expands to %d bytes, the chunk says %d", n, rawLen)
+	if cap(dst) < rawLen {
+		dst = make([]byte, rawLen)
 	}
-	if cap(dst) < n {
-		dst = make([]byte, n)
-	}
-	out, err := snappy.Decode(dst[:n], src)
+	out, err := snappy.Decode(dst[:rawLen], src)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
@@ -104,4 +104,31 @@ func (z *zstdCodec) expand(dst, src []byte, rawLen int) ([]byte, error) {
 		return nil, fmt.Errorf("zstd data expands to %d bytes, the chunk says %d", len(out), rawLen)
 	}
 	return out, nil
+}
+
+// claimedLen checks the length that a compressed payload's own header
+// announces against the chunk's raw length, without expanding it.
+func claimedLen(c Compression, src []byte, rawLen int) error {
+	switch c {
+	case Snappy:
+		n, err := snappy.DecodedLen(src)
+		if err != nil {
+			return fmt.Errorf("snappy: %w", err)
+		}
+		if n != rawLen {
+			return fmt.Errorf("snappy data expands to %d bytes, the chunk says %d", n, rawLen)
+		}
+	case Zstd:
+		var h zstd.Header
+		if err := h.Decode(src); err != nil {
+			return fmt.Errorf("zstd frame header: %w", err)
+		}
+		if h.Skippable {
+			return fmt.Errorf("zstd skippable frame, want a data frame")
+		}
+		if h.HasFCS && h.FrameContentSize != uint64(rawLen) {
+			return fmt.Errorf("zstd frame says %d bytes, the chunk says %d", h.FrameContentSize, rawLen)
+		}
+	}
+	return nil
 }

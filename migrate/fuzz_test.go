@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -17,7 +18,7 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(magicFinal[:])
 	f.Fuzz(func(t *testing.T, img []byte) {
-		s, err := Verify(bytes.NewReader(img))
+		s, err := Verify(context.Background(), bytes.NewReader(img))
 		if err != nil {
 			var fe *FormatError
 			if !errors.As(err, &fe) {

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,9 @@ func writeImage(t testing.TB, config, stream []byte, o Options) []byte {
 	return f.b
 }
 
+// checkers are the two whole-image checks: each test of damage runs both.
+var checkers = map[string]func(context.Context, io.Reader) (Summary, error){"Verify": Verify, "Scan": Scan}
+
 var testConfig = []byte(`{"name":"demo","memory_mib":16,"clock":{"offset":"variable","adjustment":86400}}`)
 
 // TestRoundTrip: what goes in comes out, for every compression and for
@@ -120,7 +124,7 @@ func TestPartialMagicUntilCommit(t *testing.T) {
 	w.mu.Lock() // the pipeline is still writing: look at a snapshot
 	snap := append([]byte(nil), f.b...)
 	w.mu.Unlock()
-	_, err = Verify(bytes.NewReader(snap))
+	_, err = Verify(context.Background(), bytes.NewReader(snap))
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("Verify before Commit = %v, want ErrIncomplete", err)
 	}
@@ -130,13 +134,13 @@ func TestPartialMagicUntilCommit(t *testing.T) {
 	if f.syncs != 2 {
 		t.Errorf("Commit synced %d times, want 2 (before and after the final magic)", f.syncs)
 	}
-	if _, err := Verify(bytes.NewReader(f.b)); err != nil {
+	if _, err := Verify(context.Background(), bytes.NewReader(f.b)); err != nil {
 		t.Fatalf("Verify after Commit: %v", err)
 	}
 	// The same bytes with the partial magic put back: refused.
 	torn := append([]byte(nil), f.b...)
 	copy(torn, magicPartial[:])
-	if _, err := Verify(bytes.NewReader(torn)); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "did not finish") {
+	if _, err := Verify(context.Background(), bytes.NewReader(torn)); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "did not finish") {
 		t.Errorf("partial magic: %v", err)
 	}
 }
@@ -153,24 +157,26 @@ func TestTruncated(t *testing.T) {
 		cuts = append(cuts, len(img)*i/200)
 	}
 	for _, n := range cuts {
-		_, err := Verify(bytes.NewReader(img[:n]))
-		if err == nil {
-			t.Fatalf("image cut at %d of %d bytes verified", n, len(img))
-		}
-		var fe *FormatError
-		if !errors.As(err, &fe) || !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("cut at %d: %v is not a FormatError wrapping ErrCorrupt", n, err)
-		}
-		if n == len(img)-endRecordSize && !strings.Contains(err.Error(), "end marker") {
-			t.Errorf("cut before the end marker: %v", err)
-		}
-		if n > headerSize+len(testConfig) && fe.Offset < int64(headerSize+len(testConfig)) {
-			t.Errorf("cut at %d reported at offset %d (in the header or config)", n, fe.Offset)
+		for name, check := range checkers {
+			_, err := check(context.Background(), bytes.NewReader(img[:n]))
+			if err == nil {
+				t.Fatalf("image cut at %d of %d bytes passed %s", n, len(img), name)
+			}
+			var fe *FormatError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s, cut at %d: %v is not a FormatError wrapping ErrCorrupt", name, n, err)
+			}
+			if n == len(img)-endRecordSize && !strings.Contains(err.Error(), "end marker") {
+				t.Errorf("%s, cut before the end marker: %v", name, err)
+			}
+			if n > headerSize+len(testConfig) && fe.Offset < int64(headerSize+len(testConfig)) {
+				t.Errorf("%s, cut at %d reported at offset %d (in the header or config)", name, n, fe.Offset)
+			}
 		}
 	}
-	_, err := Verify(bytes.NewReader(img[:len(img)-endRecordSize]))
+	_, err := Verify(context.Background(), bytes.NewReader(img[:len(img)-endRecordSize]))
 	t.Logf("cut before the end marker: %v", err)
-	_, err = Verify(bytes.NewReader(img[:len(img)/2]))
+	_, err = Verify(context.Background(), bytes.NewReader(img[:len(img)/2]))
 	t.Logf("cut in half: %v", err)
 }
 
@@ -193,21 +199,23 @@ func TestFlippedBytes(t *testing.T) {
 			for off := 0; off < len(img); off = next(off) {
 				bad := append([]byte(nil), img...)
 				bad[off] ^= 0x10
-				_, err := Verify(bytes.NewReader(bad))
-				if err == nil {
-					t.Fatalf("flipped bit at offset %d not caught", off)
-				}
-				want := "chunk"
-				switch {
-				case off < headerSize:
-					want = "header"
-				case off < cfgEnd:
-					want = "config"
-				case off >= len(img)-endRecordSize:
-					want = "end marker"
-				}
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("flip at %d: %v, want it to name the %s", off, err, want)
+				for name, check := range checkers {
+					_, err := check(context.Background(), bytes.NewReader(bad))
+					if err == nil {
+						t.Fatalf("flipped bit at offset %d not caught by %s", off, name)
+					}
+					want := "chunk"
+					switch {
+					case off < headerSize:
+						want = "header"
+					case off < cfgEnd:
+						want = "config"
+					case off >= len(img)-endRecordSize:
+						want = "end marker"
+					}
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("%s, flip at %d: %v, want it to name the %s", name, off, err, want)
+					}
 				}
 			}
 		})
@@ -251,9 +259,11 @@ func TestHostileImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Verify(bytes.NewReader(tt.img))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Verify = %v, want an error containing %q", err, tt.want)
+			for name, check := range checkers {
+				_, err := check(context.Background(), bytes.NewReader(tt.img))
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("%s = %v, want an error containing %q", name, err, tt.want)
+				}
 			}
 		})
 	}
@@ -287,7 +297,7 @@ func TestCreateRefusesExistingAndAbortRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	fw.Abort()
-	if _, err := VerifyFile(path); err != nil {
+	if _, err := VerifyFile(context.Background(), path); err != nil {
 		t.Fatalf("committed image: %v", err)
 	}
 }

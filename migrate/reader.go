@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -36,7 +37,8 @@ type Reader struct {
 	stopped sync.Once
 	wg      sync.WaitGroup
 
-	cur   *rjob
+	bufs  sync.Pool // payload and expansion buffers, reused across chunks
+	cur   []byte    // the buffer rest points into, back to bufs when used up
 	rest  []byte
 	hash  *xxhash.Digest
 	raw   uint64
@@ -98,6 +100,10 @@ func (r *Reader) Read(p []byte) (int, error) {
 		r.start()
 	}
 	for len(r.rest) == 0 {
+		if r.cur != nil {
+			r.putBuf(r.cur)
+			r.cur = nil
+		}
 		if err := r.next(); err != nil {
 			r.err = err
 			r.Close()
@@ -125,25 +131,55 @@ func (r *Reader) next() error {
 	r.hash.Write(j.out)
 	r.raw += uint64(len(j.out))
 	r.count++
-	r.rest = j.out
+	r.rest, r.cur = j.out, j.out
 	return nil
 }
 
+// getBuf returns a buffer of length n, from the pool when one is big
+// enough. Only what a record needs is allocated (at most the chunk size,
+// checked before), so a hostile header's chunk size costs nothing by
+// itself; in steady state the few buffers in flight are reused and no
+// chunk costs an allocation or the page faults of fresh memory.
+func (r *Reader) getBuf(n int) []byte {
+	if b, ok := r.bufs.Get().([]byte); ok && cap(b) >= n {
+		return b[:n]
+	}
+	return make([]byte, n)
+}
+
+func (r *Reader) putBuf(b []byte) { r.bufs.Put(b[:0]) }
+
 func (r *Reader) finish(j *rjob) error {
-	e := j.end
-	switch {
-	case e.chunks != r.count:
-		return corrupt(j.off, "end marker", "says %d chunks, the stream has %d", e.chunks, r.count)
-	case e.rawBytes != r.raw:
-		return corrupt(j.off, "end marker", "says %d stream bytes, the chunks hold %d", e.rawBytes, r.raw)
-	case e.xxh != r.hash.Sum64():
+	if err := r.checkCounts(j, r.count, r.raw); err != nil {
+		return err
+	}
+	if e := j.end; e.xxh != r.hash.Sum64() {
 		return corrupt(j.off, "end marker", "stream XXH64 is %#016x, the end marker says %#016x", r.hash.Sum64(), e.xxh)
 	}
+	if err := r.checkNothingAfter(); err != nil {
+		return err
+	}
+	return io.EOF
+}
+
+// checkCounts compares the end marker with the chunks seen before it.
+func (r *Reader) checkCounts(j *rjob, count, raw uint64) error {
+	switch e := j.end; {
+	case e.chunks != count:
+		return corrupt(j.off, "end marker", "says %d chunks, the stream has %d", e.chunks, count)
+	case e.rawBytes != raw:
+		return corrupt(j.off, "end marker", "says %d stream bytes, the chunks hold %d", e.rawBytes, raw)
+	}
+	return nil
+}
+
+// checkNothingAfter: the image ends with its end marker.
+func (r *Reader) checkNothingAfter() error {
 	var one [1]byte
 	if n, _ := io.ReadFull(r.src, one[:]); n > 0 {
 		return corrupt(r.src.n-1, "end marker", "data after the end marker (the image must end at offset %d)", r.src.n-1)
 	}
-	return io.EOF
+	return nil
 }
 
 // Close stops the read-ahead. Idempotent.
@@ -242,7 +278,7 @@ func (r *Reader) readRecord(index uint64) *rjob {
 	if j.err != nil {
 		return j
 	}
-	j.payload = make([]byte, h.storedLen)
+	j.payload = r.getBuf(int(h.storedLen))
 	if err := r.src.full(j.payload, part, off); err != nil {
 		j.err = err
 		return j
@@ -260,9 +296,11 @@ func (r *Reader) expand(c codec, j *rjob) {
 		j.out = j.payload
 		return
 	}
-	out, err := c.expand(nil, j.payload, int(j.rec.rawLen))
+	out, err := c.expand(r.getBuf(int(j.rec.rawLen)), j.payload, int(j.rec.rawLen))
+	r.putBuf(j.payload)
+	j.payload = nil
 	if err != nil {
-		j.err = corrupt(j.off, fmt.Sprintf("chunk %d", j.index), "%s %v", r.hdr.Compression, err)
+		j.err = corrupt(j.off, fmt.Sprintf("chunk %d", j.index), "%v", err)
 		return
 	}
 	j.out = out
@@ -315,17 +353,31 @@ type Summary struct {
 	StreamXXH64 uint64
 }
 
-// Verify reads a whole image and checks everything in it.
-func Verify(r io.Reader) (Summary, error) {
+// Verify reads a whole image and checks everything in it. ctx is
+// checked between reads: a verify of gigabytes can be given up.
+func Verify(ctx context.Context, r io.Reader) (Summary, error) {
 	rd, err := NewReader(r)
 	if err != nil {
 		return Summary{}, err
 	}
 	defer rd.Close()
-	if _, err := io.Copy(io.Discard, rd); err != nil {
+	if _, err := io.Copy(io.Discard, ctxReader{ctx, rd}); err != nil {
 		return Summary{}, err
 	}
 	return rd.summary(), nil
+}
+
+// ctxReader ends a copy once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func (r *Reader) summary() Summary {

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 type fakeSource struct {
@@ -123,5 +127,122 @@ func TestSaveFailureLeavesNoImage(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left behind after a failed save (%v)", p, err)
 		}
+	}
+}
+
+// TestRestoreChecksBeforeAndWhileStreaming: the check before start (Scan)
+// refuses a payload whose own length field disagrees with its record even
+// with a recomputed CRC; a payload re-checksummed after a change inside
+// (only a crafted image or a faulty writer has one) passes Scan, starts the
+// target and then fails the restore at the end marker (the stream's XXH64,
+// checked before the Reader's last read returns), while
+// RestoreOptions.FullVerify refuses it before start.
+func TestRestoreChecksBeforeAndWhileStreaming(t *testing.T) {
+	dir := t.TempDir()
+	stream := testStream(300000, 11)
+	img := writeImage(t, testConfig, stream, Options{Compression: Snappy, ChunkSize: 64 << 10})
+	first := headerSize + len(testConfig)
+	if le.Uint32(img[first:]) != chunkCompressed || le.Uint32(img[first+4:]) != 64<<10 {
+		t.Fatal("the first chunk is not a compressed 64 KiB chunk")
+	}
+	// edit changes chunk 0's payload and gives it a valid CRC again.
+	edit := func(change func(payload []byte)) string {
+		b := append([]byte(nil), img...)
+		payload := b[first+chunkHeaderSize : first+chunkHeaderSize+int(le.Uint32(b[first+8:]))]
+		change(payload)
+		copy(b[first:], encodeChunkHeader(chunkCompressed, 64<<10, len(payload), payload))
+		p := filepath.Join(dir, fmt.Sprintf("crafted%d.save", len(os.Args)+rand.IntN(1<<30)))
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Snappy's varint length: 64 KiB is 0x80 0x80 0x04; make it 32 KiB.
+	short := edit(func(p []byte) { p[2] = 0x02 })
+	inside := edit(func(p []byte) { p[len(p)/2] ^= 0x55 })
+
+	type result struct {
+		started bool
+		err     error
+	}
+	restore := func(path string, o RestoreOptions) result {
+		var r result
+		_, r.err = RestoreWith(context.Background(), path, func(context.Context, Summary) (Target, error) {
+			r.started = true
+			return &fakeTarget{}, nil
+		}, o)
+		return r
+	}
+	for _, tt := range []struct {
+		name        string
+		path        string
+		o           RestoreOptions
+		wantStarted bool
+		want        string
+	}{
+		{"length field, default", short, RestoreOptions{}, false, "snappy data expands to 32768 bytes, the chunk says 65536"},
+		{"length field, full verify", short, RestoreOptions{FullVerify: true}, false, "the chunk says 65536"},
+		{"inside payload, default", inside, RestoreOptions{}, true, "stream XXH64"},
+		{"inside payload, full verify", inside, RestoreOptions{FullVerify: true}, false, "stream XXH64"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := restore(tt.path, tt.o)
+			if r.err == nil {
+				t.Fatal("restore of a crafted image succeeded")
+			}
+			if !errors.Is(r.err, ErrCorrupt) || !strings.Contains(r.err.Error(), tt.want) {
+				t.Errorf("restore = %v, want ErrCorrupt and %q", r.err, tt.want)
+			}
+			if r.started != tt.wantStarted {
+				t.Errorf("started = %v, want %v", r.started, tt.wantStarted)
+			}
+			t.Logf("%v", r.err)
+		})
+	}
+	if _, err := ScanFile(context.Background(), inside); err != nil {
+		t.Errorf("Scan refused a payload with a valid CRC and length: %v (this test then shows nothing)", err)
+	}
+}
+
+// TestScanMatchesVerify: on good images of every codec, Scan and Verify
+// agree on everything Scan reports, and Scan's XXH64 (the end marker's) is
+// the stream's.
+func TestScanMatchesVerify(t *testing.T) {
+	stream := testStream(1<<20+12345, 12)
+	for _, c := range []Compression{None, Zstd, Snappy} {
+		img := writeImage(t, testConfig, stream, Options{Compression: c, ChunkSize: 64 << 10})
+		v, err := Verify(context.Background(), bytes.NewReader(img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Scan(context.Background(), bytes.NewReader(img))
+		if err != nil {
+			t.Fatalf("%s: Scan: %v", c, err)
+		}
+		if s.Header != v.Header || !bytes.Equal(s.Config, v.Config) || s.StreamBytes != v.StreamBytes ||
+			s.Chunks != v.Chunks || s.StreamXXH64 != v.StreamXXH64 || s.StreamXXH64 != xxhash.Sum64(stream) {
+			t.Errorf("%s: Scan %+v, Verify %+v", c, s, v)
+		}
+	}
+}
+
+// TestVerifyHonoursContext: a cancelled verify stops with ctx's error, and
+// a restore whose ctx ended never starts the destination.
+func TestVerifyHonoursContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.save")
+	if _, err := Save(context.Background(), fakeSource{stream: testStream(1<<20, 6)}, path, testConfig, Options{Compression: Zstd}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := VerifyFile(ctx, path); !errors.Is(err, context.Canceled) {
+		t.Errorf("VerifyFile with a cancelled ctx = %v", err)
+	}
+	_, err := Restore(ctx, path, func(context.Context, Summary) (Target, error) {
+		t.Error("destination started under a cancelled ctx")
+		return &fakeTarget{}, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Restore with a cancelled ctx = %v", err)
 	}
 }

@@ -109,7 +109,10 @@ func NewWriter(f File, config []byte, o Options) (*Writer, error) {
 		done:   make(chan struct{}),
 		stored: int64(headerSize + len(config)),
 	}
-	w.pool.New = func() any { return make([]byte, 0, o.ChunkSize) }
+	// Room for the worst case of any codec, so that no compression grows
+	// its output buffer and every buffer in the pool serves every use.
+	bufCap := maxStoredLen(o.ChunkSize)
+	w.pool.New = func() any { return make([]byte, 0, bufCap) }
 	w.buf = w.getBuf()
 	for _, c := range codecs {
 		w.wg.Add(1)

@@ -63,34 +63,44 @@ const maxConfigFile = 1 << 20
 // case, keys given twice and a second YAML document are errors, so a typo
 // never silently becomes a default or an override.
 func readConfig(path string, stdin io.Reader) (domains.Config, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return domains.Config{}, usagef("read config: %w", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	raw, err := io.ReadAll(io.LimitReader(r, maxConfigFile+1))
+	js, err := readYAMLFile("config", path, stdin, maxConfigFile)
 	if err != nil {
-		return domains.Config{}, usagef("read config: %w", err)
-	}
-	if len(raw) > maxConfigFile {
-		return domains.Config{}, usagef("config %s: larger than %d bytes", path, maxConfigFile)
-	}
-	if err := checkYAML(raw); err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
-	}
-	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
-	if err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
+		return domains.Config{}, err
 	}
 	cfg, err := domains.DecodeConfig(js)
 	if err != nil {
 		return domains.Config{}, usagef("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// readYAMLFile reads a JSON or YAML file ('-': stdin) of at most max
+// bytes, strictly (checkYAML), and returns it as JSON.
+func readYAMLFile(what, path string, stdin io.Reader, max int64) ([]byte, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usagef("read %s: %w", what, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, usagef("read %s: %w", what, err)
+	}
+	if int64(len(raw)) > max {
+		return nil, usagef("%s %s: larger than %d bytes", what, path, max)
+	}
+	if err := checkYAML(raw); err != nil {
+		return nil, usagef("%s %s: %w", what, path, err)
+	}
+	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
+	if err != nil {
+		return nil, usagef("%s %s: %w", what, path, err)
+	}
+	return js, nil
 }
 
 // checkYAML refuses what YAMLToJSON would let pass silently: a key given
@@ -115,25 +125,25 @@ func newUndefineCmd(g *globals) *cobra.Command {
 
 // newLifecycleCmd makes a verb that takes one domain.
 func newLifecycleCmd(g *globals, verb, short string) *cobra.Command {
-	var cmdID string
-	var paused bool
+	var f jobFlags
+	var paused, forceBoot bool
 	cmd := &cobra.Command{
 		Use:   verb + " DOMAIN",
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var res domains.Result
-			req := api.DomainRequest{CommandID: orRandom(cmdID), Domain: args[0], Paused: paused}
-			if err := g.call(cmd.Context(), verb, req, &res); err != nil {
-				return err
-			}
-			return g.printResult(cmd, res, pastTense(verb))
+			req := api.DomainRequest{CommandID: orRandom(f.cmdID), Domain: args[0], Paused: paused, ForceBoot: forceBoot}
+			// A start that restores a managed save is a restore job.
+			return g.runJob(cmd, f, verb, req, pastTense(verb))
 		},
 	}
-	addCommandID(cmd, &cmdID)
-	addJSON(cmd, g)
+	f.add(cmd, g, false)
 	if verb == "start" {
 		cmd.Flags().BoolVar(&paused, "paused", false, "leave the guest paused after boot")
+		cmd.Flags().BoolVar(&forceBoot, "force-boot", false, "discard the domain's managed save image and boot (without it, start restores the image)")
+	} else {
+		_ = cmd.Flags().MarkHidden("detach")
+		_ = cmd.Flags().MarkHidden("no-progress")
 	}
 	return cmd
 }
@@ -174,11 +184,15 @@ func (g *globals) printResult(cmd *cobra.Command, res domains.Result, what strin
 
 func newListCmd(g *globals) *cobra.Command {
 	var state string
+	var allHosts bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List domains",
+		Short: "List domains (of --host, or with --all-hosts of every agent on the cluster)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if allHosts {
+				return listAllHosts(cmd.Context(), g, cmd.OutOrStdout(), state)
+			}
 			var rep api.ListReply
 			if err := g.call(cmd.Context(), api.VerbList, api.ListRequest{State: state}, &rep); err != nil {
 				return err
@@ -187,14 +201,19 @@ func newListCmd(g *globals) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
 			w := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION")
+			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION\tMANAGED SAVE")
 			for _, d := range rep.Domains {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.Name, d.UUID, d.State, d.Reason, d.Version)
+				managed := "no"
+				if d.ManagedSave {
+					managed = "yes"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Name, d.UUID, d.State, d.Reason, d.Version, managed)
 			}
 			return w.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only domains in this state (running, paused, \"shut off\", ...)")
+	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "every agent that answers discovery on the cluster, with a HOST column; a host that does not answer is reported and fails the exit code")
 	addJSON(cmd, g)
 	return cmd
 }
@@ -226,7 +245,7 @@ func newInfoCmd(g *globals) *cobra.Command {
 }
 
 func newConfigCmd(g *globals) *cobra.Command {
-	var asYAML bool
+	var asYAML, live bool
 	var at string
 	cmd := &cobra.Command{
 		Use:   "config DOMAIN [--at SEQ|TIME]",
@@ -237,7 +256,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var c domains.Config
-			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at}, &c); err != nil {
+			if err := g.call(cmd.Context(), api.VerbConfig, api.DomainRequest{Domain: args[0], At: at, Live: live}, &c); err != nil {
 				return err
 			}
 			if asYAML {
@@ -252,6 +271,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asYAML, "yaml", false, "print YAML instead of JSON")
+	cmd.Flags().BoolVar(&live, "live", false, "the running guest's config: with the devices attached and detached live")
 	addAt(cmd, &at)
 	addJSON(cmd, g)
 	return cmd

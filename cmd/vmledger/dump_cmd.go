@@ -2,23 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 
-	"github.com/nats-io/nats.go"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
 )
-
-// errJobEnded stops Follow once the dump job's end is seen.
-var errJobEnded = errors.New("job ended")
 
 // dumpOutcome is what `dump --json` prints.
 type dumpOutcome struct {
@@ -74,9 +67,9 @@ duration_ms), dump-failed. A progress bar on stderr follows the job.`,
 				return usagef("FILE %s: %v", domains.Quote(args[1]), err)
 			}
 			r.Domain, r.Path, r.CommandID = args[0], path, orRandom(r.CommandID)
-			var bar io.Writer = cmd.ErrOrStderr()
-			if noProgress || g.json {
-				bar = nil
+			var bar io.Writer
+			if !noProgress && !g.json {
+				bar = cmd.ErrOrStderr()
 			}
 			return g.runDump(cmd.Context(), cmd.OutOrStdout(), bar, r)
 		},
@@ -94,71 +87,35 @@ duration_ms), dump-failed. A progress bar on stderr follows the job.`,
 	return cmd
 }
 
-// runDump starts the job, then follows the domain's events from the
-// job-started one (history first, so nothing is missed) until the job's
-// end, drawing its progress on bar meanwhile.
+// runDump starts the job and follows it to its end (a progress bar on
+// bar, when set), then reads the dump's outcome from the log.
 func (g *globals) runDump(ctx context.Context, w, bar io.Writer, r api.DumpRequest) error {
-	nc, c, err := g.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	var res domains.Result
-	err = c.Call(cctx, api.VerbDump, r, &res)
-	cancel()
-	if err != nil {
+	if err := g.call(ctx, api.VerbDump, r, &res); err != nil {
 		return err
 	}
 	if res.Job == "" || len(res.Seqs) == 0 {
 		return domains.Errorf(domains.CodeInternal, "dump: the agent's answer names no job")
 	}
-	if bar != nil {
-		stop, err := showProgress(nc, bar, bus.JobProgressSubject(g.host, res.Domain), res.Job)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	out := dumpOutcome{Job: res.Job, Domain: res.Name}
-	var failed *domains.JobFailed
-	err = c.Follow(ctx, bus.FollowOptions{After: res.Seqs[len(res.Seqs)-1] - 1, Domain: res.Domain}, func(e domains.Event) error {
-		switch p := e.Payload.(type) {
-		case domains.DumpCompleted:
-			out.Completed = &p
-		case domains.TransferFailed:
-			if p.Kind == domains.TypeDumpFailed {
-				out.Failed = &p
-			}
-		case domains.JobCompleted:
-			if p.ID == res.Job {
-				return errJobEnded
-			}
-		case domains.JobFailed:
-			if p.ID == res.Job {
-				failed = &p
-				return errJobEnded
-			}
-		}
-		return nil
-	})
-	if !errors.Is(err, errJobEnded) {
+	end, err := g.followJob(ctx, bar, res, bar != nil)
+	if err != nil {
 		return err
 	}
-	if bar != nil {
-		fmt.Fprintln(bar)
+	out, err := g.dumpOutcome(ctx, res, end.Seq)
+	if err != nil {
+		return err
 	}
 	if g.json {
 		if err := printJSON(w, out); err != nil {
 			return err
 		}
 	}
-	if failed != nil {
+	if p, failed := end.Payload.(domains.JobFailed); failed {
 		code := domains.CodeInternal
-		if failed.Reason != domains.JobError {
+		if p.Reason != domains.JobError {
 			code = domains.CodeUnavailable
 		}
-		return domains.Errorf(code, "dump of %s failed (%s): %s", res.Name, failed.Reason, failed.Error)
+		return domains.Errorf(code, "dump of %s failed (%s): %s", res.Name, p.Reason, p.Error)
 	}
 	if !g.json && out.Completed != nil {
 		fmt.Fprintf(w, "Domain %s dumped to %s (%s, %s, %.1f s; job %s)\n", res.Name, out.Completed.Path,
@@ -167,22 +124,32 @@ func (g *globals) runDump(ctx context.Context, w, bar io.Writer, r api.DumpReque
 	return nil
 }
 
-// showProgress draws the job's progress reports as a bar until stop.
-func showProgress(nc *nats.Conn, w io.Writer, subject, jobID string) (stop func(), err error) {
-	pb := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionShowBytes(true),
-		progressbar.OptionSetDescription("dump"), progressbar.OptionThrottle(0), progressbar.OptionClearOnFinish())
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-		var j domains.JobInfo
-		if json.Unmarshal(m.Data, &j) != nil || j.ID != jobID || j.Progress == nil {
-			return
-		}
-		if j.Progress.Total > 0 && pb.GetMax64() != int64(j.Progress.Total) {
-			pb.ChangeMax64(int64(j.Progress.Total))
-		}
-		_ = pb.Set64(int64(j.Progress.Done))
-	})
+// dumpOutcome reads the job's dump-completed or dump-failed from the log
+// (between its job-started and its end, at seq end).
+func (g *globals) dumpOutcome(ctx context.Context, res domains.Result, end uint64) (dumpOutcome, error) {
+	out := dumpOutcome{Job: res.Job, Domain: res.Name}
+	nc, c, err := g.dial(ctx)
 	if err != nil {
-		return nil, domains.Errorf(domains.CodeUnavailable, "subscribe to job progress: %w", err)
+		return out, err
 	}
-	return func() { _ = sub.Unsubscribe(); _ = pb.Finish() }, nil
+	defer nc.Close()
+	cctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	page, err := c.History(cctx, bus.HistoryRequest{After: res.Seqs[len(res.Seqs)-1], Domain: res.Domain,
+		Types: []domains.Type{domains.TypeDumpCompleted, domains.TypeDumpFailed}})
+	if err != nil {
+		return out, err
+	}
+	for _, e := range page.Events {
+		if e.Seq > end {
+			break
+		}
+		switch p := e.Payload.(type) {
+		case domains.DumpCompleted:
+			out.Completed = &p
+		case domains.TransferFailed:
+			out.Failed = &p
+		}
+	}
+	return out, nil
 }

@@ -68,7 +68,7 @@ func (f *eventFilter) resolve(ctx context.Context, g *globals, c *bus.Client) (b
 
 func newEventsCmd(g *globals) *cobra.Command {
 	var f eventFilter
-	var follow bool
+	var follow, allHosts bool
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Print the event log (from --after), and with --follow keep printing new events",
@@ -77,6 +77,13 @@ events are committed; the stream resumes exactly where it stopped after a
 NATS outage (history request plus de-duplication by sequence).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if allHosts {
+				err := eventsAllHosts(cmd.Context(), g, cmd.OutOrStdout(), f, follow)
+				if follow && cmd.Context().Err() != nil {
+					return nil // interrupted by the user: a normal end
+				}
+				return err
+			}
 			nc, c, err := g.dial(cmd.Context())
 			if err != nil {
 				return err
@@ -99,6 +106,7 @@ NATS outage (history request plus de-duplication by sequence).`,
 	}
 	f.register(cmd, true)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep following new events")
+	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "every agent that answers discovery on the cluster (the hosts found at the start), each line prefixed with its host; --domain NAME is looked up on each")
 	addJSON(cmd, g)
 	return cmd
 }

@@ -31,12 +31,17 @@ const (
 	// VerbJobAbort aborts its asynchronous job (virsh domjobabort).
 	VerbJobInfo  = "job-info"
 	VerbJobAbort = "job-abort"
+	// Device hotplug (virsh attach-device, detach-device): devices.go.
+	VerbAttachDevice = "attach-device"
+	VerbDetachDevice = "detach-device"
 )
 
 // Verbs lists every verb.
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
-		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort, VerbDump}
+		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
+		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
+		VerbAttachDevice, VerbDetachDevice, VerbDump}
 }
 
 // DefineRequest carries a domain configuration.
@@ -50,9 +55,14 @@ type DomainRequest struct {
 	CommandID string `json:"command_id,omitempty"`
 	Domain    string `json:"domain"`           // name or UUID
 	Paused    bool   `json:"paused,omitempty"` // start only
+	// ForceBoot (start only) discards a managed save image and boots.
+	ForceBoot bool `json:"force_boot,omitempty"`
 	// At (info and config only) asks for the domain as it stood at a point
 	// of the log: a decimal sequence or an RFC 3339 time (docs/replay.md).
 	At string `json:"at,omitempty"`
+	// Live (config only) asks for the running QEMU's config, with the
+	// devices attached and detached live.
+	Live bool `json:"live,omitempty"`
 }
 
 // ListRequest filters list.
@@ -67,6 +77,8 @@ type Summary struct {
 	State   domains.State `json:"state"`
 	Reason  string        `json:"reason,omitempty"`
 	Version uint64        `json:"version"`
+	// ManagedSave: the domain has a managed save image; start restores it.
+	ManagedSave bool `json:"managed_save,omitempty"`
 }
 
 // JobReply is job-info's answer: the running job, null when none.
@@ -90,6 +102,8 @@ type Service interface {
 	Suspend(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Resume(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Reset(ctx context.Context, cmdID, ref string) (domains.Result, error)
+	AttachDevice(ctx context.Context, cmdID, ref string, spec domains.DeviceSpec, o domains.DeviceOptions) (domains.Result, error)
+	DetachDevice(ctx context.Context, cmdID, ref, id string, o domains.DeviceOptions) (domains.Result, error)
 	JobInfo(ref string) (*domains.JobInfo, error)
 	AbortJob(ctx context.Context, ref string) (domains.JobInfo, error)
 	List() []domains.Domain
@@ -118,6 +132,9 @@ type Handler struct {
 
 // Handle decodes body for verb, strictly, and runs it.
 func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, error) {
+	if res, ok, err := h.handleSave(ctx, verb, body); ok {
+		return res, err
+	}
 	switch verb {
 	case VerbDefine:
 		r, err := decodeDefine(body)
@@ -140,6 +157,8 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 			return nil, err
 		}
 		return h.list(r), nil
+	case VerbAttachDevice, VerbDetachDevice:
+		return h.device(ctx, verb, body)
 	case VerbInfo, VerbConfig:
 		var r DomainRequest
 		if err := decodeRef(body, &r); err != nil {
@@ -155,6 +174,9 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 		if err != nil {
 			return nil, err
 		}
+		if verb == VerbConfig && r.Live {
+			return d.LiveConfig(), nil
+		}
 		if verb == VerbConfig {
 			return d.Config, nil
 		}
@@ -166,7 +188,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	}
 	switch verb {
 	case VerbJobInfo, VerbJobAbort:
-		if r.Paused || r.At != "" || r.CommandID != "" {
+		if r.Paused || r.ForceBoot || r.At != "" || r.CommandID != "" {
 			return nil, domains.Errorf(domains.CodeInvalid, "%q takes only \"domain\"", verb)
 		}
 		if verb == VerbJobAbort {
@@ -178,8 +200,11 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 		}
 		return JobReply{Job: j}, nil
 	}
-	if r.Paused && verb != VerbStart {
-		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused flag", verb)
+	if r.Live {
+		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no \"live\": only config does", verb)
+	}
+	if (r.Paused || r.ForceBoot) && verb != VerbStart {
+		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no paused or force_boot flag", verb)
 	}
 	if r.At != "" {
 		return nil, domains.Errorf(domains.CodeInvalid, "%q takes no \"at\": only info and config look back", verb)
@@ -188,7 +213,7 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	case VerbUndefine:
 		return h.Svc.Undefine(ctx, r.CommandID, r.Domain)
 	case VerbStart:
-		return h.Svc.Start(ctx, r.CommandID, r.Domain, domains.StartOptions{Paused: r.Paused})
+		return h.Svc.Start(ctx, r.CommandID, r.Domain, domains.StartOptions{Paused: r.Paused, ForceBoot: r.ForceBoot})
 	case VerbShutdown:
 		return h.Svc.Shutdown(ctx, r.CommandID, r.Domain)
 	case VerbDestroy:
@@ -210,7 +235,7 @@ func (h Handler) list(r ListRequest) ListReply {
 			continue
 		}
 		out.Domains = append(out.Domains, Summary{UUID: d.Config.UUID.String(), Name: d.Config.Name,
-			State: d.State, Reason: d.Reason, Version: d.Version})
+			State: d.State, Reason: d.Reason, Version: d.Version, ManagedSave: h.hasManagedSave(d)})
 	}
 	return out
 }

@@ -32,13 +32,6 @@ type qemuDumper interface {
 	QEMUDump(ctx context.Context, f *os.File, format string, progress func(done, total uint64)) error
 }
 
-// Confiner keeps user-given paths inside the agent's allowed directories
-// (hypervisor/confine's Dirs): Resolve returns the real path, or an error
-// saying why not. create: the file must not exist yet.
-type Confiner interface {
-	Resolve(path string, create bool) (string, error)
-}
-
 // cleanupRecord bounds the recording of a failed or aborted dump's end,
 // done after the job's context has ended.
 const cleanupRecord = 30 * time.Second
@@ -52,7 +45,7 @@ func (s *Service) Dump(ctx context.Context, cmdID, ref string, o domains.DumpOpt
 	if err := o.Validate(); err != nil {
 		return domains.Result{}, err
 	}
-	if s.confine == nil {
+	if s.images == nil {
 		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "dump: the agent has no allowed directories")
 	}
 	d, err := s.Get(ref)
@@ -64,7 +57,7 @@ func (s *Service) Dump(ctx context.Context, cmdID, ref string, o domains.DumpOpt
 	if d.State != domains.StateRunning && d.State != domains.StatePaused && d.State != domains.StateCrashed {
 		return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is not running (%s)", d.Config.Name, d.State)
 	}
-	path, err := s.confine.Resolve(o.Path, true)
+	path, err := s.images.Resolve(o.Path, true)
 	if err != nil {
 		return domains.Result{}, domains.Errorf(domains.CodeInvalid, "dump: %w", err)
 	}

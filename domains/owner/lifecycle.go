@@ -11,6 +11,9 @@ import (
 
 // Start boots a shut-off domain.
 func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartOptions) (domains.Result, error) {
+	if res, ok, err := s.startManaged(ctx, cmdID, ref, o); ok {
+		return res, err // restored from its managed save image (save.go)
+	}
 	return s.once(ctx, cmdID, requestDigest("start", ref, o), func() (domains.Result, error) {
 		d, unlock, err := s.acquire(ctx, ref, domains.JobStart, cmdID)
 		if err != nil {

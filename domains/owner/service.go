@@ -24,8 +24,9 @@ type Service struct {
 	notify func(domains.Event) // optional observer of committed events (metrics)
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
-	confine    Confiner
-	dumpDir    string
+	images     PathGuard // save images' paths (save.go)
+	managedDir string    // managed save images (save.go)
+	dumpDir    string    // on_crash dumps (oncrash.go)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
@@ -52,16 +53,19 @@ type Options struct {
 	// OnProgress, if set, gets asynchronous jobs' progress, at most one
 	// report per job each 250 ms.
 	OnProgress func(domain uuid.UUID, job domains.JobInfo)
-	// Confine keeps dump paths in the allowed directories; nil: dump is
-	// unavailable. DumpDir is where on_crash writes its dumps.
-	Confine Confiner
+	// Images confines the paths of save and restore (nil: refused);
+	// ManagedSaveDir is where managedsave keeps its images (save.go).
+	Images         PathGuard
+	ManagedSaveDir string
+	// DumpDir is where on_crash writes its dumps (oncrash.go).
 	DumpDir string
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
-		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, confine: o.Confine, dumpDir: o.DumpDir, proj: o.Projection,
+		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
+		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir,
 		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}

@@ -150,15 +150,8 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		p = domains.Shutdown{Reason: r, QEMUReason: ev.Reason}
 	case domains.GuestStop, domains.GuestResume:
 		p = s.runDiff(ctx, h, d)
-	case domains.GuestDeviceDeleted:
-		// The guest released the device (after a detach request, or on its
-		// own): QEMU has removed it. One the config does not have (no ID,
-		// one of QEMU's own) changes nothing on record.
-		for _, dev := range d.Config.Devices {
-			if dev.ID == ev.Device && ev.Device != "" {
-				p = domains.DeviceDetached{ID: ev.Device}
-			}
-		}
+	case domains.GuestDeviceDeleted, domains.GuestDeviceUnplugError:
+		p = s.deviceHint(ctx, h, d, ev) // devices.go
 	}
 	if p == nil {
 		return
@@ -341,6 +334,9 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.deviceDiff(ctx, id, g, d); err != nil { // devices.go
+		errs = append(errs, err)
 	}
 	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)

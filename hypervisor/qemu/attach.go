@@ -61,6 +61,7 @@ func (d *Driver) adopt(p Paths, id uuid.UUID, pid, pidfd int, mon *qmp.Client, a
 	log := d.log
 	proc := watchPID(pid, pidfd, func() { removeRuntimeFiles(log, p) })
 	g := newGuest(d.log, id, p, accel, proc, mon)
+	g.drv = d
 	g.log.Info().Str("accel", accel).Msg("attached to running qemu")
 	return g
 }

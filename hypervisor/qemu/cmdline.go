@@ -81,7 +81,7 @@ func CommandLine(spec domains.StartSpec, p Paths, accel string, now time.Time) (
 	a.add("-machine", fmt.Sprintf("%s,accel=%s,memory-backend=ram0", cfg.Machine, accel))
 	a.add("-object", fmt.Sprintf("memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=on", cfg.MemoryMiB, esc(p.RAM)))
 	a.add("-smp", fmt.Sprint(cfg.VCPUs))
-	a.add("-m", fmt.Sprintf("%dM", cfg.MemoryMiB))
+	a.add("-m", memOption(cfg))
 	a.add("-qmp", "unix:"+esc(p.QMP)+",server=on,wait=off")
 	serial := "socket,id=serial0,path=" + esc(p.Serial) + ",server=on,wait=off"
 	if cfg.Serial != nil && cfg.Serial.Log {
@@ -108,6 +108,8 @@ func CommandLine(spec domains.StartSpec, p Paths, accel string, now time.Time) (
 		return nil, err
 	}
 	addDevices(&a, cfg.Devices)
+	addDIMMs(&a, cfg, p)
+	addPorts(&a, cfg, p)
 	return a, nil
 }
 

@@ -37,18 +37,24 @@ func addDisks(a *argv, cfg domains.Config) error {
 	boot := 0
 	ahci := false
 	for i, d := range cfg.Disks {
-		node := fmt.Sprintf("disk%d", i)
+		node, file := fmt.Sprintf("disk%d", i), fmt.Sprintf("disk%d-file", i)
+		if d.ID != "" { // hot-pluggable by id: the names hotplug.go releases
+			node, file = diskNode(d.ID), fileNode(d.ID)
+		}
 		ro := ""
 		if d.ReadOnly {
 			ro = ",read-only=on"
 		}
-		a.add("-blockdev", fmt.Sprintf("driver=file,node-name=%s-file,filename=%s%s", node, esc(d.Path), ro))
-		a.add("-blockdev", fmt.Sprintf("driver=%s,node-name=%s,file=%s-file%s", d.Format, node, node, ro))
+		a.add("-blockdev", fmt.Sprintf("driver=file,node-name=%s,filename=%s%s", file, esc(d.Path), ro))
+		a.add("-blockdev", fmt.Sprintf("driver=%s,node-name=%s,file=%s%s", d.Format, node, file, ro))
 
 		var dev string
 		switch bus := d.EffectiveBus(); bus {
 		case busVirtio:
 			dev = "virtio-blk-pci"
+		case domains.BusUSB:
+			addUSB(a)
+			dev = "usb-storage,bus=" + xhciID + ".0"
 		case busIDE, busSATA:
 			if d.ReadOnly {
 				// QEMU 7.2: "Block node is read-only" for ide-hd.
@@ -77,7 +83,7 @@ func addDisks(a *argv, cfg domains.Config) error {
 			}
 			dev = "ide-hd," + addr
 		}
-		dev += fmt.Sprintf(",drive=%s,id=%s", node, d.Target)
+		dev += fmt.Sprintf(",drive=%s,id=%s", node, d.DeviceID())
 		if d.Boot {
 			boot++
 			dev += fmt.Sprintf(",bootindex=%d", boot)

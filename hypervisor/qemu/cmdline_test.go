@@ -77,6 +77,20 @@ func TestCommandLineGolden(t *testing.T) {
 				{ID: "bal0", Driver: "virtio-balloon-pci"},
 			}
 		}},
+		{name: "hotplugged", accel: AccelTCG, edit: func(c *domains.Config) {
+			// Devices attached live and then persisted (docs/qemu.md,
+			// "Hotplug"): the names hotplug.go creates and releases.
+			c.MaxMemoryMiB, c.MemorySlots = 1024, 4
+			c.Disks = []domains.Disk{
+				{Target: "vda", Path: "/var/lib/vm/root.img", Format: "raw"},
+				{ID: "data1", Target: "vdb", Path: "/var/lib/vm/data.qcow2", Format: "qcow2"},
+				{ID: "usb1", Target: "sdb", Path: "/var/lib/vm/usb.img", Format: "raw", Bus: domains.BusUSB},
+				{ID: "usb2", Target: "sdc", Path: "/var/lib/vm/usb2.img", Format: "raw", Bus: domains.BusUSB, ReadOnly: true},
+			}
+			c.NICs = []domains.NIC{{ID: "nic1", Mode: "user"}}
+			c.DIMMs = []domains.DIMM{{ID: "dimm1", SizeMiB: 256}}
+			c.Ports = []domains.Port{{ID: "port1", Name: "org.vmledger.0"}}
+		}},
 		{name: "linux", accel: AccelTCG, edit: func(c *domains.Config) {
 			c.MemoryMiB = 256
 			c.OS = &domains.OS{Kernel: "/boot/vmlinuz-6.1.0-57-cloud-amd64", Initrd: "/var/lib/vm/linux/initrd.gz",

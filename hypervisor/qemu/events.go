@@ -44,6 +44,8 @@ func guestEvent(ev qmp.Event) (ge domains.GuestEvent, ok bool, err error) {
 		ge.Kind, ge.Offset = domains.GuestRTCChange, d.Offset
 	case qmp.DeviceDeletedEvent:
 		ge.Kind, ge.Device, ge.Info = domains.GuestDeviceDeleted, d.Device, d.Path
+	case qmp.UnplugErrorEvent:
+		ge.Kind, ge.Device, ge.Info = domains.GuestDeviceUnplugError, d.Device, d.Path
 	default:
 		return ge, false, nil
 	}

@@ -29,6 +29,7 @@ type Guest struct {
 	pumpDone chan struct{}
 	detach   sync.Once
 	fdSeq    atomic.Uint64 // names of descriptors passed to QEMU
+	drv      *Driver       // its protected-file checks, for hot-plugged disks
 }
 
 var _ domains.Guest = (*Guest)(nil)
@@ -165,7 +166,9 @@ func removeRuntimeFiles(log zerolog.Logger, p Paths) {
 }
 
 // runtimeFiles are what only a live QEMU needs (see removeRuntimeFiles).
-func runtimeFiles(p Paths) []string { return []string{p.QMP, p.Serial, p.PID, p.RAM} }
+func runtimeFiles(p Paths) []string {
+	return append([]string{p.QMP, p.Serial, p.PID, p.RAM}, deviceFiles(p)...)
+}
 
 // asGuest returns g as a domains.Guest: nil, not a typed nil in an
 // interface, when there is none.

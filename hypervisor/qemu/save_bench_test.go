@@ -61,6 +61,9 @@ func benchSave(b *testing.B, comp migrate.Compression, mib uint64) {
 	config, _ := json.Marshal(spec.Config)
 	dstSpec := spec
 	dstSpec.Config.UUID = uuid.New()
+	// Its own copy of the disk: the source stays up for the next save, and
+	// the driver refuses a writable disk open in another domain.
+	dstSpec.Config.Disks = tinySpec(b).Config.Disks
 	rawPath, imgPath := filepath.Join(shm, "raw.stream"), filepath.Join(shm, "guest.save")
 
 	var rawSave, ourSave, rawRestore, ourRestore time.Duration

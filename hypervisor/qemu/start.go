@@ -76,6 +76,7 @@ func (d *Driver) start(ctx context.Context, spec domains.StartSpec, incoming boo
 		return nil, fmt.Errorf("%s: %w", msg, err)
 	}
 	g := newGuest(d.log, id, l.paths, d.accel, l.proc, l.mon)
+	g.drv = d
 	g.log.Info().Str("accel", d.accel).Bool("paused", spec.Paused).
 		Dur("took", time.Since(t0)).Msg("qemu started")
 	return g, nil
@@ -167,8 +168,18 @@ func (l *launch) ramFile(context.Context) error {
 	}
 	if err != nil {
 		os.Remove(l.paths.RAM)
+		return err
 	}
-	return err
+	// DIMMs the same way (hotplug.go), and no stale ones from before.
+	for _, f := range deviceFiles(l.paths) {
+		os.Remove(f)
+	}
+	for _, m := range l.spec.Config.DIMMs {
+		if err := createMemFile(dimmFile(l.paths, m.ID), m.SizeMiB); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // spawn starts QEMU in its own session with its output in qemu.log: no

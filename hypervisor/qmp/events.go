@@ -25,6 +25,7 @@ const (
 	EventMigration     = "MIGRATION"
 	EventMigrationPass = "MIGRATION_PASS"
 	EventDeviceDeleted = "DEVICE_DELETED"
+	EventUnplugError   = "DEVICE_UNPLUG_GUEST_ERROR"
 	EventBlockIOError  = "BLOCK_IO_ERROR"
 )
 
@@ -81,6 +82,13 @@ type DeviceDeletedEvent struct {
 	Path   string `json:"path"`             // QOM path
 }
 
+// UnplugErrorEvent: the guest refused to release a device (QEMU 6.2+,
+// pseries and ACPI memory unplug).
+type UnplugErrorEvent struct {
+	Device string `json:"device,omitempty"`
+	Path   string `json:"path"`
+}
+
 // BlockIOErrorEvent: a disk I/O error, minimally modelled.
 type BlockIOErrorEvent struct {
 	QOMPath   string `json:"qom-path"`
@@ -103,6 +111,7 @@ func (MigrationEvent) EventName() string     { return EventMigration }
 func (MigrationPassEvent) EventName() string { return EventMigrationPass }
 func (DeviceDeletedEvent) EventName() string { return EventDeviceDeleted }
 func (BlockIOErrorEvent) EventName() string  { return EventBlockIOError }
+func (UnplugErrorEvent) EventName() string   { return EventUnplugError }
 
 // requiredMembers lists, per event, the data members QAPI marks mandatory
 // whose absence would make the typed value lie (a missing offset is not 0).
@@ -118,7 +127,7 @@ func requiredMembers(event string) []string {
 		return []string{"status"}
 	case EventMigrationPass:
 		return []string{"pass"}
-	case EventDeviceDeleted:
+	case EventDeviceDeleted, EventUnplugError:
 		return []string{"path"}
 	case EventBlockIOError:
 		return []string{"operation", "action"}
@@ -156,6 +165,8 @@ func (e Event) Decode() (EventData, error) {
 		v, err = decodeData[DeviceDeletedEvent](e)
 	case EventBlockIOError:
 		v, err = decodeData[BlockIOErrorEvent](e)
+	case EventUnplugError:
+		v, err = decodeData[UnplugErrorEvent](e)
 	default:
 		return nil, nil
 	}

@@ -47,7 +47,8 @@ type Config struct {
 	Accel      string
 	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
 	QEMUBinary string
-	// AllowDirs confine the files users name (dumps): allowdirs.go.
+	// AllowDirs are the directories save and restore may use (default
+	// <StateDir>/images, made at start).
 	AllowDirs []string
 	Log       zerolog.Logger
 	// Ready, if set, is called once the agent serves commands.
@@ -390,12 +391,12 @@ func (a *agent) stopNATS(ctx context.Context) error {
 }
 
 func (a *agent) startService(context.Context) error {
-	dirs, err := a.allowedDirs()
+	images, managed, err := a.imageDirs()
 	if err != nil {
 		return err
 	}
 	a.svc = owner.NewService(owner.Options{
-		Confine: dirs, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
+		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,

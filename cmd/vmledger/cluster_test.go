@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmledger/vmledger/bus/bustest"
+)
+
+// startClusterAgent starts an agent named host on an external NATS URL.
+func startClusterAgent(t *testing.T, host, url string) *agentProc {
+	t.Helper()
+	a := startAgent(t, t.TempDir(), "--host", host, "--nats-url", url)
+	a.host = host
+	return a
+}
+
+// TestAllHostsOnCluster: two agents with their own state directories and
+// host names, each on its own node of a three-node cluster of Debian's
+// nats-server; a CLI on the third node finds both (hosts), lists both
+// hosts' domains (list --all-hosts) and reads both logs (events
+// --all-hosts), each line saying which host it came from.
+func TestAllHostsOnCluster(t *testing.T) {
+	cl := bustest.StartCluster(t, 3)
+	alpha := startClusterAgent(t, "alpha", cl.Nodes[0].URL())
+	beta := startClusterAgent(t, "beta", cl.Nodes[1].URL())
+	dir := t.TempDir()
+	alpha.mustCLI("define", writeFile(t, dir, "a.json", `{"name":"web-a","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`))
+	beta.mustCLI("define", writeFile(t, dir, "b.json", `{"name":"db-b","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`))
+
+	third := []string{"--nats-url", cl.Nodes[2].URL(), "--timeout", "20s"}
+	// The routes come up asynchronously: wait until both agents answer.
+	var out, errs string
+	var code int
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, errs, code = runCLI(t, append(third, "hosts")...)
+		if code == 0 && strings.Contains(out, "alpha") && strings.Contains(out, "beta") {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if !strings.Contains(out, "alpha") || !strings.Contains(out, "beta") {
+		t.Fatalf("hosts: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	out, errs, code = runCLI(t, append(third, "list", "--all-hosts")...)
+	if code != 0 {
+		t.Fatalf("list --all-hosts: exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "alpha") || !strings.Contains(lines[1], "web-a") ||
+		!strings.HasPrefix(lines[2], "beta") || !strings.Contains(lines[2], "db-b") {
+		t.Fatalf("list --all-hosts:\n%s", out)
+	}
+
+	out, errs, code = runCLI(t, append(third, "events", "--all-hosts", "--json")...)
+	if code != 0 {
+		t.Fatalf("events --all-hosts: exit %d: %s", code, errs)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e struct {
+			Host string `json:"host"`
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("events --all-hosts --json line %q: %v", l, err)
+		}
+		seen[e.Host+"/"+e.Type] = true
+	}
+	if !seen["alpha/defined"] || !seen["beta/defined"] {
+		t.Fatalf("events --all-hosts saw %v:\n%s", seen, out)
+	}
+	out, _, code = runCLI(t, append(third, "events", "--all-hosts", "--domain", "db-b")...)
+	if code != 0 || !strings.HasPrefix(out, "beta\t") || strings.Contains(out, "alpha") {
+		t.Fatalf("events --all-hosts --domain db-b: exit %d\n%s", code, out)
+	}
+	if _, errs, code = runCLI(t, append(third, "events", "--all-hosts", "--domain", "nowhere")...); code == 0 || !strings.Contains(errs, "not found on any") {
+		t.Fatalf("unknown domain on all hosts: exit %d %s", code, errs)
+	}
+
+	// An agent that stops answering is reported, the other still listed.
+	beta.stop()
+	out, errs, code = runCLI(t, append(third, "list", "--all-hosts")...)
+	if code != 0 || !strings.Contains(out, "web-a") || strings.Contains(out, "db-b") {
+		t.Fatalf("list --all-hosts after beta stopped: exit %d\n%s\n%s", code, out, errs)
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmledger/vmledger/domains"
+)
+
+// devInfo reads a domain's live device set and its QEMU pid.
+func devInfo(t *testing.T, a *agentProc, dom string) domains.Domain {
+	t.Helper()
+	var d domains.Domain
+	if err := json.Unmarshal([]byte(a.mustCLI("info", dom, "--json")), &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func devState(d domains.Domain, id string) string {
+	for _, s := range d.Devices() {
+		if s.ID == id {
+			return s.State
+		}
+	}
+	return ""
+}
+
+// detached waits for device-detached of id.
+func (tap *eventTap) detached(t *testing.T, id string) {
+	t.Helper()
+	for {
+		e := tap.next(t, string(domains.TypeDeviceDetached), 20*time.Second)
+		if strings.Contains(string(e.Payload), `"id":"`+id+`"`) {
+			return
+		}
+	}
+}
+
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func dirFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !strings.HasSuffix(p, "qemu.log") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestDeviceHotplugTinyGuest: the boot-sector guest never ejects, so a
+// PCI (virtio) detach stays pending, and a USB disk goes at once; bad
+// specs change nothing; a persistent disk survives destroy and start;
+// attach/detach cycles leave QEMU's and the agent's descriptors and files
+// where they were (docs/qemu.md, "Hotplug").
+func TestDeviceHotplugTinyGuest(t *testing.T) {
+	requireQEMU(t)
+	a := guestAgent(t, t.TempDir(), "tcg")
+	dom := "hp"
+	defineTiny(t, a, dom, "{offset: utc}")
+	a.mustCLI("start", dom)
+	nc := natsConn(t, a)
+	tap := tapEvents(t, nc, a.host, uuidOf(t, devInfo(t, a, dom).Config.UUID.String()).String())
+	dir := t.TempDir()
+	img := filepath.Join(dir, "usb.img")
+	blk := filepath.Join(dir, "blk.img")
+	for _, f := range []string{img, blk} {
+		if err := os.WriteFile(f, make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := func(name, body string) string { return writeFile(t, dir, name, body) }
+	usb := spec("usb.yaml", "kind: disk\nid: usb1\ntarget: sdb\npath: "+img+"\nformat: raw\nbus: usb\n")
+
+	// e: bad specs: clear errors, no event.
+	before := devInfo(t, a, dom).Version
+	bad := []struct{ name, body, want string }{
+		{"bus", "kind: disk\nid: d1\ntarget: vdz\npath: " + img + "\nbus: scsi\n", "must be virtio, ide, sata or usb"},
+		{"kind", "kind: gpu\nid: g1\n", "must be disk, nic, serial or memory"},
+		{"missing", "kind: disk\nid: d2\ntarget: vdy\npath: " + dir + "/nope.img\n", "nope.img"},
+		{"protected", "kind: disk\nid: d3\ntarget: vdx\npath: " + a.stateDir + "/events.db\n", "which guests may not use"},
+		{"memory", "kind: memory\nid: m1\nsize_mib: 128\n", "memory hotplug needs both"},
+		{"otherfields", "kind: nic\nid: n1\npath: /x\n", "fields that a nic does not have"},
+		{"unknownfield", "kind: nic\nid: n1\ncolour: red\n", "unknown field"},
+	}
+	for _, b := range bad {
+		out, errs, code := a.cli("attach-device", dom, spec(b.name+".yaml", b.body))
+		if code == 0 || !strings.Contains(errs, b.want) {
+			t.Errorf("%s: exit %d, want an error with %q\nstdout: %s\nstderr: %s", b.name, code, b.want, out, errs)
+		}
+	}
+	a.mustCLI("attach-device", dom, usb)
+	if _, errs, code := a.cli("attach-device", dom, usb); code == 0 || !strings.Contains(errs, "already has a device") {
+		t.Errorf("duplicate id: exit %d, %s", code, errs)
+	}
+	if v := devInfo(t, a, dom).Version; v != before+1 {
+		t.Fatalf("version %d after bad specs and one attach, want %d", v, before+1)
+	}
+	tap.next(t, string(domains.TypeDeviceAttached), 10*time.Second)
+
+	// b: USB detaches at once.
+	a.mustCLI("detach-device", dom, "usb1")
+	tap.next(t, string(domains.TypeDeviceDetachRequested), 10*time.Second)
+	tap.detached(t, "usb1")
+	if st := devState(devInfo(t, a, dom), "usb1"); st != "" {
+		t.Fatalf("usb1 still %q after DEVICE_DELETED", st)
+	}
+
+	// b: a virtio (PCI) disk: the guest has no OS to eject it.
+	a.mustCLI("attach-device", dom, spec("blk.yaml", "kind: disk\nid: blk1\ntarget: vdb\npath: "+blk+"\n"))
+	a.mustCLI("detach-device", dom, "blk1", "--timeout", "3s")
+	if st := devState(devInfo(t, a, dom), "blk1"); st != domains.DeviceStateDetachPending {
+		t.Fatalf("blk1 is %q, want %s", st, domains.DeviceStateDetachPending)
+	}
+	if _, errs, code := a.cli("detach-device", dom, "blk1"); code == 0 || !strings.Contains(errs, "pending already") {
+		t.Errorf("second detach: exit %d, %s", code, errs)
+	}
+	f := tap.next(t, string(domains.TypeDeviceDetachFailed), 20*time.Second)
+	if !strings.Contains(string(f.Payload), "timeout") {
+		t.Fatalf("detach-failed payload %s", f.Payload)
+	}
+	if st := devState(devInfo(t, a, dom), "blk1"); st != domains.DeviceStateAttached {
+		t.Fatalf("blk1 is %q after the timeout, want attached", st)
+	}
+	// The next reset: QEMU 7.2 completes a pending ACPI PCI unplug then
+	// (DEVICE_DELETED), and the log says so: reset, then device-detached.
+	a.mustCLI("detach-device", dom, "blk1")
+	tap.next(t, string(domains.TypeDeviceDetachRequested), 10*time.Second)
+	a.mustCLI("reset", dom)
+	tap.next(t, string(domains.TypeReset), 10*time.Second)
+	tap.detached(t, "blk1")
+	d := devInfo(t, a, dom)
+	if st := devState(d, "blk1"); st != "" {
+		t.Fatalf("blk1 after reset: %q", st)
+	}
+
+	// d: cycles of a USB disk: QEMU's fds, the run dir and the agent's fds
+	// come back to where they started.
+	pid := d.Live.PID
+	agentPID := a.cmd.Process.Pid
+	runDir := filepath.Join(a.runDir, d.Config.UUID.String())
+	fd0, afd0, files0 := fdCount(t, pid), fdCount(t, agentPID), dirFiles(t, runDir)
+	cycles := 200
+	if testing.Short() {
+		cycles = 20
+	}
+	for i := 0; i < cycles; i++ {
+		a.mustCLI("attach-device", dom, usb)
+		a.mustCLI("detach-device", dom, "usb1")
+		tap.detached(t, "usb1")
+	}
+	if got := devInfo(t, a, dom); got.Live.PID != pid || got.State != domains.StateRunning {
+		t.Fatalf("after %d cycles: %s pid %d (was %d)", cycles, got.State, got.Live.PID, pid)
+	}
+	if fd, afd, files := fdCount(t, pid), fdCount(t, agentPID), dirFiles(t, runDir); fd != fd0 || afd > afd0+2 || len(files) != len(files0) {
+		t.Fatalf("after %d cycles: qemu fds %d (were %d), agent fds %d (were %d), run files %v (were %v)", cycles, fd, fd0, afd, afd0, files, files0)
+	}
+
+	// c: a persistent disk survives destroy and start.
+	a.mustCLI("attach-device", dom, usb, "--persistent")
+	var cfg domains.Config
+	if err := json.Unmarshal([]byte(a.mustCLI("config", dom)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.FindDevice("usb1"); !ok {
+		t.Fatalf("config after --persistent attach: %+v", cfg.Disks)
+	}
+	a.mustCLI("destroy", dom)
+	a.mustCLI("start", dom)
+	d = devInfo(t, a, dom)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", d.Live.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cmdline), "usb-storage,bus=xhci0.0,drive=x-usb1,id=usb1") || devState(d, "usb1") != domains.DeviceStateAttached {
+		t.Fatalf("restarted without usb1: %q, devices %+v", cmdline, d.Devices())
+	}
+	// And it is released like a hot-plugged one.
+	a.mustCLI("detach-device", dom, "usb1", "--persistent")
+	tap.detached(t, "usb1")
+	if err := json.Unmarshal([]byte(a.mustCLI("config", dom)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.FindDevice("usb1"); ok {
+		t.Fatalf("usb1 still in the config")
+	}
+	a.mustCLI("destroy", dom)
+}

@@ -1,0 +1,22 @@
+package owner
+
+import (
+	"context"
+	"io"
+)
+
+// Capabilities an asynchronous job asks of its guest (Job.Guest(), with a
+// type assertion), beside the base port domains.Guest. hypervisor/qemu's
+// Guest has them (checked at compile time in its capabilities_test.go).
+
+// StreamOut is a save's or a migration source's: QEMU's migration stream
+// written to w (through a pipe the agent reads), the byte count returned.
+type StreamOut interface {
+	StreamOut(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// StreamIn is a restore's or a migration destination's: a saved stream
+// fed to a QEMU waiting for it.
+type StreamIn interface {
+	StreamIn(ctx context.Context, r io.Reader) (int64, error)
+}
