@@ -79,6 +79,9 @@ func (o DumpOptions) Validate() error {
 	if o.ViaQEMU && (o.Flattened || (o.Format != DumpELF && o.Format != DumpKdumpZlib)) {
 		p = append(p, "via_qemu: QEMU 7.2 writes only elf and plain kdump-zlib")
 	}
+	if o.ViaQEMU && o.After == DumpLive {
+		p = append(p, "via_qemu: QEMU pauses the guest for its own dump, it cannot be live")
+	}
 	switch o.After {
 	case DumpAfterResume, DumpLive, DumpCrash, DumpReset:
 	default:

@@ -14,7 +14,8 @@ func TestDumpOptionsValidate(t *testing.T) {
 	}{
 		{domains.DumpOptions{Path: "/d/x", Format: "elf"}, ""},
 		{domains.DumpOptions{Path: "/d/x", Format: "kdump-zstd", Flattened: true, After: "reset"}, ""},
-		{domains.DumpOptions{Path: "/d/x", Format: "kdump-zlib", ViaQEMU: true, After: "live"}, ""},
+		{domains.DumpOptions{Path: "/d/x", Format: "kdump-zlib", ViaQEMU: true, After: "crash"}, ""},
+		{domains.DumpOptions{Path: "/d/x", Format: "kdump-zlib", ViaQEMU: true, After: "live"}, "cannot be live"},
 		{domains.DumpOptions{Path: "/d/x", Format: "kdump-lzo"}, "format"},
 		{domains.DumpOptions{Path: "/d/x", Format: "elf", Flattened: true}, "flattened"},
 		{domains.DumpOptions{Path: "/d/x", Format: "kdump-zstd", ViaQEMU: true}, "via_qemu"},
