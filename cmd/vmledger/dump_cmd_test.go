@@ -270,7 +270,8 @@ func TestDumpVerbGuestStates(t *testing.T) {
 }
 
 // Issue 11 (dump verb): aborting the job mid-dump leaves no file, records
-// dump-failed and job-failed (aborted), and the guest runs again.
+// dump-failed and job-failed (aborted), and the guest runs again; the
+// CLI's progress bar showed the job's progress meanwhile.
 func TestDumpVerbAbort(t *testing.T) {
 	fx := runningTiny(t, "dab", 768)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
@@ -283,7 +284,7 @@ func TestDumpVerbAbort(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		o, e, c := a.cli("dump", "dab", path, "--format", "kdump-zlib", "--no-progress")
+		o, e, c := a.cli("dump", "dab", path, "--format", "kdump-zlib") // with its progress bar
 		done <- result{o, e, c}
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -309,6 +310,10 @@ func TestDumpVerbAbort(t *testing.T) {
 	r := <-done
 	if r.code == 0 || !strings.Contains(r.errs, "aborted") {
 		t.Fatalf("dump after abort: exit %d, stderr %q", r.code, r.errs)
+	}
+	// The bar, fed from the job's progress subject, showed the phase.
+	if !strings.Contains(r.errs, "dump memory") {
+		t.Fatalf("no progress bar on stderr: %q", r.errs)
 	}
 	e := tap.next(t, "job-failed", 30*time.Second)
 	if !strings.Contains(string(e.Payload), `"reason":"aborted"`) {
