@@ -18,13 +18,18 @@ const DefaultCallTimeout = 60 * time.Second
 
 // Client talks to one host's agent: commands, history and the live stream.
 type Client struct {
-	nc   *nats.Conn
-	host string
+	nc      *nats.Conn
+	host    string
+	refused *refusals
 }
 
 // NewClient returns a client for host's agent. An invalid host makes every
 // call fail with an invalid error.
-func NewClient(nc *nats.Conn, host string) *Client { return &Client{nc: nc, host: host} }
+// A request the server refuses (permissions) fails at once with an
+// invalid error instead of timing out.
+func NewClient(nc *nats.Conn, host string) *Client {
+	return &Client{nc: nc, host: host, refused: watchRefusals(nc)}
+}
 
 // Call sends verb with req as its body and decodes the result into resp
 // (skipped when resp is nil). req may be nil (empty body), []byte or
@@ -96,7 +101,10 @@ func (c *Client) request(ctx context.Context, m *nats.Msg, what string, v any) e
 	// Tell the agent how long we will wait, so it does not work on for a
 	// caller that has gone. Relative, so host clock skew does not matter.
 	m.Header.Set(HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
-	rm, err := c.nc.RequestMsgWithContext(ctx, m)
+	rm, err := c.refused.request(ctx, c.nc, m)
+	if de := (*domains.Error)(nil); errors.As(err, &de) {
+		return err
+	}
 	if err != nil {
 		return c.transportError(ctx, what, err)
 	}

@@ -23,6 +23,12 @@ type ConnectOptions struct {
 	User, Password string
 	// Token for token authentication.
 	Token string
+	// NKeyFile holds a user nkey seed (an identity file the agent wrote,
+	// docs/bus.md Identities); it wins over Token.
+	NKeyFile string
+	// InboxPrefix replaces _INBOX for replies; a role's identity may
+	// subscribe only to its own (Role.InboxPrefix).
+	InboxPrefix string
 	// CAFile, CertFile and KeyFile enable TLS with a private CA and/or a
 	// client certificate.
 	CAFile, CertFile, KeyFile string
@@ -114,10 +120,19 @@ func connect(ctx context.Context, url string, o ConnectOptions, extra ...nats.Op
 	switch {
 	case o.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS identity %s: %w", o.NKeyFile, err)
+		}
+		opts = append(opts, opt)
 	case o.User != "":
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
 	case o.Token != "":
 		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))

@@ -32,6 +32,12 @@ type EmbeddedOptions struct {
 	// bus carries commands that start and destroy guests, and loopback is
 	// reachable by every local user.
 	Token string
+	// Identities are the nkey users the server accepts, each with its
+	// role's permissions (Permissions, with host "*"); with them the Token,
+	// if any, gets RoleConsole's rights, not the agent's.
+	Identities []Identity
+	// ReadVerbs are the verbs open to RoleReadOnly.
+	ReadVerbs []string
 }
 
 // Embedded is a running in-process nats-server.
@@ -68,6 +74,15 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		// No HTTP monitor, no cluster, no JetStream: the log is bbolt.
 		HTTPPort:      0,
 		Authorization: o.Token,
+	}
+	if len(o.Identities) > 0 {
+		a, err := newAuthenticator(o.Identities, o.Token, "*", o.ReadVerbs)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+		// The nonce is what an nkey client signs; the server sends one only
+		// for its own nkeys unless told to.
+		opts.Authorization, opts.CustomClientAuthentication, opts.AlwaysEnableNonce = "", a, true
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
