@@ -165,6 +165,3 @@ func TestIdentitiesEnforcedByServer(t *testing.T) {
 	}
 
 }
-
-
-
