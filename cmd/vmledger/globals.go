@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmledger/vmledger/bus"
+	"github.com/vmledger/vmledger/cmd/vmledger/internal/agent"
 	"github.com/vmledger/vmledger/domains"
 )
 
@@ -24,6 +25,8 @@ type globals struct {
 	creds   string
 	token   string
 	tokenF  string
+	nkey    string
+	ident   string
 	timeout time.Duration
 	json    bool
 }
@@ -38,6 +41,10 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVar(&g.token, "nats-token", os.Getenv("VMLEDGER_NATS_TOKEN"), "NATS token (env VMLEDGER_NATS_TOKEN); default: read from --nats-token-file")
 	f.StringVar(&g.tokenF, "nats-token-file", envOr("VMLEDGER_NATS_TOKEN_FILE", filepath.Join(defaultStateDir(), "nats.token")),
 		"file holding the embedded NATS server's token, used when it exists and no token is given (env VMLEDGER_NATS_TOKEN_FILE)")
+	f.StringVar(&g.ident, "nats-identity", os.Getenv("VMLEDGER_NATS_IDENTITY"),
+		"embedded NATS identity: operator, readonly or console, read from nats-users/ROLE.nk beside --nats-token-file; the server enforces its rights (env VMLEDGER_NATS_IDENTITY)")
+	f.StringVar(&g.nkey, "nats-nkey", os.Getenv("VMLEDGER_NATS_NKEY"),
+		"NATS nkey seed file, e.g. a copy of the agent's nats-users/readonly.nk; its role (for the reply inbox) is --nats-identity or the file's base name (env VMLEDGER_NATS_NKEY)")
 	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for a slow agent (nothing listening, refused credentials and no agent for --host fail at once)")
 }
 
@@ -73,8 +80,14 @@ func (g *globals) dial(ctx context.Context) (*nats.Conn, *bus.Client, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	token, from := g.natsToken()
-	nc, err := bus.Connect(cctx, g.natsURL, bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, Token: token, FailFast: true})
+	co := bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, FailFast: true}
+	from := ""
+	if file, role := g.identity(); file != "" {
+		co.NKeyFile, co.InboxPrefix, from = file, role.InboxPrefix(), "the identity in "+file
+	} else {
+		co.Token, from = g.natsToken()
+	}
+	nc, err := bus.Connect(cctx, g.natsURL, co)
 	if err != nil {
 		return nil, nil, domains.Errorf(domains.CodeUnavailable, "%w%s", err, g.connectHint(err, from))
 	}
@@ -106,6 +119,22 @@ func (g *globals) call(ctx context.Context, verb string, req, resp any) error {
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	return c.Call(cctx, verb, req, resp)
+}
+
+// identity is the nkey seed file and role of --nats-nkey or
+// --nats-identity; none means token authentication.
+func (g *globals) identity() (string, bus.Role) {
+	switch {
+	case g.nkey != "":
+		role := bus.Role(g.ident)
+		if role == "" {
+			role = bus.Role(strings.TrimSuffix(filepath.Base(g.nkey), ".nk"))
+		}
+		return g.nkey, role
+	case g.ident != "":
+		return agent.IdentityFile(filepath.Dir(g.tokenF), bus.Role(g.ident)), bus.Role(g.ident)
+	}
+	return "", ""
 }
 
 // natsToken is --nats-token, else the token file's content when it can be

@@ -356,18 +356,29 @@ func (a *agent) startNATS(ctx context.Context) error {
 			port = -1 // nats-server's "pick a free port"; its 0 means 4222
 		}
 		token := ""
+		var ids []bus.Identity
 		if !a.cfg.NATSNoAuth {
 			if token, err = a.loadOrCreateToken(a.cfg.StateDir); err != nil {
 				return err
 			}
+			if ids, err = a.loadOrCreateIdentities(a.cfg.StateDir); err != nil {
+				return err
+			}
 		}
-		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log})
+		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Token: token,
+			Identities: ids, ReadVerbs: ReadVerbs(), Logger: a.log})
 		if err != nil {
 			return err
 		}
 		a.embedded, url, a.natsToken = e, e.ClientURL(), token
 	}
-	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, Token: a.natsToken, Logger: a.log})
+	co := bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, Token: a.natsToken, Logger: a.log}
+	if a.embedded != nil && a.natsToken != "" {
+		// The token no longer has the agent's rights: the agent is its
+		// own identity.
+		co.Token, co.NKeyFile = "", IdentityFile(a.cfg.StateDir, bus.RoleAgent)
+	}
+	nc, err := bus.Connect(ctx, url, co)
 	if err != nil {
 		if a.embedded != nil {
 			_ = a.embedded.Shutdown(ctx)
