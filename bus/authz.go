@@ -259,3 +259,38 @@ func (r *refusals) request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*na
 	}
 	return rm, err
 }
+
+// ServerConfig renders, in nats-server's configuration syntax, an
+// authorization block giving each identity its role's rights on host's
+// subjects: what an external server needs to enforce what the embedded
+// one does (docs/bus.md, Identities).
+func ServerConfig(host string, ids []Identity, readVerbs []string) (string, error) {
+	if err := checkToken("host", host); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("authorization {\n  users = [\n")
+	for _, id := range ids {
+		p, err := Permissions(id.Role, host, readVerbs)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "    # %s\n    { nkey: %q", id.Role, id.NKey)
+		if p != nil {
+			fmt.Fprintf(&b, ",\n      permissions: {\n        publish: { allow: %s }\n        subscribe: { allow: %s }\n      }\n    ", quoteList(p.Publish.Allow), quoteList(p.Subscribe.Allow))
+		} else {
+			b.WriteString(" ")
+		}
+		b.WriteString("}\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String(), nil
+}
+
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

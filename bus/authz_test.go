@@ -12,12 +12,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vmledger/vmledger/bus"
+	"github.com/vmledger/vmledger/bus/bustest"
 	"github.com/vmledger/vmledger/domains"
 )
 
-// authzServer starts the embedded server with one identity per role and
-// returns a function connecting as a role.
-func authzServer(t *testing.T) (*bus.Embedded, func(bus.Role) *nats.Conn) {
+// identities makes one nkey identity per role, each seed in a 0600 file.
+func identities(t *testing.T) ([]bus.Identity, map[bus.Role]string) {
 	t.Helper()
 	dir := t.TempDir()
 	var ids []bus.Identity
@@ -37,18 +37,16 @@ func authzServer(t *testing.T) (*bus.Embedded, func(bus.Role) *nats.Conn) {
 		}
 		ids = append(ids, bus.Identity{Role: r, NKey: pub})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: -1, Identities: ids, ReadVerbs: []string{"info", "list"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	return e, func(r bus.Role) *nats.Conn {
+	return ids, files
+}
+
+// dialer connects to url as a role.
+func dialer(t *testing.T, url string, files map[bus.Role]string) func(bus.Role) *nats.Conn {
+	return func(r bus.Role) *nats.Conn {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		nc, err := bus.Connect(ctx, e.ClientURL(), bus.ConnectOptions{NKeyFile: files[r], InboxPrefix: r.InboxPrefix(), FailFast: true})
+		nc, err := bus.Connect(ctx, url, bus.ConnectOptions{NKeyFile: files[r], InboxPrefix: r.InboxPrefix(), FailFast: true})
 		if err != nil {
 			t.Fatalf("connect as %s: %v", r, err)
 		}
@@ -57,10 +55,36 @@ func authzServer(t *testing.T) (*bus.Embedded, func(bus.Role) *nats.Conn) {
 	}
 }
 
-// TestIdentitiesEnforcedByServer: the embedded server, not our client,
-// keeps each role to its rights (docs/bus.md, Identities).
+var testReadVerbs = []string{"info", "list"}
+
 func TestIdentitiesEnforcedByServer(t *testing.T) {
-	_, as := authzServer(t)
+	ids, files := identities(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: -1, Identities: ids, ReadVerbs: testReadVerbs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	checkIdentities(t, dialer(t, e.ClientURL(), files))
+}
+
+// TestIdentitiesExternalServerConfig: Debian's nats-server with the
+// authorization block of ServerConfig (the example in docs/bus.md)
+// enforces the same rights.
+func TestIdentitiesExternalServerConfig(t *testing.T) {
+	ids, files := identities(t)
+	conf, err := bus.ServerConfig("h1", ids, testReadVerbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := bustest.StartExternalConfig(t, conf)
+	checkIdentities(t, dialer(t, x.URL(), files))
+}
+
+// checkIdentities: the server, not our client, keeps each role to its
+// rights (docs/bus.md, Identities).
+func checkIdentities(t *testing.T, as func(bus.Role) *nats.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

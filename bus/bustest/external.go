@@ -47,12 +47,19 @@ func NATSServerBinary(tb testing.TB) string {
 // the end of the test.
 func StartExternal(tb testing.TB) *External {
 	tb.Helper()
+	return StartExternalConfig(tb, "")
+}
+
+// StartExternalConfig is StartExternal with extra configuration (e.g. an
+// authorization block) appended to the server's config file.
+func StartExternalConfig(tb testing.TB, extra string) *External {
+	tb.Helper()
 	bin := NATSServerBinary(tb)
 	port := freePort(tb)
 	dir := tb.TempDir()
 	conf := filepath.Join(dir, "nats.conf")
 	// A config file, not just flags, so restarts are identical.
-	body := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 1048576\n", port)
+	body := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 1048576\n", port) + extra
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		tb.Fatal(err)
 	}

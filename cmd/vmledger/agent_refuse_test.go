@@ -34,6 +34,12 @@ func TestAgentRefusesToStart(t *testing.T) {
 		{"token file readable by others", func(t *testing.T, state string) {
 			chmod(t, writeFile(t, state, "nats.token", strings.Repeat("a", 64)+"\n"), 0o644)
 		}, []string{"--accel", "none"}, "nats.token: mode 0644"},
+		{"identity readable by others", func(t *testing.T, state string) {
+			if err := os.Mkdir(filepath.Join(state, "nats-users"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			chmod(t, writeFile(t, filepath.Join(state, "nats-users"), "readonly.nk", "SU\n"), 0o640)
+		}, []string{"--accel", "none"}, "readonly.nk: mode 0640"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
