@@ -67,6 +67,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("VMLEDGER_AGENT_NATS_URL"), "external NATS server or cluster (comma-separated URLs); empty: embedded server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
+	f.StringVar(&cfg.NATSNKey, "nats-nkey", os.Getenv("VMLEDGER_NATS_NKEY"), "NATS nkey seed file for an external server that knows the agent as an nkey user (docs/bus.md, Identities)")
 	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent; refused unless --nats-listen is a loopback address")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and a health answer (/healthz: 200 or 503) on this address (e.g. 127.0.0.1:9464); empty: off")
 	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG; no hypervisor only when QEMU is not installed and --qemu is not given), kvm, tcg, or none (no hypervisor)")

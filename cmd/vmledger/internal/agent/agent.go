@@ -37,6 +37,9 @@ type Config struct {
 	NATSURL    string // empty: run an embedded server
 	NATSListen string // embedded server's host:port
 	NATSCreds  string
+	// NATSNKey is an nkey seed file for an external server that knows the
+	// agent as an nkey user (docs/bus.md, Identities).
+	NATSNKey string
 	// NATSNoAuth runs the embedded server without its token (any local
 	// user can then command the agent).
 	NATSNoAuth    bool
@@ -372,7 +375,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 		}
 		a.embedded, url, a.natsToken = e, e.ClientURL(), token
 	}
-	co := bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, Token: a.natsToken, Logger: a.log}
+	co := bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, NKeyFile: a.cfg.NATSNKey, Token: a.natsToken, Logger: a.log}
 	if a.embedded != nil && a.natsToken != "" {
 		// The token no longer has the agent's rights: the agent is its
 		// own identity.
