@@ -101,7 +101,21 @@ func checkIdentities(t *testing.T, as func(bus.Role) *nats.Conn) {
 
 	// Read-only: read verbs answered, changing verbs refused fast by the
 	// server (well before the call's deadline), the handler never called.
-	ro := bus.NewClient(as(bus.RoleReadOnly), "h1")
+	roc := as(bus.RoleReadOnly)
+	ro := bus.NewClient(roc, "h1")
+	evts, err := roc.SubscribeSync("vmledger.evt.h1.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := roc.FlushWithContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Publish("vmledger.evt.h1.d.defined", []byte("event")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := evts.NextMsg(10 * time.Second); err != nil || string(m.Data) != "event" {
+		t.Fatalf("readonly follows events: %v", err)
+	}
 	var got string
 	if err := ro.Call(ctx, "info", nil, &got); err != nil || got != "ok from the agent" {
 		t.Fatalf("readonly info: %q, %v", got, err)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -80,6 +81,9 @@ func (g *globals) dial(ctx context.Context) (*nats.Conn, *bus.Client, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
+	if g.ident != "" && !slices.Contains(bus.Roles(), bus.Role(g.ident)) {
+		return nil, nil, usagef("--nats-identity %s: want operator, readonly or console (or agent)", domains.Quote(g.ident))
+	}
 	co := bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, FailFast: true}
 	from := ""
 	if file, role := g.identity(); file != "" {

@@ -46,6 +46,9 @@ func TestCLIIdentities(t *testing.T) {
 	if out, _, _ := as("readonly", "list"); strings.Contains(out, "db") || !strings.Contains(out, "shut") {
 		t.Fatalf("after refused commands: %q", out)
 	}
+	if _, errs, code := as("root", "list"); code == 0 || !strings.Contains(errs, "--nats-identity \"root\"") {
+		t.Fatalf("unknown identity: exit %d %s", code, errs)
+	}
 	// The identity file can be copied and named directly.
 	ro := writeFile(t, dir, "readonly.nk", mustRead(t, filepath.Join(state, "nats-users", "readonly.nk")))
 	if out, errs, code := runCLI(t, "--nats-url", bare, "--host", a.host, "--nats-nkey", ro, "list"); code != 0 || !strings.Contains(out, "web") {
