@@ -125,6 +125,9 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	if st := devState(infoOf(t, a, dom), "blk1"); st != domains.DeviceStateDetachPending {
 		t.Fatalf("blk1 is %q, want %s", st, domains.DeviceStateDetachPending)
 	}
+	if out := a.mustCLI("info", dom); !strings.Contains(out, "blk1 (disk): detach-pending") {
+		t.Fatalf("info does not show the pending detach:\n%s", out)
+	}
 	if _, errs, code := a.cli("detach-device", dom, "blk1"); code == 0 || !strings.Contains(errs, "pending already") {
 		t.Errorf("second detach: exit %d, %s", code, errs)
 	}
