@@ -41,6 +41,8 @@ type Config struct {
 	// Direct kernel boot and features: config_os.go.
 	OS       *OS      `json:"os,omitempty"`
 	Features []string `json:"features,omitempty"`
+	// OnCrash is what a guest panic leads to (dump.go); "" is destroy.
+	OnCrash string `json:"on_crash,omitempty"`
 }
 
 // Clock is the guest's RTC configuration.
@@ -141,6 +143,7 @@ func (c Config) Validate() error {
 	}
 	p = append(p, c.Clock.problems()...)
 	p = append(p, c.OS.problems()...)
+	p = append(p, onCrashProblems(c.OnCrash)...)
 	if len(c.Features) > maxItems {
 		add("too many features (at most %d)", maxItems)
 	} else {
