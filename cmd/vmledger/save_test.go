@@ -293,8 +293,43 @@ func TestRestoreRefusesDamagedImages(t *testing.T) {
 	if d := infoOf(t, a, "torn"); d.State != domains.StateShutoff || d.Config.UUID.String() != id {
 		t.Fatalf("domain after refused restores: %s", d.State)
 	}
-	// The good image still restores.
+	// save-image define: a config for another guest (more memory) is
+	// refused and the image left as it was; a compatible one (another
+	// clock) replaces the config, --paused the state restore leaves.
+	dir2 := t.TempDir()
+	if _, errs, code := a.cli("save-image", "define", good, writeFile(t, dir2, "big.yaml", "name: torn\nmemory_mib: 32\nvcpus: 1\nclock: {offset: utc}\n")); code != exitUsage || !strings.Contains(errs, "memory") {
+		t.Fatalf("save-image define with other memory: exit %d, %s", code, errs)
+	}
+	if after, _ := os.ReadFile(good); !slices.Equal(after, raw) {
+		t.Fatal("a refused save-image define changed the image")
+	}
+	var img imageInfo
+	if err := json.Unmarshal([]byte(a.mustCLI("save-image", "info", good, "--json")), &img); err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(img.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["clock"] = map[string]any{"offset": "variable", "adjustment": 3600, "basis": "utc"}
+	newCfg, _ := json.Marshal(cfg)
+	a.mustCLI("save-image", "define", good, writeFile(t, dir2, "new.json", string(newCfg)), "--paused")
+	if err := json.Unmarshal([]byte(a.mustCLI("save-image", "info", good, "--json")), &img); err != nil {
+		t.Fatal(err)
+	}
+	var inImage domains.Config
+	if err := json.Unmarshal(img.Config, &inImage); err != nil {
+		t.Fatal(err)
+	}
+	if img.WasRunning || inImage.Clock.Adjustment != 3600 {
+		t.Fatalf("after save-image define: was_running %v, config %s", img.WasRunning, img.Config)
+	}
+
+	// The good image still restores, with the config put in.
 	a.mustCLI("restore", good)
+	if d := infoOf(t, a, "torn"); d.State != domains.StatePaused || d.Config.Clock.Adjustment != 3600 {
+		t.Fatalf("restored from the redefined image: %s, clock %+v", d.State, d.Config.Clock)
+	}
 	a.mustCLI("destroy", "torn")
 }
 
