@@ -587,3 +587,32 @@ func TestLinuxSaveRestoreClock(t *testing.T) {
 	setLinuxRTC(time.Date(2031, 6, 1, 0, 0, 0, 0, time.UTC))
 	a.mustCLI("destroy", "lxsave")
 }
+
+// The image carries the live config: a disk hot-plugged live only (not in
+// the persistent config) is in QEMU's migration stream, so the restored
+// QEMU must have it too; restore defines the domain from the image.
+func TestSaveRestoreHotpluggedDevice(t *testing.T) {
+	a := guestAgent(t, t.TempDir(), "tcg")
+	defineTiny(t, a, "hps", utcVariable)
+	a.mustCLI("start", "hps")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "usb.img")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI("attach-device", "hps", writeFile(t, dir, "usb.yaml", "kind: disk\nid: usb1\ntarget: sdb\npath: "+disk+"\nformat: raw\nbus: usb\n"), "--live")
+	has := func(c domains.Config) bool {
+		return slices.ContainsFunc(c.Disks, func(d domains.Disk) bool { return d.ID == "usb1" })
+	}
+	if has(configOf(t, a, "hps")) {
+		t.Fatal("a live-only attach changed the persistent config")
+	}
+	img := filepath.Join(imagesDir(a), "hps.save")
+	a.mustCLI("save", "hps", img)
+	a.mustCLI("restore", img)
+	d := infoOf(t, a, "hps")
+	if d.State != domains.StateRunning || !has(d.LiveConfig()) {
+		t.Fatalf("restored: %s, live config disks %+v", d.State, d.LiveConfig().Disks)
+	}
+	a.mustCLI("destroy", "hps")
+}
