@@ -500,6 +500,9 @@ func TestManagedSave(t *testing.T) {
 	}
 	a.mustCLI("managedsave", "ms")
 	managed(true)
+	if _, errs, code := a.cli("undefine", "ms"); code != exitConflict || !strings.Contains(errs, "managed save") {
+		t.Fatalf("undefine with a managed save image: exit %d, %s", code, errs)
+	}
 	if out := a.mustCLI("list"); !strings.Contains(out, "MANAGED SAVE") || !strings.Contains(out, "yes") {
 		t.Fatalf("list:\n%s", out)
 	}
