@@ -446,11 +446,23 @@ func TestSaveFailuresLeaveDomainAsItWas(t *testing.T) {
 	noImage(small)
 	running()
 
-	// job abort during the save.
-	a.mustCLI("save", "fail", filepath.Join(big, "aborted.save"), "--detach")
+	// job abort during the save, while the CLI follows it with its
+	// progress bar: the CLI then fails, saying why.
+	type cliRun struct {
+		errs string
+		code int
+	}
+	ran := make(chan cliRun, 1)
+	go func() {
+		_, errs, code := a.cli("save", "fail", filepath.Join(big, "aborted.save"))
+		ran <- cliRun{errs, code}
+	}()
 	progressOf(t, nc, a.host, id)
 	a.mustCLI("job", "abort", "fail")
 	failed(domains.JobAborted, "aborted")
+	if r := <-ran; r.code != exitInternal || !strings.Contains(r.errs, "save memory") || !strings.Contains(r.errs, "failed (aborted)") {
+		t.Fatalf("the CLI following the aborted save: exit %d, stderr %q: want exit 1, its progress bar and the reason", r.code, r.errs)
+	}
 	noImage(big)
 	running()
 	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(a, id))), 7); err != nil {
