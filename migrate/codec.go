@@ -3,9 +3,8 @@ package migrate
 import (
 	"fmt"
 
-	"github.com/klauspost/compress"
-
 	"github.com/golang/snappy"
+	"github.com/klauspost/compress"
 	"github.com/klauspost/compress/zstd"
 )
 
