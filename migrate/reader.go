@@ -21,7 +21,8 @@ import (
 // ErrNotImage; a read error of the underlying file is returned as is.
 //
 // Bytes of the stream are returned before the end marker is checked:
-// whoever must not act on a damaged stream verifies first (Verify).
+// whoever must not act on a damaged stream checks first (Scan for the
+// stored bytes, Verify for the expansion too).
 // Chunks are expanded in parallel, read ahead of the consumer. Close the
 // Reader when abandoning it early.
 type Reader struct {
