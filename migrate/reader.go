@@ -64,9 +64,15 @@ type chunkHeader struct {
 	flag, rawLen, storedLen, crc uint32
 }
 
+// readBuffer is the Reader's buffer on its source. It serves the small
+// reads (record headers); a payload larger than it is read straight into
+// its own buffer once the buffered bytes are used, rather than copied
+// through a buffer the size of a chunk.
+const readBuffer = 64 << 10
+
 // NewReader reads and checks the header and config from r.
 func NewReader(r io.Reader) (*Reader, error) {
-	src := &countingReader{r: bufio.NewReaderSize(r, 1<<20)}
+	src := &countingReader{r: bufio.NewReaderSize(r, readBuffer)}
 	b := make([]byte, headerSize)
 	if err := src.full(b, "header", 0); err != nil {
 		return nil, err
