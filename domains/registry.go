@@ -150,7 +150,7 @@ var catalogue = []eventSpec{
 		},
 		nil),
 
-	transferStarted(TypeDumpStarted), transferCompleted(TypeDumpCompleted), transferFailed(TypeDumpFailed),
+	transferStarted(TypeDumpStarted), dumpCompletedRow, transferFailed(TypeDumpFailed),
 
 	row(TypeJobStarted, 1, zero[JobStarted],
 		func(w *writer, v JobStarted) error { w.str(v.ID); w.str(string(v.Kind)); return nil },
