@@ -332,8 +332,9 @@ func TestDumpVerbAbort(t *testing.T) {
 }
 
 // Issue 11 (paths confined as for save images): a file outside the
-// allowed directories, through "..", through a symlink out, or one that
-// exists already is refused (exit 2) with no event appended.
+// allowed directories, through "..", through a symlink out (exit 2), or
+// one that exists already (exit 4) is refused with no event appended; a
+// retry under the same command ID gets the first job's answer.
 func TestDumpVerbPathRefused(t *testing.T) {
 	state := t.TempDir()
 	a := guestAgent(t, state, "tcg")
@@ -353,12 +354,16 @@ func TestDumpVerbPathRefused(t *testing.T) {
 		filepath.Join(outside, "x.kdump"),
 		images + "/../x.kdump",
 		filepath.Join(images, "out", "x.kdump"),
-		exists,
 		"/dev/null",
+		exists, // last: a conflict (exit 4), as for save images
 	} {
+		want := exitUsage
+		if p == exists {
+			want = exitConflict
+		}
 		out, errs, code := a.cli("dump", "dpr", p, "--no-progress")
-		if code != exitUsage {
-			t.Fatalf("dump to %s: exit %d, want %d\nstdout %s\nstderr %s", p, code, exitUsage, out, errs)
+		if code != want {
+			t.Fatalf("dump to %s: exit %d, want %d\nstdout %s\nstderr %s", p, code, want, out, errs)
 		}
 	}
 	if v := infoOf(t, a, "dpr").Version; v != before {
@@ -373,6 +378,16 @@ func TestDumpVerbPathRefused(t *testing.T) {
 	_, _, code := a.cli("dump", "dpr", filepath.Join(images, "x.elf"), "--format", "elf", "--flattened")
 	if code != exitUsage {
 		t.Fatalf("elf --flattened: exit %d, want %d", code, exitUsage)
+	}
+	// A retry under the same command ID answers the first job, although
+	// the file now exists; another request under it is a conflict.
+	first := a.mustCLI("dump", "dpr", filepath.Join(images, "r.elf"), "--format", "elf", "--no-progress", "--command-id", "d-1", "--json")
+	again := a.mustCLI("dump", "dpr", filepath.Join(images, "r.elf"), "--format", "elf", "--no-progress", "--command-id", "d-1", "--json")
+	if first != again {
+		t.Fatalf("retry answered\n%s\nafter\n%s", again, first)
+	}
+	if _, _, code := a.cli("dump", "dpr", filepath.Join(images, "r2.elf"), "--format", "elf", "--command-id", "d-1"); code != exitConflict {
+		t.Fatalf("another dump under the same command ID: exit %d, want %d", code, exitConflict)
 	}
 }
 
