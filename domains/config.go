@@ -61,6 +61,10 @@ type Disk struct {
 	Bus      string `json:"bus,omitempty"`    // virtio | ide | sata | usb
 	ReadOnly bool   `json:"readonly,omitempty"`
 	Boot     bool   `json:"boot,omitempty"`
+	// USBPort is a usb disk's port on the xHCI controller (1-4, its USB 2
+	// ports); 0: the lowest free one, fixed when it is attached (a
+	// restored QEMU must have each device where the saved one had it).
+	USBPort int `json:"usb_port,omitempty"`
 }
 
 // NIC is a network interface.

@@ -108,7 +108,7 @@ func TestSaveRestoreClock(t *testing.T) {
 	setRTC(t, a, tap, id, "clk", y2030)
 
 	img := filepath.Join(imagesDir(a), "clk.save")
-	a.mustCLI("save", "clk", img)
+	a.mustCLI("save", "clk", img, "--command-id", "save-1")
 	evs := tap.expectTypes(t, 10*time.Second, "job-started", "save-started", "paused", "save-completed", "stopped", "job-completed")
 	var st domains.Stopped
 	payload(t, evs[4], &st)
@@ -123,10 +123,21 @@ func TestSaveRestoreClock(t *testing.T) {
 	if out := a.mustCLI("save-image", "info", img); !strings.Contains(out, `"name": "clk"`) || !strings.Contains(out, "Was running:  true") {
 		t.Fatalf("save-image info:\n%s", out)
 	}
+	// A retry with the same command ID gets the first result and acts
+	// on nothing (the image exists and the domain is shut off by now).
+	before := lastSeq(t, nc)
+	a.mustCLI("save", "clk", img, "--command-id", "save-1")
+	if _, errs, code := a.cli("save", "clk", img+".2", "--command-id", "save-1"); code != exitConflict {
+		t.Fatalf("save-1 reused for another path: exit %d, %s", code, errs)
+	}
 	time.Sleep(3 * time.Second) // time passes while the guest is saved
 
-	a.mustCLI("restore", img)
+	a.mustCLI("restore", img, "--command-id", "restore-1")
 	evs = tap.expectTypes(t, 10*time.Second, "job-started", "restore-started", "started", "restore-completed", "job-completed")
+	a.mustCLI("restore", img, "--command-id", "restore-1")
+	if got := lastSeq(t, nc); got != evs[len(evs)-1].Seq {
+		t.Fatalf("retries appended events: last seq %d, the restore ended at %d (before the save retry: %d)", got, evs[len(evs)-1].Seq, before)
+	}
 	var sp domains.Started
 	payload(t, evs[2], &sp)
 	if sp.Reason != domains.StartRestored {

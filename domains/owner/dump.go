@@ -41,15 +41,10 @@ func (s *Service) Dump(ctx context.Context, cmdID, ref string, o domains.DumpOpt
 	if err := o.Validate(); err != nil {
 		return domains.Result{}, err
 	}
-	if cmdID != "" {
-		// A retry of a dump that started: RunAsync answers it from the
-		// command table (or refuses another request under the ID), and
-		// the file the first one made must not make it fail.
-		if _, found, err := s.log.Command(ctx, cmdID); err == nil && found {
-			return s.RunAsync(ctx, cmdID, ref, domains.JobDump, o, func(context.Context, *Job) error {
-				return errors.New("dump: a retried command ran again") // never: once answers it
-			})
-		}
+	// A retry answers from the command table, although the first run's
+	// file exists now (save.go).
+	if res, ok, err := s.replayAsync(ctx, cmdID, ref, domains.JobDump, o); ok {
+		return res, err
 	}
 	d, err := s.Get(ref)
 	if err != nil {
