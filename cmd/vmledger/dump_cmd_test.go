@@ -128,8 +128,6 @@ func checkFilled(t testing.TB, dump string, from, to int64) {
 	}
 }
 
-func ramOf(a *agentProc, id string) string { return filepath.Join(a.runDir, id, "guest.ram") }
-
 // noPartials fails when a dump left anything but finished files behind.
 func noPartials(t testing.TB, dir string) []string {
 	t.Helper()
@@ -174,7 +172,7 @@ func TestDumpVerbFormats(t *testing.T) {
 	fx := runningTiny(t, "dmp", 16)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
 	a.mustCLI("suspend", "dmp")
-	fillRAM(t, ramOf(a, id), 0, 0, pagemix.Default)
+	fillRAM(t, ramPath(a, id), 0, 0, pagemix.Default)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -202,7 +200,7 @@ func TestDumpVerbFormats(t *testing.T) {
 			if p.Path != path || p.Format != tc.args[1] || p.Bytes != uint64(fi.Size()) {
 				t.Fatalf("dump-completed %+v; file %s is %d bytes", p, path, fi.Size())
 			}
-			checkDump(t, path, ramOf(a, id), 16, tc.skip)
+			checkDump(t, path, ramPath(a, id), 16, tc.skip)
 			noPartials(t, images)
 			if d := infoOf(t, a, "dmp"); d.State != domains.StatePaused {
 				t.Fatalf("after the dump of a paused guest: state %s", d.State)
@@ -238,7 +236,7 @@ func lastJobTypes(t testing.TB, tap *eventTap) []string {
 func TestDumpVerbGuestStates(t *testing.T) {
 	fx := runningTiny(t, "dst", 16)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
-	fillRAM(t, ramOf(a, id), 1<<20, 12<<20, pagemix.Default)
+	fillRAM(t, ramPath(a, id), 1<<20, 12<<20, pagemix.Default)
 	for _, tc := range []struct {
 		flag  string
 		want  []string
@@ -276,7 +274,7 @@ func TestDumpVerbAbort(t *testing.T) {
 	fx := runningTiny(t, "dab", 768)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
 	// Random pages compress slowest: the job is still running when aborted.
-	fillRAM(t, ramOf(a, id), 1<<20, 760<<20, pagemix.Mix{Random: 100})
+	fillRAM(t, ramPath(a, id), 1<<20, 760<<20, pagemix.Mix{Random: 100})
 	path := filepath.Join(images, "aborted.kdump")
 	type result struct {
 		out, errs string
