@@ -26,7 +26,8 @@ type Client struct {
 // NewClient returns a client for host's agent. An invalid host makes every
 // call fail with an invalid error.
 // A request the server refuses (permissions) fails at once with an
-// invalid error instead of timing out.
+// invalid error instead of timing out: each Client chains a watcher onto
+// nc's error handler, so make one per connection and host, not per call.
 func NewClient(nc *nats.Conn, host string) *Client {
 	return &Client{nc: nc, host: host, refused: watchRefusals(nc)}
 }
