@@ -197,9 +197,12 @@ func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate
 	if !ok1 || !ok2 {
 		return fmt.Errorf("domain %q: its QEMU cannot stream its state out", d.Config.Name)
 	}
-	// The config QEMU runs with, hot-plugged devices included: the
-	// restored QEMU must have the same devices or the stream will not load.
-	cfg, err := json.Marshal(d.LiveConfig())
+	// The image carries what QEMU runs: the live config (hot-plugged
+	// devices in, unplugged ones out), with the clock as the log has it
+	// now (rtc-changed moves the persistent config's adjustment).
+	live := d.LiveConfig()
+	live.Clock = d.Config.Clock
+	cfg, err := json.Marshal(live)
 	if err != nil {
 		return fmt.Errorf("save: config: %w", err)
 	}
