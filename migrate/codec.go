@@ -3,9 +3,8 @@ package migrate
 import (
 	"fmt"
 
-	"github.com/klauspost/compress"
-
 	"github.com/golang/snappy"
+	"github.com/klauspost/compress"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -108,7 +107,7 @@ func (snappyCodec) expand(dst, src []byte, rawLen int) ([]byte, error) {
 	}
 	out, err := snappy.Decode(dst[:rawLen], src)
 	if err != nil {
-		return nil, fmt.Errorf("snappy: %w", err)
+		return nil, err // snappy's errors say "snappy: ..."
 	}
 	return out, nil
 }
@@ -138,7 +137,7 @@ func claimedLen(c Compression, src []byte, rawLen int) error {
 	case Snappy:
 		n, err := snappy.DecodedLen(src)
 		if err != nil {
-			return fmt.Errorf("snappy: %w", err)
+			return err // snappy's errors say "snappy: ..."
 		}
 		if n != rawLen {
 			return fmt.Errorf("snappy data expands to %d bytes, the chunk says %d", n, rawLen)

@@ -68,8 +68,13 @@ func viewOf(t *testing.T, g *Guest) qemuView {
 // id-less children of some devices, such as usb-storage's SCSI disk).
 func waitDeleted(t *testing.T, g *Guest, id string) {
 	t.Helper()
+	waitDeletedWithin(t, g, id, 10*time.Second)
+}
+
+func waitDeletedWithin(t *testing.T, g *Guest, id string, within time.Duration) {
+	t.Helper()
 	for {
-		if ev := waitEvent(t, g, domains.GuestDeviceDeleted, 10*time.Second); ev.Device == id {
+		if ev := waitEvent(t, g, domains.GuestDeviceDeleted, within); ev.Device == id {
 			return
 		}
 	}
