@@ -128,8 +128,6 @@ func checkFilled(t testing.TB, dump string, from, to int64) {
 	}
 }
 
-func ramOf(a *agentProc, id string) string { return filepath.Join(a.runDir, id, "guest.ram") }
-
 // noPartials fails when a dump left anything but finished files behind.
 func noPartials(t testing.TB, dir string) []string {
 	t.Helper()
@@ -174,7 +172,7 @@ func TestDumpVerbFormats(t *testing.T) {
 	fx := runningTiny(t, "dmp", 16)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
 	a.mustCLI("suspend", "dmp")
-	fillRAM(t, ramOf(a, id), 0, 0, pagemix.Default)
+	fillRAM(t, ramPath(a, id), 0, 0, pagemix.Default)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -202,7 +200,7 @@ func TestDumpVerbFormats(t *testing.T) {
 			if p.Path != path || p.Format != tc.args[1] || p.Bytes != uint64(fi.Size()) {
 				t.Fatalf("dump-completed %+v; file %s is %d bytes", p, path, fi.Size())
 			}
-			checkDump(t, path, ramOf(a, id), 16, tc.skip)
+			checkDump(t, path, ramPath(a, id), 16, tc.skip)
 			noPartials(t, images)
 			if d := infoOf(t, a, "dmp"); d.State != domains.StatePaused {
 				t.Fatalf("after the dump of a paused guest: state %s", d.State)
@@ -238,7 +236,7 @@ func lastJobTypes(t testing.TB, tap *eventTap) []string {
 func TestDumpVerbGuestStates(t *testing.T) {
 	fx := runningTiny(t, "dst", 16)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
-	fillRAM(t, ramOf(a, id), 1<<20, 12<<20, pagemix.Default)
+	fillRAM(t, ramPath(a, id), 1<<20, 12<<20, pagemix.Default)
 	for _, tc := range []struct {
 		flag  string
 		want  []string
@@ -276,7 +274,7 @@ func TestDumpVerbAbort(t *testing.T) {
 	fx := runningTiny(t, "dab", 768)
 	a, id, tap, images := fx.a, fx.id, fx.tap, fx.images
 	// Random pages compress slowest: the job is still running when aborted.
-	fillRAM(t, ramOf(a, id), 1<<20, 760<<20, pagemix.Mix{Random: 100})
+	fillRAM(t, ramPath(a, id), 1<<20, 760<<20, pagemix.Mix{Random: 100})
 	path := filepath.Join(images, "aborted.kdump")
 	type result struct {
 		out, errs string
@@ -332,8 +330,9 @@ func TestDumpVerbAbort(t *testing.T) {
 }
 
 // Issue 11 (paths confined as for save images): a file outside the
-// allowed directories, through "..", through a symlink out, or one that
-// exists already is refused (exit 2) with no event appended.
+// allowed directories, through "..", through a symlink out (exit 2), or
+// one that exists already (exit 4) is refused with no event appended; a
+// retry under the same command ID gets the first job's answer.
 func TestDumpVerbPathRefused(t *testing.T) {
 	state := t.TempDir()
 	a := guestAgent(t, state, "tcg")
@@ -353,12 +352,16 @@ func TestDumpVerbPathRefused(t *testing.T) {
 		filepath.Join(outside, "x.kdump"),
 		images + "/../x.kdump",
 		filepath.Join(images, "out", "x.kdump"),
-		exists,
 		"/dev/null",
+		exists, // last: a conflict (exit 4), as for save images
 	} {
+		want := exitUsage
+		if p == exists {
+			want = exitConflict
+		}
 		out, errs, code := a.cli("dump", "dpr", p, "--no-progress")
-		if code != exitUsage {
-			t.Fatalf("dump to %s: exit %d, want %d\nstdout %s\nstderr %s", p, code, exitUsage, out, errs)
+		if code != want {
+			t.Fatalf("dump to %s: exit %d, want %d\nstdout %s\nstderr %s", p, code, want, out, errs)
 		}
 	}
 	if v := infoOf(t, a, "dpr").Version; v != before {
@@ -373,6 +376,16 @@ func TestDumpVerbPathRefused(t *testing.T) {
 	_, _, code := a.cli("dump", "dpr", filepath.Join(images, "x.elf"), "--format", "elf", "--flattened")
 	if code != exitUsage {
 		t.Fatalf("elf --flattened: exit %d, want %d", code, exitUsage)
+	}
+	// A retry under the same command ID answers the first job, although
+	// the file now exists; another request under it is a conflict.
+	first := a.mustCLI("dump", "dpr", filepath.Join(images, "r.elf"), "--format", "elf", "--no-progress", "--command-id", "d-1", "--json")
+	again := a.mustCLI("dump", "dpr", filepath.Join(images, "r.elf"), "--format", "elf", "--no-progress", "--command-id", "d-1", "--json")
+	if first != again {
+		t.Fatalf("retry answered\n%s\nafter\n%s", again, first)
+	}
+	if _, _, code := a.cli("dump", "dpr", filepath.Join(images, "r2.elf"), "--format", "elf", "--command-id", "d-1"); code != exitConflict {
+		t.Fatalf("another dump under the same command ID: exit %d, want %d", code, exitConflict)
 	}
 }
 

@@ -32,10 +32,6 @@ type qemuDumper interface {
 	QEMUDump(ctx context.Context, f *os.File, format string, progress func(done, total uint64)) error
 }
 
-// cleanupRecord bounds the recording of a failed or aborted dump's end,
-// done after the job's context has ended.
-const cleanupRecord = 30 * time.Second
-
 // Dump writes a core dump of a running, paused or crashed domain to o.Path, which
 // must lie in an allowed directory and not exist yet. It returns once the
 // job has started (Result.Job); the job records dump-started, then
@@ -45,8 +41,10 @@ func (s *Service) Dump(ctx context.Context, cmdID, ref string, o domains.DumpOpt
 	if err := o.Validate(); err != nil {
 		return domains.Result{}, err
 	}
-	if s.images == nil {
-		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "dump: the agent has no allowed directories")
+	// A retry answers from the command table, although the first run's
+	// file exists now (save.go).
+	if res, ok, err := s.replayAsync(ctx, cmdID, ref, domains.JobDump, o); ok {
+		return res, err
 	}
 	d, err := s.Get(ref)
 	if err != nil {
@@ -57,9 +55,9 @@ func (s *Service) Dump(ctx context.Context, cmdID, ref string, o domains.DumpOpt
 	if d.State != domains.StateRunning && d.State != domains.StatePaused && d.State != domains.StateCrashed {
 		return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is not running (%s)", d.Config.Name, d.State)
 	}
-	path, err := s.images.Resolve(o.Path, true)
+	path, err := s.resolve(o.Path, true)
 	if err != nil {
-		return domains.Result{}, domains.Errorf(domains.CodeInvalid, "dump: %w", err)
+		return domains.Result{}, fmt.Errorf("dump: %w", err)
 	}
 	return s.RunAsync(ctx, cmdID, ref, domains.JobDump, o, func(ctx context.Context, j *Job) error {
 		return s.runDump(ctx, j, path, o)
@@ -79,7 +77,7 @@ func (s *Service) runDump(ctx context.Context, j *Job, path string, o domains.Du
 		if lc == nil {
 			return domains.Errorf(domains.CodeUnavailable, "dump: the guest cannot be paused")
 		}
-		if err := j.actRecord(ctx, lc.Pause, domains.Paused{Reason: domains.PauseDump}); err != nil {
+		if err := j.act(ctx, func() error { return lc.Pause(ctx) }, domains.Paused{Reason: domains.PauseDump}); err != nil {
 			return fmt.Errorf("dump: pause: %w", err)
 		}
 		paused = true
@@ -89,9 +87,9 @@ func (s *Service) runDump(ctx context.Context, j *Job, path string, o domains.Du
 		if !paused {
 			return
 		}
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupRecord)
+		uctx, cancel := undoCtx(ctx)
 		defer cancel()
-		_ = j.actRecord(uctx, lc.Resume, domains.Resumed{Reason: domains.PauseDump})
+		_ = j.act(uctx, func() error { return lc.Resume(uctx) }, domains.Resumed{Reason: domains.PauseDump})
 	}
 	if err := j.Record(ctx, domains.TransferStarted{Kind: domains.TypeDumpStarted, Path: path, Format: o.Format}); err != nil {
 		undo()
@@ -100,7 +98,7 @@ func (s *Service) runDump(ctx context.Context, j *Job, path string, o domains.Du
 	t0 := time.Now()
 	size, err := writeDump(ctx, j, mem, path, o)
 	if err != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupRecord)
+		rctx, cancel := undoCtx(ctx)
 		defer cancel()
 		_ = j.Record(rctx, domains.TransferFailed{Kind: domains.TypeDumpFailed, Path: path, Error: err.Error()})
 		undo()
@@ -108,7 +106,7 @@ func (s *Service) runDump(ctx context.Context, j *Job, path string, o domains.Du
 	}
 	// From here on the dump is complete: the events say so whatever
 	// becomes of the guest after.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupRecord)
+	rctx, cancel := undoCtx(ctx)
 	defer cancel()
 	if err := j.Record(rctx, domains.DumpCompleted{Path: path, Format: o.Format, Bytes: size,
 		DurationMS: uint64(time.Since(t0).Milliseconds())}); err != nil {
@@ -123,7 +121,7 @@ func (s *Service) runDump(ctx context.Context, j *Job, path string, o domains.Du
 			undo()
 			return domains.Errorf(domains.CodeUnavailable, "dump: the guest cannot be reset")
 		}
-		if err := j.actRecord(rctx, lc.Reset, domains.Reset{Guest: false, Reason: "dump"}); err != nil {
+		if err := j.act(rctx, func() error { return lc.Reset(rctx) }, domains.Reset{Guest: false, Reason: "dump"}); err != nil {
 			undo()
 			return fmt.Errorf("dump: reset after: %w", err)
 		}
@@ -217,23 +215,6 @@ func writeOwn(ctx context.Context, cfg domains.Config, mem memoryAccess, out *os
 	return err
 }
 
-// actRecord does act to the guest and records ps, holding the domain's
-// fold lock across both, so that the QMP hint act causes (STOP, RESUME)
-// finds the fact already on record and adds nothing.
-func (j *Job) actRecord(ctx context.Context, act func(context.Context) error, ps ...domains.Payload) error {
-	select {
-	case j.sl.fold <- struct{}{}:
-	case <-ctx.Done():
-		return domains.Errorf(domains.CodeUnavailable, "%s: %w", j.Kind(), ctx.Err())
-	}
-	defer func() { <-j.sl.fold }()
-	if err := act(ctx); err != nil {
-		return err
-	}
-	_, err := j.s.appendFold(ctx, time.Time{}, "", j.j.info.CommandID, j.domain.Config.UUID, ps...)
-	return err
-}
-
 // stopCrashed ends the guest's QEMU and records stopped (crashed), as
 // destroy does, from inside a job.
 func (j *Job) stopCrashed(ctx context.Context, detail string) error {
@@ -242,7 +223,7 @@ func (j *Job) stopCrashed(ctx context.Context, detail string) error {
 	if h == nil {
 		return errors.New("dump: the guest is gone")
 	}
-	err := j.actRecord(ctx, func(ctx context.Context) error {
+	err := j.act(ctx, func() error {
 		if err := h.guest.Kill(ctx); err != nil {
 			return err
 		}
