@@ -71,16 +71,19 @@ func UnmarshalEvent(seq uint64, b []byte) (Event, error) {
 		return e, fmt.Errorf("seq %d: schema version %d: %w", seq, schema, ErrCorrupt)
 	}
 	e.Seq = seq
-	e.Type = internType(tb)
-	if e.Type == "" {
+	// One look-up in the catalogue serves the type, its decoder and its
+	// schema: replay does this a million times a second.
+	sp := lookup(tb)
+	if sp == nil {
 		return e, fmt.Errorf("seq %d: unknown event type %q: %w", seq, tb, ErrCorrupt)
 	}
-	p, err := decodePayload(&r, e.Type, e.Schema)
+	e.Type = sp.typ
+	p, err := sp.decodePayload(&r, e.Schema)
 	if err != nil {
 		return e, fmt.Errorf("seq %d: %s payload: %w", seq, e.Type, err)
 	}
 	e.Payload = p
-	e.Schema = currentSchema(e.Type)
+	e.Schema = sp.schema
 	return e, nil
 }
 

@@ -41,6 +41,8 @@ type Config struct {
 	// Direct kernel boot and features: config_os.go.
 	OS       *OS      `json:"os,omitempty"`
 	Features []string `json:"features,omitempty"`
+	// OnCrash is what a guest panic leads to (dump.go); "" is destroy.
+	OnCrash string `json:"on_crash,omitempty"`
 }
 
 // Clock is the guest's RTC configuration.
@@ -59,6 +61,10 @@ type Disk struct {
 	Bus      string `json:"bus,omitempty"`    // virtio | ide | sata | usb
 	ReadOnly bool   `json:"readonly,omitempty"`
 	Boot     bool   `json:"boot,omitempty"`
+	// USBPort is a usb disk's port on the xHCI controller (1-4, its USB 2
+	// ports); 0: the lowest free one, fixed when it is attached (a
+	// restored QEMU must have each device where the saved one had it).
+	USBPort int `json:"usb_port,omitempty"`
 }
 
 // NIC is a network interface.
@@ -137,6 +143,7 @@ func (c Config) Validate() error {
 	}
 	p = append(p, c.Clock.problems()...)
 	p = append(p, c.OS.problems()...)
+	p = append(p, onCrashProblems(c.OnCrash)...)
 	if len(c.Features) > maxItems {
 		add("too many features (at most %d)", maxItems)
 	} else {

@@ -62,6 +62,7 @@ type DeviceSpec struct {
 	Format   string `json:"format,omitempty"`
 	Bus      string `json:"bus,omitempty"`
 	ReadOnly bool   `json:"readonly,omitempty"`
+	USBPort  int    `json:"usb_port,omitempty"`
 	// nic
 	Model string `json:"model,omitempty"`
 	MAC   string `json:"mac,omitempty"`
@@ -74,7 +75,7 @@ type DeviceSpec struct {
 
 // Disk, NIC, DIMM and Port return the entry the spec describes.
 func (s DeviceSpec) Disk() Disk {
-	return Disk{ID: s.ID, Target: s.Target, Path: s.Path, Format: s.Format, Bus: s.Bus, ReadOnly: s.ReadOnly}
+	return Disk{ID: s.ID, Target: s.Target, Path: s.Path, Format: s.Format, Bus: s.Bus, ReadOnly: s.ReadOnly, USBPort: s.USBPort}
 }
 func (s DeviceSpec) NIC() NIC   { return NIC{ID: s.ID, Model: s.Model, MAC: s.MAC, Mode: s.Mode} }
 func (s DeviceSpec) DIMM() DIMM { return DIMM{ID: s.ID, SizeMiB: s.SizeMiB} }
@@ -82,7 +83,7 @@ func (s DeviceSpec) Port() Port { return Port{ID: s.ID, Name: s.Name} }
 
 // specOf is the inverse of the accessors: the spec of a config entry.
 func specOfDisk(d Disk) DeviceSpec {
-	return DeviceSpec{Kind: KindDisk, ID: d.DeviceID(), Target: d.Target, Path: d.Path, Format: d.Format, Bus: d.Bus, ReadOnly: d.ReadOnly}
+	return DeviceSpec{Kind: KindDisk, ID: d.DeviceID(), Target: d.Target, Path: d.Path, Format: d.Format, Bus: d.Bus, ReadOnly: d.ReadOnly, USBPort: d.USBPort}
 }
 
 // DeviceID is the disk's QEMU device id: its ID, else its target.
@@ -246,6 +247,35 @@ func (d Domain) LiveConfig() Config {
 	return d.Config
 }
 
+// USBPorts are the xHCI controller's USB 2 ports, which usb-storage uses.
+const USBPorts = 4
+
+// USBPortsOf assigns each usb disk of c its port: its own, else the
+// lowest one free. ok is false when there are more usb disks than ports.
+func (c Config) USBPortsOf() (ports map[string]int, ok bool) {
+	ports = map[string]int{}
+	used := map[int]bool{}
+	for _, d := range c.Disks {
+		if d.EffectiveBus() == BusUSB && d.USBPort != 0 {
+			ports[d.DeviceID()], used[d.USBPort] = d.USBPort, true
+		}
+	}
+	next := 1
+	for _, d := range c.Disks {
+		if d.EffectiveBus() != BusUSB || d.USBPort != 0 {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		if next > USBPorts {
+			return ports, false
+		}
+		ports[d.DeviceID()], used[next] = next, true
+	}
+	return ports, true
+}
+
 // hotplugProblems checks memory hotplug, ports and that device ids are
 // unique across every list (seen holds the disks' and NICs' ids).
 func (c Config) hotplugProblems(seen map[string]bool) []string {
@@ -254,6 +284,21 @@ func (c Config) hotplugProblems(seen map[string]bool) []string {
 	if len(c.DIMMs) > maxItems || len(c.Ports) > maxItems {
 		add("too many dimms or ports (at most %d each)", maxItems)
 		return p
+	}
+	usbUsed := map[int]bool{}
+	for i, d := range c.Disks {
+		switch {
+		case d.USBPort != 0 && d.EffectiveBus() != BusUSB:
+			add("disks[%d].usb_port: for bus usb only", i)
+		case d.USBPort < 0 || d.USBPort > USBPorts:
+			add("disks[%d].usb_port %d: must be 1-%d", i, d.USBPort, USBPorts)
+		case d.USBPort != 0 && usbUsed[d.USBPort]:
+			add("disks[%d].usb_port %d: taken by another disk", i, d.USBPort)
+		}
+		usbUsed[d.USBPort] = true
+	}
+	if _, ok := c.USBPortsOf(); !ok {
+		add("more usb disks than the xHCI controller's %d USB 2 ports", USBPorts)
 	}
 	total := c.MemoryMiB
 	for i, d := range c.DIMMs {

@@ -83,7 +83,9 @@ func samplePayload(t domains.Type) domains.Payload {
 		return domains.DeviceDetachFailed{ID: "disk9", Error: "guest did not release the device in 5s"}
 	case domains.TypeSaveStarted, domains.TypeRestoreStarted, domains.TypeDumpStarted:
 		return domains.TransferStarted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Format: "zstd"}
-	case domains.TypeSaveCompleted, domains.TypeRestoreCompleted, domains.TypeDumpCompleted:
+	case domains.TypeDumpCompleted:
+		return domains.DumpCompleted{Path: "/var/lib/vmledger/dumps/web.kdump", Format: "kdump-zstd", Bytes: 1<<33 + 7, DurationMS: 4210}
+	case domains.TypeSaveCompleted, domains.TypeRestoreCompleted:
 		return domains.TransferCompleted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Bytes: 1<<33 + 7, Digest: "sha256:0123abcd"}
 	case domains.TypeSaveFailed, domains.TypeRestoreFailed, domains.TypeDumpFailed:
 		return domains.TransferFailed{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Error: "no space left on device"}

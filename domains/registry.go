@@ -150,7 +150,7 @@ var catalogue = []eventSpec{
 		},
 		nil),
 
-	transferStarted(TypeDumpStarted), transferCompleted(TypeDumpCompleted), transferFailed(TypeDumpFailed),
+	transferStarted(TypeDumpStarted), dumpCompletedRow, transferFailed(TypeDumpFailed),
 
 	row(TypeJobStarted, 1, zero[JobStarted],
 		func(w *writer, v JobStarted) error { w.str(v.ID); w.str(string(v.Kind)); return nil },
@@ -297,20 +297,49 @@ func endJob(d *Domain, id string) error {
 	return nil
 }
 
-// specs indexes the catalogue by type string. It is built once from the
-// table and never changed.
-var specs = func() map[string]*eventSpec {
-	m := make(map[string]*eventSpec, len(catalogue))
-	for i := range catalogue {
-		if _, dup := m[string(catalogue[i].typ)]; dup {
-			panic("domains: event type " + string(catalogue[i].typ) + " is in the catalogue twice")
-		}
-		m[string(catalogue[i].typ)] = &catalogue[i]
+// specs indexes the catalogue by type string: open addressing over a
+// small array, built once from the table and never changed. Replay looks
+// a type up for each event it decodes and folds, and this is several
+// times cheaper than a map's string hashing.
+var specs = func() (t [specSlots]*eventSpec) {
+	if len(catalogue) > specSlots/2 {
+		panic("domains: the event catalogue outgrew its index")
 	}
-	return m
+	for i := range catalogue {
+		h := typeHash([]byte(catalogue[i].typ))
+		for t[h] != nil {
+			if t[h].typ == catalogue[i].typ {
+				panic("domains: event type " + string(catalogue[i].typ) + " is in the catalogue twice")
+			}
+			h = (h + 1) % specSlots
+		}
+		t[h] = &catalogue[i]
+	}
+	return t
 }()
 
-func spec(t Type) *eventSpec { return specs[string(t)] }
+const specSlots = 128
+
+func typeHash(s []byte) int {
+	if len(s) == 0 {
+		return 0
+	}
+	return (len(s)*31 + int(s[0])*7 + int(s[len(s)-1])*3 + int(s[len(s)/2])) % specSlots
+}
+
+// lookup finds the catalogue row of a type string (raw bytes from the
+// codec, without allocating), nil when unknown.
+func lookup(s []byte) *eventSpec {
+	for h := typeHash(s); specs[h] != nil; h = (h + 1) % specSlots {
+		if string(specs[h].typ) == string(s) {
+			return specs[h]
+		}
+	}
+	return nil
+}
+
+// spec is lookup for a Type (the conversion to bytes does not escape).
+func spec(t Type) *eventSpec { return lookup([]byte(t)) }
 
 // Types lists every event type, in catalogue order.
 func Types() []Type {
@@ -324,7 +353,7 @@ func Types() []Type {
 // internType maps raw bytes to the Type constant without allocating, or ""
 // when unknown.
 func internType(b []byte) Type {
-	if s := specs[string(b)]; s != nil {
+	if s := lookup(b); s != nil {
 		return s.typ
 	}
 	return ""
@@ -345,15 +374,12 @@ func encodePayload(w *writer, p Payload) error {
 	return s.encode(w, p)
 }
 
-func decodePayload(r *reader, t Type, schema uint16) (Payload, error) {
-	s := spec(t)
-	if s == nil {
-		return nil, fmt.Errorf("unknown type %q: %w", t, ErrCorrupt)
-	}
+// decodePayload decodes a payload of the row's type written at schema.
+func (s *eventSpec) decodePayload(r *reader, schema uint16) (Payload, error) {
 	if schema != s.schema {
-		return upcast(r, t, schema)
+		return upcast(r, s.typ, schema)
 	}
-	p, err := s.decode(r, t)
+	p, err := s.decode(r, s.typ)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ var transitions = []transition{
 	{from: []State{StateShutoff}, on: TypeUndefined, to: ""},
 	{from: []State{StateRunning}, on: TypeSaveStarted, to: ""},
 	{from: []State{StatePaused}, on: TypeSaveStarted, to: ""},
-	{from: []State{StateRunning, StatePaused}, on: TypeDumpStarted, to: ""},
+	{from: []State{StateRunning, StatePaused, StateCrashed}, on: TypeDumpStarted, to: ""},
 	{from: []State{StateRunning, StatePaused}, on: TypeDeviceDetachRequested, to: ""},
 }
 

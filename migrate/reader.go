@@ -21,7 +21,8 @@ import (
 // ErrNotImage; a read error of the underlying file is returned as is.
 //
 // Bytes of the stream are returned before the end marker is checked:
-// whoever must not act on a damaged stream verifies first (Verify).
+// whoever must not act on a damaged stream checks first (Scan for the
+// stored bytes, Verify for the expansion too).
 // Chunks are expanded in parallel, read ahead of the consumer. Close the
 // Reader when abandoning it early.
 type Reader struct {
@@ -63,9 +64,15 @@ type chunkHeader struct {
 	flag, rawLen, storedLen, crc uint32
 }
 
+// readBuffer is the Reader's buffer on its source. It serves the small
+// reads (record headers); a payload larger than it is read straight into
+// its own buffer once the buffered bytes are used, rather than copied
+// through a buffer the size of a chunk.
+const readBuffer = 64 << 10
+
 // NewReader reads and checks the header and config from r.
 func NewReader(r io.Reader) (*Reader, error) {
-	src := &countingReader{r: bufio.NewReaderSize(r, 1<<20)}
+	src := &countingReader{r: bufio.NewReaderSize(r, readBuffer)}
 	b := make([]byte, headerSize)
 	if err := src.full(b, "header", 0); err != nil {
 		return nil, err

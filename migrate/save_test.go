@@ -71,7 +71,8 @@ func TestSaveRestore(t *testing.T) {
 }
 
 // TestRestoreVerifiesFirst: a damaged image (even only its last chunk) is
-// refused before the destination is started.
+// refused before the destination is started, by the default check (Scan)
+// and by the full one.
 func TestRestoreVerifiesFirst(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "demo.save")
@@ -93,14 +94,16 @@ func TestRestoreVerifiesFirst(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
 			os.WriteFile(p, bad, 0o600)
-			_, err := Restore(context.Background(), p, func(context.Context, Summary) (Target, error) {
-				t.Error("destination started for a damaged image")
-				return &fakeTarget{}, nil
-			})
-			if err == nil {
-				t.Fatal("Restore accepted a damaged image")
+			for _, o := range []RestoreOptions{{}, {FullVerify: true}} {
+				_, err := RestoreWith(context.Background(), p, func(context.Context, Summary) (Target, error) {
+					t.Errorf("%+v: destination started for a damaged image", o)
+					return &fakeTarget{}, nil
+				}, o)
+				if err == nil {
+					t.Fatalf("%+v: restore accepted a damaged image", o)
+				}
+				t.Logf("%s, %+v: %v", name, o, err)
 			}
-			t.Logf("%s: %v", name, err)
 		})
 	}
 	if _, err := Restore(context.Background(), filepath.Join(dir, "missing"), nil); err == nil {

@@ -168,7 +168,7 @@ func (w *Writer) flush() error {
 func (w *Writer) compressLoop(c codec) {
 	defer w.wg.Done()
 	for j := range w.work {
-		if w.opts.Compression == None {
+		if w.opts.Compression == None || incompressible(j.raw) {
 			j.flag, j.out = chunkStored, nil
 		} else {
 			out := c.compress(w.pool.Get().([]byte), j.raw)

@@ -95,7 +95,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLifecycleCmd(g, "resume", "Resume a paused domain"),
 		newLifecycleCmd(g, "reset", "Hard-reset a running domain"),
 		newEventsCmd(g), newHistoryCmd(g), newHostsCmd(g), newConsoleCmd(g), newGuestImageCmd(),
-		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(),
+		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(), newDumpCmd(g),
 		newSaveCmd(g), newRestoreCmd(g), newManagedSaveCmd(g), newManagedSaveRemoveCmd(g), newSaveImageCmd(),
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
 	)

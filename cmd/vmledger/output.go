@@ -50,6 +50,13 @@ func printInfo(w io.Writer, d domains.Domain) {
 		fmt.Fprintf(t, "Started:\t%s\n", l.Started.Format(time.RFC3339))
 		fmt.Fprintf(t, "RTC adjustment:\t%+ds\n", l.RTC)
 	}
+	for _, dev := range d.Devices() { // the live device set
+		kind := dev.Kind
+		if kind == "" {
+			kind = "device"
+		}
+		fmt.Fprintf(t, "Device:\t%s (%s): %s\n", dev.ID, kind, dev.State)
+	}
 	if j := d.Job; j != nil {
 		fmt.Fprintf(t, "Job:\t%s %s (since %s; vmledger job info)\n", j.Kind, j.ID, j.Started.Format(time.RFC3339))
 	}

@@ -108,7 +108,7 @@ func TestSaveRestoreClock(t *testing.T) {
 	setRTC(t, a, tap, id, "clk", y2030)
 
 	img := filepath.Join(imagesDir(a), "clk.save")
-	a.mustCLI("save", "clk", img)
+	a.mustCLI("save", "clk", img, "--command-id", "save-1")
 	evs := tap.expectTypes(t, 10*time.Second, "job-started", "save-started", "paused", "save-completed", "stopped", "job-completed")
 	var st domains.Stopped
 	payload(t, evs[4], &st)
@@ -123,10 +123,21 @@ func TestSaveRestoreClock(t *testing.T) {
 	if out := a.mustCLI("save-image", "info", img); !strings.Contains(out, `"name": "clk"`) || !strings.Contains(out, "Was running:  true") {
 		t.Fatalf("save-image info:\n%s", out)
 	}
+	// A retry with the same command ID gets the first result and acts
+	// on nothing (the image exists and the domain is shut off by now).
+	before := lastSeq(t, nc)
+	a.mustCLI("save", "clk", img, "--command-id", "save-1")
+	if _, errs, code := a.cli("save", "clk", img+".2", "--command-id", "save-1"); code != exitConflict {
+		t.Fatalf("save-1 reused for another path: exit %d, %s", code, errs)
+	}
 	time.Sleep(3 * time.Second) // time passes while the guest is saved
 
-	a.mustCLI("restore", img)
+	a.mustCLI("restore", img, "--command-id", "restore-1")
 	evs = tap.expectTypes(t, 10*time.Second, "job-started", "restore-started", "started", "restore-completed", "job-completed")
+	a.mustCLI("restore", img, "--command-id", "restore-1")
+	if got := lastSeq(t, nc); got != evs[len(evs)-1].Seq {
+		t.Fatalf("retries appended events: last seq %d, the restore ended at %d (before the save retry: %d)", got, evs[len(evs)-1].Seq, before)
+	}
 	var sp domains.Started
 	payload(t, evs[2], &sp)
 	if sp.Reason != domains.StartRestored {
@@ -282,8 +293,43 @@ func TestRestoreRefusesDamagedImages(t *testing.T) {
 	if d := infoOf(t, a, "torn"); d.State != domains.StateShutoff || d.Config.UUID.String() != id {
 		t.Fatalf("domain after refused restores: %s", d.State)
 	}
-	// The good image still restores.
+	// save-image define: a config for another guest (more memory) is
+	// refused and the image left as it was; a compatible one (another
+	// clock) replaces the config, --paused the state restore leaves.
+	dir2 := t.TempDir()
+	if _, errs, code := a.cli("save-image", "define", good, writeFile(t, dir2, "big.yaml", "name: torn\nmemory_mib: 32\nvcpus: 1\nclock: {offset: utc}\n")); code != exitUsage || !strings.Contains(errs, "memory") {
+		t.Fatalf("save-image define with other memory: exit %d, %s", code, errs)
+	}
+	if after, _ := os.ReadFile(good); !slices.Equal(after, raw) {
+		t.Fatal("a refused save-image define changed the image")
+	}
+	var img imageInfo
+	if err := json.Unmarshal([]byte(a.mustCLI("save-image", "info", good, "--json")), &img); err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(img.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["clock"] = map[string]any{"offset": "variable", "adjustment": 3600, "basis": "utc"}
+	newCfg, _ := json.Marshal(cfg)
+	a.mustCLI("save-image", "define", good, writeFile(t, dir2, "new.json", string(newCfg)), "--paused")
+	if err := json.Unmarshal([]byte(a.mustCLI("save-image", "info", good, "--json")), &img); err != nil {
+		t.Fatal(err)
+	}
+	var inImage domains.Config
+	if err := json.Unmarshal(img.Config, &inImage); err != nil {
+		t.Fatal(err)
+	}
+	if img.WasRunning || inImage.Clock.Adjustment != 3600 {
+		t.Fatalf("after save-image define: was_running %v, config %s", img.WasRunning, img.Config)
+	}
+
+	// The good image still restores, with the config put in.
 	a.mustCLI("restore", good)
+	if d := infoOf(t, a, "torn"); d.State != domains.StatePaused || d.Config.Clock.Adjustment != 3600 {
+		t.Fatalf("restored from the redefined image: %s, clock %+v", d.State, d.Config.Clock)
+	}
 	a.mustCLI("destroy", "torn")
 }
 
@@ -400,11 +446,23 @@ func TestSaveFailuresLeaveDomainAsItWas(t *testing.T) {
 	noImage(small)
 	running()
 
-	// job abort during the save.
-	a.mustCLI("save", "fail", filepath.Join(big, "aborted.save"), "--detach")
+	// job abort during the save, while the CLI follows it with its
+	// progress bar: the CLI then fails, saying why.
+	type cliRun struct {
+		errs string
+		code int
+	}
+	ran := make(chan cliRun, 1)
+	go func() {
+		_, errs, code := a.cli("save", "fail", filepath.Join(big, "aborted.save"))
+		ran <- cliRun{errs, code}
+	}()
 	progressOf(t, nc, a.host, id)
 	a.mustCLI("job", "abort", "fail")
 	failed(domains.JobAborted, "aborted")
+	if r := <-ran; r.code != exitInternal || !strings.Contains(r.errs, "save memory") || !strings.Contains(r.errs, "failed (aborted)") {
+		t.Fatalf("the CLI following the aborted save: exit %d, stderr %q: want exit 1, its progress bar and the reason", r.code, r.errs)
+	}
 	noImage(big)
 	running()
 	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(a, id))), 7); err != nil {
@@ -454,6 +512,9 @@ func TestManagedSave(t *testing.T) {
 	}
 	a.mustCLI("managedsave", "ms")
 	managed(true)
+	if _, errs, code := a.cli("undefine", "ms"); code != exitConflict || !strings.Contains(errs, "managed save") {
+		t.Fatalf("undefine with a managed save image: exit %d, %s", code, errs)
+	}
 	if out := a.mustCLI("list"); !strings.Contains(out, "MANAGED SAVE") || !strings.Contains(out, "yes") {
 		t.Fatalf("list:\n%s", out)
 	}
@@ -540,4 +601,33 @@ func TestLinuxSaveRestoreClock(t *testing.T) {
 	near(t, "hwclock -r after restore - (2030 + elapsed)", rtc.Sub(y2030.Add(at.Sub(t0))).Seconds(), 0.5, 2.5)
 	setLinuxRTC(time.Date(2031, 6, 1, 0, 0, 0, 0, time.UTC))
 	a.mustCLI("destroy", "lxsave")
+}
+
+// The image carries the live config: a disk hot-plugged live only (not in
+// the persistent config) is in QEMU's migration stream, so the restored
+// QEMU must have it too; restore defines the domain from the image.
+func TestSaveRestoreHotpluggedDevice(t *testing.T) {
+	a := guestAgent(t, t.TempDir(), "tcg")
+	defineTiny(t, a, "hps", utcVariable)
+	a.mustCLI("start", "hps")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "usb.img")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI("attach-device", "hps", writeFile(t, dir, "usb.yaml", "kind: disk\nid: usb1\ntarget: sdb\npath: "+disk+"\nformat: raw\nbus: usb\n"), "--live")
+	has := func(c domains.Config) bool {
+		return slices.ContainsFunc(c.Disks, func(d domains.Disk) bool { return d.ID == "usb1" })
+	}
+	if has(configOf(t, a, "hps")) {
+		t.Fatal("a live-only attach changed the persistent config")
+	}
+	img := filepath.Join(imagesDir(a), "hps.save")
+	a.mustCLI("save", "hps", img)
+	a.mustCLI("restore", img)
+	d := infoOf(t, a, "hps")
+	if d.State != domains.StateRunning || !has(d.LiveConfig()) {
+		t.Fatalf("restored: %s, live config disks %+v", d.State, d.LiveConfig().Disks)
+	}
+	a.mustCLI("destroy", "hps")
 }

@@ -41,7 +41,7 @@ func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
 		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
-		VerbAttachDevice, VerbDetachDevice}
+		VerbAttachDevice, VerbDetachDevice, VerbDump}
 }
 
 // DefineRequest carries a domain configuration.
@@ -149,6 +149,8 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 			}
 		}
 		return h.Svc.Define(ctx, r.CommandID, r.Config)
+	case VerbDump:
+		return h.dump(ctx, body)
 	case VerbList:
 		var r ListRequest
 		if err := decode(body, &r); err != nil {

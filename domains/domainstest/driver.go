@@ -167,6 +167,7 @@ type FakeGuest struct {
 	fail     map[string]error
 	exit     domains.GuestExit
 	detached bool
+	periph   []string // device ids (devices.go)
 
 	evMu     sync.Mutex // guards sending on and closing events
 	events   chan domains.GuestEvent

@@ -63,6 +63,10 @@ func (s *Service) Undefine(ctx context.Context, cmdID, ref string) (domains.Resu
 		if d.State.Active() {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is %s; destroy it before undefining", d.Config.Name, d.State)
 		}
+		if s.HasManagedSave(d.Config.UUID) {
+			// As virsh undefine: the image would be left with no domain.
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q has a managed save image; managedsave-remove it first", d.Config.Name)
+		}
 		return s.commit(ctx, cmdID, d.Config.UUID, domains.Undefined{})
 	})
 }

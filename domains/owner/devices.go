@@ -65,6 +65,17 @@ func (s *Service) AttachDevice(ctx context.Context, cmdID, ref string, spec doma
 				return domains.Result{}, domains.Errorf(domains.CodeInvalid, "device %s: %w", domains.Quote(spec.ID), err)
 			}
 		}
+		if spec.Kind == domains.KindDisk && spec.Disk().EffectiveBus() == domains.BusUSB && spec.USBPort == 0 {
+			// Fix the port now, so a restart, restore or migration puts
+			// the disk where this QEMU has it.
+			cfg := d.Config
+			if live {
+				cfg = d.LiveConfig()
+			}
+			if ports, ok := cfg.WithDevice(spec).USBPortsOf(); ok {
+				spec.USBPort = ports[spec.ID]
+			}
+		}
 		if live {
 			if bus := spec.Disk().EffectiveBus(); spec.Kind == domains.KindDisk && bus != domains.BusVirtio && bus != domains.BusUSB {
 				return domains.Result{}, domains.Errorf(domains.CodeInvalid, "device %s: bus %s cannot be hot-plugged (virtio or usb)", domains.Quote(spec.ID), bus)

@@ -67,13 +67,18 @@ func (s *Service) Save(ctx context.Context, cmdID, ref string, o domains.SaveOpt
 	if err != nil {
 		return domains.Result{}, err
 	}
+	if o.Managed {
+		o.Path = ""
+	}
+	if res, ok, err := s.replayAsync(ctx, cmdID, ref, domains.JobSave, o); ok {
+		return res, err
+	}
 	path := o.Path
 	if o.Managed {
 		if s.managedDir == "" {
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "this agent has no place for managed save images")
 		}
 		path = s.managedPath(d.Config.UUID)
-		o.Path = ""
 	} else if path, err = s.resolve(o.Path, true); err != nil {
 		return domains.Result{}, err
 	}
@@ -88,6 +93,43 @@ func (s *Service) Save(ctx context.Context, cmdID, ref string, o domains.SaveOpt
 	return s.RunAsync(ctx, cmdID, ref, domains.JobSave, o, func(ctx context.Context, j *Job) error {
 		return s.runSave(ctx, j, path, comp, o)
 	})
+}
+
+// replayAsync answers a retry: a command ID already on record gets its
+// recorded result (or the reused-ID conflict) from RunAsync's check of
+// the request, before the checks that the first run made untrue (the
+// image exists now, the domain runs). handled is false for a new ID.
+func (s *Service) replayAsync(ctx context.Context, cmdID, ref string, kind domains.JobKind, args any) (res domains.Result, handled bool, err error) {
+	if cmdID == "" {
+		return domains.Result{}, false, nil
+	}
+	if _, found, err := s.log.Command(ctx, cmdID); err != nil || !found {
+		return domains.Result{}, false, nil
+	}
+	res, err = s.RunAsync(ctx, cmdID, ref, kind, args, func(context.Context, *Job) error {
+		return errors.New("a retry does not run the job again")
+	})
+	return res, true, err
+}
+
+// imageDomain is the UUID of the domain in the image at path, read from
+// its config without verifying the stream (for a retry's lookup only).
+func imageDomain(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	rd, err := migrate.NewReader(f)
+	if err != nil {
+		return "", false
+	}
+	defer rd.Close()
+	cfg, err := domains.DecodeConfig(rd.Config())
+	if err != nil {
+		return "", false
+	}
+	return cfg.UUID.String(), true
 }
 
 func (s *Service) resolve(path string, create bool) (string, error) {
@@ -155,7 +197,12 @@ func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate
 	if !ok1 || !ok2 {
 		return fmt.Errorf("domain %q: its QEMU cannot stream its state out", d.Config.Name)
 	}
-	cfg, err := json.Marshal(d.Config)
+	// The image carries what QEMU runs: the live config (hot-plugged
+	// devices in, unplugged ones out), with the clock as the log has it
+	// now (rtc-changed moves the persistent config's adjustment).
+	live := d.LiveConfig()
+	live.Clock = d.Config.Clock
+	cfg, err := json.Marshal(live)
 	if err != nil {
 		return fmt.Errorf("save: config: %w", err)
 	}
@@ -245,6 +292,11 @@ func (s *Service) Restore(ctx context.Context, cmdID string, o domains.RestoreOp
 	path, err := s.resolve(o.Path, false)
 	if err != nil {
 		return domains.Result{}, err
+	}
+	if id, ok := imageDomain(path); ok {
+		if res, ok, err := s.replayAsync(ctx, cmdID, id, domains.JobRestore, o); ok {
+			return res, err
+		}
 	}
 	return s.restore(ctx, cmdID, path, o)
 }
@@ -354,7 +406,7 @@ func (s *Service) runRestore(ctx context.Context, j *Job, path string, sum migra
 		return fmt.Errorf("restore: its QEMU cannot resume")
 	}
 	ps := []domains.Payload{domains.Started{Reason: domains.StartRestored, Accel: g.Accel(), PID: g.PID(), ClockBase: base},
-		domains.TransferCompleted{Kind: domains.TypeRestoreCompleted, Path: path, Bytes: uint64(sum.StreamBytes),
+		domains.TransferCompleted{Kind: domains.TypeRestoreCompleted, Path: path, Bytes: imageSize(path),
 			Digest: "xxh64:" + hex.EncodeToString(be64(sum.StreamXXH64))}}
 	if !run {
 		ps = append(ps, domains.Paused{Reason: domains.PauseUser})
@@ -376,6 +428,14 @@ func (s *Service) runRestore(ctx context.Context, j *Job, path string, sum migra
 		_ = os.Remove(path)
 	}
 	return nil
+}
+
+// imageSize is the image file's size, as save-completed reports it.
+func imageSize(path string) uint64 {
+	if fi, err := os.Stat(path); err == nil {
+		return uint64(fi.Size())
+	}
+	return 0
 }
 
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -458,9 +518,7 @@ func (s *Service) startManaged(ctx context.Context, cmdID, ref string, o domains
 		// A retry of a start that restored (the image is gone by now)
 		// gets that restore's result.
 		if rec, found, _ := s.log.Command(ctx, cmdID); found && string(rec.Digest) == string(requestDigest(string(domains.JobRestore), d.Config.UUID.String(), ro)) {
-			res, err := s.RunAsync(ctx, cmdID, d.Config.UUID.String(), domains.JobRestore, ro, func(context.Context, *Job) error {
-				return errors.New("a retry does not restore again")
-			})
+			res, _, err := s.replayAsync(ctx, cmdID, d.Config.UUID.String(), domains.JobRestore, ro)
 			return res, true, err
 		}
 	}

@@ -26,6 +26,7 @@ type Service struct {
 	onProgress func(uuid.UUID, domains.JobInfo)
 	images     PathGuard // save images' paths (save.go)
 	managedDir string    // managed save images (save.go)
+	dumpDir    string    // on_crash dumps (oncrash.go)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
@@ -56,13 +57,15 @@ type Options struct {
 	// ManagedSaveDir is where managedsave keeps its images (save.go).
 	Images         PathGuard
 	ManagedSaveDir string
+	// DumpDir is where on_crash writes its dumps (oncrash.go).
+	DumpDir string
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
-		images: o.Images, managedDir: o.ManagedSaveDir,
+		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir,
 		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}

@@ -134,6 +134,11 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		}
 	case domains.GuestPanicked:
 		p = domains.Crashed{Reason: "guest-panicked", Action: ev.Reason, Info: ev.Info}
+		if d.Config.KeepsPanicked() && d.State != domains.StateCrashed {
+			// After the fold lock is released: the policy's dump job
+			// records through it (oncrash.go).
+			defer func() { go s.crashPolicy(h, d.Config) }()
+		}
 	case domains.GuestShutdown:
 		if d.State == domains.StateCrashed || d.State == domains.StateShutdown {
 			return // the panic or an earlier SHUTDOWN already says why

@@ -91,7 +91,13 @@ func CommandLine(spec domains.StartSpec, p Paths, accel string, now time.Time) (
 	a.add("-serial", "chardev:serial0")
 	a.add("-device", "pvpanic")
 	a.add("-pidfile", p.PID) // a plain file name, not a QemuOpts string: no escaping
-	a.add("-action", "panic=shutdown")
+	// on_crash destroy: QEMU ends by itself on a panic. Any other policy
+	// needs QEMU kept in guest-panicked, RAM intact, for the agent to act.
+	if cfg.KeepsPanicked() {
+		a.add("-action", "panic=pause")
+	} else {
+		a.add("-action", "panic=shutdown")
+	}
 	a.add("-rtc", rtc)
 
 	addOS(&a, cfg)

@@ -54,7 +54,8 @@ func addDisks(a *argv, cfg domains.Config) error {
 			dev = "virtio-blk-pci"
 		case domains.BusUSB:
 			addUSB(a)
-			dev = "usb-storage,bus=" + xhciID + ".0"
+			ports, _ := cfg.USBPortsOf() // Validate has checked they fit
+			dev = fmt.Sprintf("usb-storage,bus=%s.0,port=%d", xhciID, ports[d.DeviceID()])
 		case busIDE, busSATA:
 			if d.ReadOnly {
 				// QEMU 7.2: "Block node is read-only" for ide-hd.

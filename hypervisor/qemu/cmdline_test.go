@@ -101,6 +101,8 @@ func TestCommandLineGolden(t *testing.T) {
 			c.OS = &domains.OS{Kernel: "/boot/vmlinuz"}
 		}},
 		{name: "comma-dir", accel: AccelTCG, paths: ptr(PathsFor("/run/vm,ledger", goldenUUID))},
+		// on_crash other than destroy: QEMU stays in guest-panicked.
+		{name: "on-crash-preserve", accel: AccelKVM, edit: func(c *domains.Config) { c.OnCrash = domains.CrashPreserve }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

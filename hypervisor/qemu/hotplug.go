@@ -148,6 +148,9 @@ func (g *Guest) AttachDevice(ctx context.Context, spec domains.DeviceSpec) (err 
 				return err
 			}
 			dev["driver"], dev["bus"] = "usb-storage", xhciID+".0"
+			if spec.USBPort != 0 {
+				dev["port"] = fmt.Sprint(spec.USBPort)
+			}
 		default:
 			return domains.Errorf(domains.CodeInvalid, "disk %s: bus %s cannot be hot-plugged (virtio or usb)", spec.ID, spec.Disk().EffectiveBus())
 		}

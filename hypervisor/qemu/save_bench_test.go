@@ -27,7 +27,8 @@ import (
 // migrate-incoming "exec:cat FILE", max-bandwidth lifted, no agent in the
 // path) and, in the same run, through vmledger's pipeline (the pipe passed
 // with getfd -> migrate.Writer with parallel compression -> image; restore
-// = a full Verify pass, then the verified stream through a pipe into
+// = Scan (structure and every CRC, no expansion), then the stream, checked
+// in full as it flows, through a pipe into
 // -incoming defer). Run directory and images are on tmpfs (/dev/shm) for
 // both, so neither side waits for the disk. Reported: seconds of each,
 // the ratios (x) and the image size over the raw stream's.
@@ -68,6 +69,7 @@ func benchSave(b *testing.B, comp migrate.Compression, mib uint64) {
 
 	var rawSave, ourSave, rawRestore, ourRestore time.Duration
 	var ourSaveCPU, ourRestoreCPU, srcCPURaw, srcCPUOurs time.Duration
+	var ourScan, dstCPURaw, dstCPUOurs time.Duration
 	var rawSize, imgSize int64
 	ctx := ctxFor(b, 30*time.Minute)
 	b.ResetTimer()
@@ -102,22 +104,25 @@ func benchSave(b *testing.B, comp migrate.Compression, mib uint64) {
 		rawSize, imgSize = fi.Size(), st.ImageBytes
 
 		dst := startIncoming(b, d, dstSpec)
-		t0 = time.Now()
+		t0, q0 = time.Now(), procCPU(dst.PID())
 		if err := qemuOwnRestore(ctx, dst, rawPath); err != nil {
 			b.Fatal(err)
 		}
 		rawRestore += time.Since(t0)
+		dstCPURaw += procCPU(dst.PID()) - q0
 		stopGuest(b, dst)
 
 		dst = startIncoming(b, d, dstSpec)
-		t0, c0 = time.Now(), selfCPU()
+		t0, c0, q0 = time.Now(), selfCPU(), procCPU(dst.PID())
 		if _, err := migrate.Restore(ctx, imgPath, func(context.Context, migrate.Summary) (migrate.Target, error) {
+			ourScan += time.Since(t0) // start is called right after the check
 			return dst, nil
 		}); err != nil {
 			b.Fatal(err)
 		}
 		ourRestore += time.Since(t0)
 		ourRestoreCPU += selfCPU() - c0
+		dstCPUOurs += procCPU(dst.PID()) - q0
 		b.StopTimer()
 		if i == 0 {
 			sameFiles(b, src.Paths().RAM, dst.Paths().RAM)
@@ -139,6 +144,9 @@ func benchSave(b *testing.B, comp migrate.Compression, mib uint64) {
 	b.ReportMetric(srcCPURaw.Seconds()/n, "raw-save-qemu-cpu-s")
 	b.ReportMetric(srcCPUOurs.Seconds()/n, "save-qemu-cpu-s")
 	b.ReportMetric(ourRestoreCPU.Seconds()/n, "restore-agent-cpu-s")
+	b.ReportMetric(ourScan.Seconds()/n, "restore-check-s")
+	b.ReportMetric(dstCPURaw.Seconds()/n, "raw-restore-qemu-cpu-s")
+	b.ReportMetric(dstCPUOurs.Seconds()/n, "restore-qemu-cpu-s")
 }
 
 func startIncoming(b *testing.B, d *Driver, spec domains.StartSpec) *Guest {

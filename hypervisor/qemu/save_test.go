@@ -3,7 +3,10 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,4 +100,79 @@ func testSaveRestoreMemory(t *testing.T, comp migrate.Compression) {
 	if bytes.Contains(restored, bytes.Repeat([]byte{0xa5}, 64)) {
 		t.Fatal("the stale file's garbage shows in the restored RAM")
 	}
+}
+
+// TestRestoreCraftedPayloadNeverRuns: an image whose last compressed
+// payload was changed and given a valid CRC again (what only a crafted
+// image or a faulty writer holds) passes the check before start (Scan), so
+// the incoming QEMU is started; the restore then fails on the stream's
+// XXH64 at the end marker, or on the expansion, after QEMU got the bytes,
+// and QEMU is left paused, never running, for the caller to kill
+// (docs/migrate.md, "Reading and verifying").
+func TestRestoreCraftedPayloadNeverRuns(t *testing.T) {
+	d := newTestDriver(t, AccelTCG)
+	spec := tinySpec(t)
+	spec.Config.MemoryMiB = 32
+	spec.Paused = true
+	src := startTest(t, d, spec)
+	if _, err := pagemix.Default.FillFile(src.Paths().RAM, 7); err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(t.TempDir(), "guest.save")
+	if _, err := migrate.Save(ctxFor(t, 2*time.Minute), src, image, []byte(`{}`), migrate.Options{Compression: migrate.Snappy}); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	killAndDetach(t, src)
+	waitDone(t, src, 10*time.Second)
+
+	img, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
+	last := -1 // offset of the last compressed chunk record
+	off := 64 + int(binary.LittleEndian.Uint64(img[24:]))
+	for binary.LittleEndian.Uint32(img[off:]) != 3 { // 3: the end marker
+		if binary.LittleEndian.Uint32(img[off:]) == 1 {
+			last = off
+		}
+		off += 16 + int(binary.LittleEndian.Uint32(img[off+8:]))
+	}
+	if last < 0 {
+		t.Fatal("no compressed chunk in the image")
+	}
+	payload := img[last+16 : last+16+int(binary.LittleEndian.Uint32(img[last+8:]))]
+	payload[len(payload)*3/4] ^= 0x5a
+	binary.LittleEndian.PutUint32(img[last+12:], crc32.Update(crc32.Checksum(img[last:last+12], castagnoli), castagnoli, payload))
+	if err := os.WriteFile(image, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.ScanFile(context.Background(), image); err != nil {
+		t.Fatalf("Scan refused the crafted image (the test then shows nothing): %v", err)
+	}
+
+	var dst *Guest
+	_, err = migrate.Restore(ctxFor(t, 2*time.Minute), image, func(ctx context.Context, s migrate.Summary) (migrate.Target, error) {
+		g, err := d.StartIncoming(ctx, spec)
+		if err == nil {
+			dst = g
+			t.Cleanup(func() { killAndDetach(t, g) })
+		}
+		return g, err
+	})
+	if err == nil {
+		t.Fatal("Restore of a crafted image succeeded")
+	}
+	t.Logf("Restore: %v", err)
+	if !errors.Is(err, migrate.ErrCorrupt) {
+		t.Errorf("Restore = %v, want the image's damage (ErrCorrupt)", err)
+	}
+	if dst == nil {
+		t.Fatal("the destination was not started: Scan should have passed")
+	}
+	status, err := dst.Status(ctxFor(t, 10*time.Second))
+	if err == nil && status.Running {
+		t.Fatalf("the restored guest runs after a failed restore: %+v", status)
+	}
+	t.Logf("destination after the failed restore: %+v, %v", status, err)
 }

@@ -35,6 +35,8 @@ func TestGuestEventMapping(t *testing.T) {
 			want: domains.GuestEvent{Kind: domains.GuestRTCChange, Offset: -3600}},
 		{name: qmp.EventDeviceDeleted, data: `{"device": "rng0", "path": "/machine/peripheral/rng0"}`,
 			want: domains.GuestEvent{Kind: domains.GuestDeviceDeleted, Device: "rng0", Info: "/machine/peripheral/rng0"}},
+		{name: qmp.EventUnplugError, data: `{"device": "dimm1", "path": "/machine/peripheral/dimm1"}`,
+			want: domains.GuestEvent{Kind: domains.GuestDeviceUnplugError, Device: "dimm1", Info: "/machine/peripheral/dimm1"}},
 		{name: qmp.EventPowerdown, skip: true},
 		{name: "NIC_RX_FILTER_CHANGED", data: `{"path": "x"}`, skip: true},
 		{name: qmp.EventRTCChange, data: `{}`, skip: true, err: true}, // a missing offset is not 0
