@@ -32,6 +32,9 @@ type EmbeddedOptions struct {
 	// bus carries commands that start and destroy guests, and loopback is
 	// reachable by every local user.
 	Token string
+	// Cluster, when set, listens for routes and joins the given ones
+	// (cluster_embedded.go); nil: a lone server.
+	Cluster *ClusterOptions
 }
 
 // Embedded is a running in-process nats-server.
@@ -68,6 +71,12 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		// No HTTP monitor, no cluster, no JetStream: the log is bbolt.
 		HTTPPort:      0,
 		Authorization: o.Token,
+	}
+	if o.Cluster != nil {
+		c := *o.Cluster
+		if err := clusterOpts(opts, &c, o.Token); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -89,3 +89,68 @@ func TestAllHostsOnCluster(t *testing.T) {
 		t.Fatalf("list --all-hosts after beta stopped: exit %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// TestEmbeddedRoutes: two agents' embedded servers joined by routes
+// (--nats-cluster-listen, --nats-routes), sharing one token: a CLI on
+// the first agent's server finds both hosts and lists both hosts'
+// domains; a third agent with another token cannot join the routes.
+func TestEmbeddedRoutes(t *testing.T) {
+	token := strings.Repeat("ab", 32)
+	state := func() string {
+		dir := t.TempDir()
+		writeFile(t, dir, "nats.token", token+"\n")
+		return dir
+	}
+	p1 := freeLoopbackPort(t)
+	alpha := startAgent(t, state(), "--host", "alpha", "--nats-cluster-listen", "127.0.0.1:"+p1)
+	alpha.host = "alpha"
+	beta := startAgent(t, state(), "--host", "beta", "--nats-cluster-listen", "127.0.0.1:0", "--nats-routes", "nats-route://127.0.0.1:"+p1)
+	beta.host = "beta"
+	dir := t.TempDir()
+	beta.mustCLI("define", writeFile(t, dir, "b.json", `{"name":"db-b","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`))
+
+	stranger := t.TempDir()
+	writeFile(t, stranger, "nats.token", strings.Repeat("cd", 32)+"\n")
+	gamma := startAgent(t, stranger, "--host", "gamma", "--nats-cluster-listen", "127.0.0.1:0", "--nats-routes", "nats-route://127.0.0.1:"+p1)
+	gamma.host = "gamma"
+
+	var out string
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _, _ = alpha.cli("hosts")
+		if strings.Contains(out, "beta") {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if !strings.Contains(out, "alpha") || !strings.Contains(out, "beta") {
+		t.Fatalf("hosts through alpha's server:\n%s", out)
+	}
+	// gamma's route is refused (gamma logs the violation) and gamma stays apart.
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(gamma.stderr.String(), "Authorization Violation") {
+		if time.Now().After(deadline) {
+			t.Fatal("alpha never refused gamma's route")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out, _, _ = alpha.cli("hosts"); strings.Contains(out, "gamma") {
+		t.Fatalf("an agent with another token joined the routes:\n%s", out)
+	}
+	out = alpha.mustCLI("list", "--all-hosts")
+	if !strings.Contains(out, "beta") || !strings.Contains(out, "db-b") {
+		t.Fatalf("list --all-hosts through alpha's server:\n%s", out)
+	}
+	// Refused at start: routes without a route listener, or for an
+	// external server.
+	for _, args := range [][]string{
+		{"--nats-routes", "nats-route://127.0.0.1:" + p1},
+		{"--nats-url", "nats://127.0.0.1:1", "--nats-cluster-listen", "127.0.0.1:0"},
+		{"--nats-cluster-listen", "127.0.0.1:0", "--nats-routes", "nats-route://u:pw@127.0.0.1:" + p1},
+	} {
+		_, errs, code := runCLI(t, append([]string{"agent", "--state-dir", t.TempDir(), "--accel", "none", "--nats-listen", "127.0.0.1:0"}, args...)...)
+		if code == 0 || strings.Contains(errs, "pw@") {
+			t.Errorf("agent %v: exit %d\n%s", args, code, errs)
+		}
+	}
+}
