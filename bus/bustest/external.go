@@ -47,12 +47,27 @@ func NATSServerBinary(tb testing.TB) string {
 // the end of the test.
 func StartExternal(tb testing.TB) *External {
 	tb.Helper()
+	return startExternal(tb, false)
+}
+
+// StartExternalJetStream is StartExternal with JetStream enabled (its
+// store in a temporary directory), for fleet consumers of the events.
+func StartExternalJetStream(tb testing.TB) *External {
+	tb.Helper()
+	return startExternal(tb, true)
+}
+
+func startExternal(tb testing.TB, jetstream bool) *External {
+	tb.Helper()
 	bin := NATSServerBinary(tb)
 	port := freePort(tb)
 	dir := tb.TempDir()
 	conf := filepath.Join(dir, "nats.conf")
 	// A config file, not just flags, so restarts are identical.
 	body := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 1048576\n", port)
+	if jetstream {
+		body += fmt.Sprintf("jetstream {\n  store_dir: %q\n}\n", filepath.Join(dir, "js"))
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		tb.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vmledger/vmledger/bus/bustest"
 )
@@ -152,5 +156,103 @@ func TestEmbeddedRoutes(t *testing.T) {
 		if code == 0 || strings.Contains(errs, "pw@") {
 			t.Errorf("agent %v: exit %d\n%s", args, code, errs)
 		}
+	}
+}
+
+// TestFleetJetStream: a JetStream stream on Debian's nats-server captures
+// the event subjects of two agents (own hosts and state directories) on
+// it; a durable consumer sees every event of both hosts once and resumes
+// where it acknowledged after its client went away; a re-published event
+// (what a relay does after an outage) is dropped as a duplicate by its
+// Nats-Msg-Id (<host>-<seq>).
+func TestFleetJetStream(t *testing.T) {
+	srv := bustest.StartExternalJetStream(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLEET", Subjects: []string{"vmledger.evt.>"}, Duplicates: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpha := startClusterAgent(t, "alpha", srv.URL())
+	beta := startClusterAgent(t, "beta", srv.URL())
+	dir := t.TempDir()
+	alpha.mustCLI("define", writeFile(t, dir, "a.json", `{"name":"web-a","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`))
+	alpha.mustCLI("undefine", "web-a")
+	beta.mustCLI("define", writeFile(t, dir, "b.json", `{"name":"db-b","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`))
+	const want = 3
+
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "fleet", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{} // Nats-Msg-Id → host/type
+	var first jetstream.Msg
+	take := func(c jetstream.Consumer, n int) {
+		t.Helper()
+		for got := 0; got < n; {
+			batch, err := c.Fetch(n-got, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() {
+				id := m.Headers().Get("Nats-Msg-Id")
+				var e struct {
+					Host string `json:"host"`
+					Type string `json:"type"`
+				}
+				if err := json.Unmarshal(m.Data(), &e); err != nil || !strings.HasPrefix(id, e.Host+"-") {
+					t.Fatalf("message %q: %v %+v", id, err, e)
+				}
+				if _, dup := ids[id]; dup {
+					t.Fatalf("message %s twice", id)
+				}
+				ids[id] = e.Host + "/" + e.Type
+				if first == nil {
+					first = m
+				}
+				if err := m.Ack(); err != nil {
+					t.Fatal(err)
+				}
+				got++
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("only %d of %d events: %v", len(ids), want, ids)
+			}
+		}
+	}
+	take(cons, 2)
+	// The consumer's client goes away; the durable remembers the acks.
+	again, err := js.Consumer(ctx, "FLEET", "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	take(again, want-2)
+	seen := map[string]bool{}
+	for _, v := range ids {
+		seen[v] = true
+	}
+	if !seen["alpha/defined"] || !seen["alpha/undefined"] || !seen["beta/defined"] {
+		t.Fatalf("fleet consumer saw %v", ids)
+	}
+	// A relay's re-publish after an outage: same subject, same ID.
+	dup := nats.NewMsg(first.Subject())
+	dup.Header = nats.Header(first.Headers())
+	dup.Data = first.Data()
+	ack, err := js.PublishMsg(ctx, dup)
+	if err != nil || !ack.Duplicate {
+		t.Fatalf("re-published event: %+v %v; want a duplicate", ack, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.State.Msgs != want {
+		t.Fatalf("stream holds %+v %v; want %d messages", info, err, want)
 	}
 }
