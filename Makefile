@@ -17,7 +17,7 @@ vet:
 # under CI=true a missing QEMU or nats-server fails the tests. -race: the
 # service, relay and QMP client are concurrent code.
 test: vet
-	$(GO) test -race -count=1 -timeout 14m $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

@@ -121,7 +121,7 @@ type authenticator struct {
 	tokU  *server.User
 }
 
-func newAuthenticator(ids []Identity, token, host string, readVerbs []string) (*authenticator, error) {
+func newAuthenticator(ids []Identity, token string, tokenRole Role, host string, readVerbs []string) (*authenticator, error) {
 	a := &authenticator{users: map[string]*server.User{}, token: token}
 	for _, id := range ids {
 		p, err := Permissions(id.Role, host, readVerbs)
@@ -133,10 +133,18 @@ func newAuthenticator(ids []Identity, token, host string, readVerbs []string) (*
 		}
 		a.users[id.NKey] = &server.User{Username: string(id.Role), Permissions: p}
 	}
+	if tokenRole == "" {
+		tokenRole = RoleConsole
+	}
 	if token != "" {
-		p, _ := Permissions(RoleConsole, host, readVerbs)
-		// The token's clients use the default inbox.
-		p.Subscribe.Allow = append(p.Subscribe.Allow, "_INBOX.>")
+		p, err := Permissions(tokenRole, host, readVerbs)
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
+			// The token's clients use the default inbox.
+			p.Subscribe.Allow = append(p.Subscribe.Allow, "_INBOX.>")
+		}
 		a.tokU = &server.User{Username: "token", Permissions: p}
 	}
 	return a, nil

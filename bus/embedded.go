@@ -38,6 +38,11 @@ type EmbeddedOptions struct {
 	Identities []Identity
 	// ReadVerbs are the verbs open to RoleReadOnly.
 	ReadVerbs []string
+	// TokenRole is the Token's role with Identities; default RoleConsole.
+	TokenRole Role
+	// Cluster, when set, listens for routes and joins the given ones
+	// (cluster_embedded.go); nil: a lone server.
+	Cluster *ClusterOptions
 }
 
 // Embedded is a running in-process nats-server.
@@ -76,13 +81,19 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		Authorization: o.Token,
 	}
 	if len(o.Identities) > 0 {
-		a, err := newAuthenticator(o.Identities, o.Token, "*", o.ReadVerbs)
+		a, err := newAuthenticator(o.Identities, o.Token, o.TokenRole, "*", o.ReadVerbs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 		// The nonce is what an nkey client signs; the server sends one only
 		// for its own nkeys unless told to.
 		opts.Authorization, opts.CustomClientAuthentication, opts.AlwaysEnableNonce = "", a, true
+	}
+	if o.Cluster != nil {
+		c := *o.Cluster
+		if err := clusterOpts(opts, &c, o.Token); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -107,7 +107,7 @@ type DumpCompleted struct {
 // EventType implements Payload.
 func (DumpCompleted) EventType() Type { return TypeDumpCompleted }
 
-var dumpCompletedRow = row(TypeDumpCompleted, 1, zero[DumpCompleted],
+var dumpCompletedRow = row(TypeDumpCompleted, 2, zero[DumpCompleted],
 	func(w *writer, v DumpCompleted) error {
 		w.str(v.Path)
 		w.str(v.Format)

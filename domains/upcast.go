@@ -19,6 +19,10 @@ import "fmt"
 //	                libvirt's SHUTDOWN_GUEST / SHUTDOWN_HOST details and
 //	                leave room for more origins without another bool.
 //
+//	dump-completed 1 → 2: the shared transfer layout (path, bytes, digest)
+//	                became path, format, bytes, duration_ms (docs/coredump.md);
+//	                v1 events read with an empty format and no duration.
+//
 //	migration-state 1 → 2: `epoch` (the ownership epoch, the fencing token
 //	                of docs/migration.md) appended; v1 events read as 0.
 //
@@ -32,6 +36,11 @@ func CurrentSchema(t Type) uint16 { return currentSchema(t) }
 func upcast(r *reader, t Type, schema uint16) (Payload, error) {
 	var p Payload
 	switch {
+	case t == TypeDumpCompleted && schema == 1:
+		// v1: string path, uvarint bytes, string digest (unused for dumps).
+		v := DumpCompleted{Path: r.str(), Bytes: r.uvarint()}
+		_ = r.str()
+		p = v
 	case t == TypeShutdown && schema == 1:
 		// v1: bool guest, string qemu_reason.
 		guest, qemuReason := r.bool(), r.str()

@@ -114,7 +114,7 @@ func relScript() []relStep {
 			domains.TransferCompleted{Kind: domains.TypeRestoreCompleted, Path: save, Bytes: 33554432, Digest: "sha256:5d41402abc4b2a76"},
 		}},
 		{domain: relCache, cmd: "c-22", events: []domains.Payload{domains.TransferStarted{Kind: domains.TypeDumpStarted, Path: "/var/crash/cache1.kdump", Format: "kdump-zstd"}}},
-		{domain: relCache, events: []domains.Payload{domains.TransferCompleted{Kind: domains.TypeDumpCompleted, Path: "/var/crash/cache1.kdump", Bytes: 1048576, Digest: "sha256:aa"}}},
+		{domain: relCache, events: []domains.Payload{domains.DumpCompleted{Path: "/var/crash/cache1.kdump", Format: "kdump-zlib", Bytes: 1048576, DurationMS: 120}}},
 		{domain: relCache, cmd: "c-24", events: []domains.Payload{domains.TransferFailed{Kind: domains.TypeDumpFailed, Path: "/var/crash/cache1.elf", Error: "disk full"}}},
 		{domain: relWeb, cmd: "c-25", events: []domains.Payload{domains.DeviceAttached{Device: blk, Live: true}}},
 		{domain: relWeb, cmd: "c-26", events: []domains.Payload{domains.DeviceDetachRequested{ID: "disk9"}}},

@@ -47,12 +47,24 @@ func NATSServerBinary(tb testing.TB) string {
 // the end of the test.
 func StartExternal(tb testing.TB) *External {
 	tb.Helper()
-	return StartExternalConfig(tb, "")
+	return startExternal(tb, false, "")
 }
 
 // StartExternalConfig is StartExternal with extra configuration (e.g. an
 // authorization block) appended to the server's config file.
 func StartExternalConfig(tb testing.TB, extra string) *External {
+	tb.Helper()
+	return startExternal(tb, false, extra)
+}
+
+// StartExternalJetStream is StartExternal with JetStream enabled (its
+// store in a temporary directory), for fleet consumers of the events.
+func StartExternalJetStream(tb testing.TB) *External {
+	tb.Helper()
+	return startExternal(tb, true, "")
+}
+
+func startExternal(tb testing.TB, jetstream bool, extra string) *External {
 	tb.Helper()
 	bin := NATSServerBinary(tb)
 	port := freePort(tb)
@@ -60,6 +72,9 @@ func StartExternalConfig(tb testing.TB, extra string) *External {
 	conf := filepath.Join(dir, "nats.conf")
 	// A config file, not just flags, so restarts are identical.
 	body := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 1048576\n", port) + extra
+	if jetstream {
+		body += fmt.Sprintf("jetstream {\n  store_dir: %q\n}\n", filepath.Join(dir, "js"))
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		tb.Fatal(err)
 	}

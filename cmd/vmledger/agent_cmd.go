@@ -66,6 +66,8 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.Host, "host", envOr("VMLEDGER_HOST", defaultHost()), "this agent's host name in NATS subjects (env VMLEDGER_HOST)")
 	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("VMLEDGER_AGENT_NATS_URL"), "external NATS server or cluster (comma-separated URLs); empty: embedded server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
+	f.StringVar(&cfg.NATSClusterListen, "nats-cluster-listen", "", "the embedded server also listens for routes here (HOST:PORT) and forms a cluster with --nats-routes; routes authenticate with the token, so every agent of the cluster needs the same <state-dir>/nats.token")
+	f.StringSliceVar(&cfg.NATSRoutes, "nats-routes", nil, "other agents' route URLs (nats-route://HOST:PORT, comma-separated or repeated), without credentials")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
 	f.StringVar(&cfg.NATSNKey, "nats-nkey", os.Getenv("VMLEDGER_NATS_NKEY"), "NATS nkey seed file for an external server that knows the agent as an nkey user (docs/bus.md, Identities)")
 	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent; refused unless --nats-listen is a loopback address")

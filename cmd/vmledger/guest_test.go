@@ -205,6 +205,9 @@ func TestGuestLifecycle(t *testing.T) {
 	}
 	boot := func() {
 		t.Helper()
+		// Lines of the previous boot may still be queued: a stale RTC line
+		// would let the test type before the new guest's console is bridged.
+		con.drain()
 		a.mustCLI("start", "life")
 		expect("started", "booted")
 		con.waitLine(t, "RTC ", 60*time.Second)

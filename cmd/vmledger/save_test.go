@@ -631,3 +631,47 @@ func TestSaveRestoreHotpluggedDevice(t *testing.T) {
 	}
 	a.mustCLI("destroy", "hps")
 }
+
+// An agent killed during a save: the next agent records the job as
+// interrupted, the guest is where its log says (paused by the save, and
+// QEMU paused too), the image left has the partial magic and is refused,
+// and the guest can be resumed.
+func TestSaveInterruptedByAgentCrash(t *testing.T) {
+	requireQEMU(t)
+	state, run, imgs := t.TempDir(), shortRunDir(t), t.TempDir()
+	start := func() *agentProc {
+		a := startAgentEnv(t, state, nil, "--accel", "tcg", "--run-dir", run, "--allow-dir", imgs)
+		a.runDir = run
+		return a
+	}
+	a := start()
+	id := defineTinyMem(t, a, "crash", 768)
+	a.mustCLI("start", "crash")
+	if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(a, id))), 3); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(imgs, "crash.save")
+	a.mustCLI("save", "crash", img, "--detach")
+	progressOf(t, natsConn(t, a), a.host, id)
+	a.kill()
+
+	b := start()
+	out := b.mustCLI("history", "crash", "--json")
+	if !strings.Contains(out, `"interrupted"`) {
+		t.Fatalf("history after the crash has no interrupted job:\n%s", out)
+	}
+	d := infoOf(t, b, "crash")
+	if d.State != domains.StatePaused || d.Job != nil {
+		t.Fatalf("after the crash: %s (job %+v), want paused and no job", d.State, d.Job)
+	}
+	if _, errs, code := b.cli("save-image", "info", img); code == 0 {
+		t.Fatalf("the interrupted save's image verifies: %s", errs)
+	} else if _, err := os.Stat(img); err == nil && !strings.Contains(errs, "did not finish") {
+		t.Fatalf("the interrupted save's image: %s", errs)
+	}
+	b.mustCLI("resume", "crash")
+	if d := infoOf(t, b, "crash"); d.State != domains.StateRunning {
+		t.Fatalf("after resume: %s", d.State)
+	}
+	b.mustCLI("destroy", "crash")
+}

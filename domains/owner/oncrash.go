@@ -40,6 +40,13 @@ func (s *Service) crashPolicy(h *guestHandle, cfg domains.Config) {
 	if s.guest(h.id) != h {
 		return // destroyed or restarted meanwhile
 	}
+	select {
+	case <-s.closed:
+		// The agent is stopping: guests outlive it, and the next agent
+		// finds this one in guest-panicked.
+		return
+	default:
+	}
 	_ = h.guest.Kill(ctx)
 	select {
 	case <-h.guest.Done():

@@ -42,9 +42,13 @@ type Config struct {
 	NATSNKey string
 	// NATSNoAuth runs the embedded server without its token (any local
 	// user can then command the agent).
-	NATSNoAuth    bool
-	MetricsAddr   string // empty: no metrics endpoint
-	SnapshotEvery uint64 // events between projection snapshots
+	NATSNoAuth bool
+	// NATSClusterListen, when set, makes the embedded server listen for
+	// routes there and join NATSRoutes (one cluster of several agents).
+	NATSClusterListen string
+	NATSRoutes        []string
+	MetricsAddr       string // empty: no metrics endpoint
+	SnapshotEvery     uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
 	// none (no hypervisor: lifecycle verbs answer unavailable).
 	Accel      string
@@ -153,6 +157,21 @@ func (a *agent) validate() error {
 		}
 		if !isLoopback(host) {
 			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-listen %s: without its token the embedded server must listen on loopback only (127.0.0.1, ::1 or localhost), or anyone who reaches the port commands this agent", domains.Quote(c.NATSListen))
+		}
+	}
+	if c.NATSURL != "" && (c.NATSClusterListen != "" || len(c.NATSRoutes) > 0) {
+		return domains.Errorf(domains.CodeInvalid, "--nats-cluster-listen and --nats-routes are for the embedded server; with --nats-url the cluster is the external servers'")
+	}
+	if len(c.NATSRoutes) > 0 && c.NATSClusterListen == "" {
+		return domains.Errorf(domains.CodeInvalid, "--nats-routes needs --nats-cluster-listen")
+	}
+	if c.NATSNoAuth && c.NATSClusterListen != "" {
+		host, _, err := splitListen(c.NATSClusterListen)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(host) {
+			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-cluster-listen %s: routes without the token must stay on loopback", domains.Quote(c.NATSClusterListen))
 		}
 	}
 	if c.SnapshotEvery == 0 {
@@ -368,15 +387,30 @@ func (a *agent) startNATS(ctx context.Context) error {
 				return err
 			}
 		}
-		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Host: host, Port: port, Token: token,
-			Identities: ids, ReadVerbs: ReadVerbs(), Logger: a.log})
+		eo := bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log, ServerName: "vmledger-" + a.cfg.Host,
+			Identities: ids, ReadVerbs: ReadVerbs()}
+		if a.cfg.NATSClusterListen != "" {
+			ch, cp, err := splitListen(a.cfg.NATSClusterListen)
+			if err != nil {
+				return err
+			}
+			if cp == 0 {
+				cp = -1
+			}
+			eo.Cluster = &bus.ClusterOptions{Host: ch, Port: cp, Routes: a.cfg.NATSRoutes}
+			// Nodes share the token, not their nkeys: an agent failing
+			// over to another node can only present the token, so in a
+			// cluster the token keeps the agent's rights.
+			eo.TokenRole = bus.RoleAgent
+		}
+		e, err := bus.StartEmbedded(ctx, eo)
 		if err != nil {
 			return err
 		}
 		a.embedded, url, a.natsToken = e, e.ClientURL(), token
 	}
 	co := bus.ConnectOptions{Name: "vmledger-agent-" + a.cfg.Host, CredsFile: a.cfg.NATSCreds, NKeyFile: a.cfg.NATSNKey, Token: a.natsToken, Logger: a.log}
-	if a.embedded != nil && a.natsToken != "" {
+	if a.embedded != nil && a.natsToken != "" && a.cfg.NATSClusterListen == "" {
 		// The token no longer has the agent's rights: the agent is its
 		// own identity.
 		co.Token, co.NKeyFile = "", IdentityFile(a.cfg.StateDir, bus.RoleAgent)
