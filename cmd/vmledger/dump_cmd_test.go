@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vmledger/vmledger/coredump"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/hypervisor/guest"
@@ -44,20 +42,7 @@ func defineTinyWith(t testing.TB, a *agentProc, name string, mib int, extra stri
 // it calls, in the top MiB: a guest runs on over a fill between.
 func fillRAM(t testing.TB, path string, from, to int, mix pagemix.Mix) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(b)
+	b := mapRAM(t, path)
 	if to == 0 {
 		to = len(b)
 	}

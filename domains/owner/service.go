@@ -242,7 +242,10 @@ func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause str
 		// The log may hold events this projection has not seen (an append
 		// that committed after its caller gave up): catch up, then report.
 		_ = s.catchUp(ctx, 0)
-		if errors.Is(err, domains.ErrConflict) {
+		// A refusal of the events themselves (a version conflict, an event
+		// the bus could never carry) keeps its code; anything else means
+		// the log could not take them now.
+		if errors.Is(err, domains.ErrConflict) || errors.Is(err, domains.ErrInvalid) {
 			return domains.Result{}, err
 		}
 		return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "append: %w", err)
