@@ -675,3 +675,51 @@ func TestSaveInterruptedByAgentCrash(t *testing.T) {
 	}
 	b.mustCLI("destroy", "crash")
 }
+
+// SIGKILL of the agent while a restore feeds QEMU: the next agent records
+// the job as interrupted and the log agrees with the processes (a QEMU
+// whose incoming stream was cut is killed and its files removed, or one
+// that had finished is adopted as running); either way the domain can then
+// be started or destroyed, and the image is still whole for a new restore.
+func TestRestoreInterruptedByAgentCrash(t *testing.T) {
+	requireQEMU(t)
+	state, run, imgs := t.TempDir(), shortRunDir(t), t.TempDir()
+	start := func() *agentProc {
+		a := startAgentEnv(t, state, nil, "--accel", "tcg", "--run-dir", run, "--allow-dir", imgs)
+		a.runDir = run
+		return a
+	}
+	a := start()
+	id := defineTinyMem(t, a, "rcrash", 768)
+	a.mustCLI("start", "rcrash")
+	if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(a, id))), 5); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(imgs, "rcrash.save")
+	a.mustCLI("save", "rcrash", img, "--no-progress")
+	a.mustCLI("restore", img, "--detach")
+	progressOf(t, natsConn(t, a), a.host, id)
+	a.kill()
+
+	b := start()
+	if out := b.mustCLI("history", "rcrash", "--json"); !strings.Contains(out, `"interrupted"`) {
+		t.Fatalf("history after the crash has no interrupted job:\n%s", out)
+	}
+	d := infoOf(t, b, "rcrash")
+	if d.Job != nil {
+		t.Fatalf("a job still runs after the restart: %+v", d.Job)
+	}
+	checkAgrees(t, run, id, d.State, d.Live, 0, 0)
+	if d.State == domains.StateRunning {
+		b.mustCLI("destroy", "rcrash")
+	}
+	if _, errs, code := b.cli("save-image", "info", img); code != 0 {
+		t.Fatalf("the image is no longer whole after an interrupted restore: %s", errs)
+	}
+	b.mustCLI("restore", img, "--no-progress")
+	if d := infoOf(t, b, "rcrash"); d.State != domains.StateRunning {
+		t.Fatalf("after a second restore: %s", d.State)
+	}
+	checkAgrees(t, run, id, domains.StateRunning, infoOf(t, b, "rcrash").Live, 1, 0)
+	b.mustCLI("destroy", "rcrash")
+}
