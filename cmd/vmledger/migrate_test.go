@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,4 +114,82 @@ func TestMigrateLive(t *testing.T) {
 		}
 	}
 	dst.mustCLI("destroy", "mig")
+}
+
+// waitJobSent waits until the domain's job reports stream bytes sent.
+func waitJobSent(t testing.TB, a *agentProc, name string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var r struct {
+			Job *domains.JobInfo `json:"job"`
+		}
+		if err := json.Unmarshal([]byte(a.mustCLI("job", "info", name, "--json")), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Job != nil && r.Job.Progress != nil && r.Job.Progress.Done > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no bytes sent by %s's job within %s: %+v", name, within, r.Job)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Acceptance c: job abort during perform (the stream capped at 1 MiB/s
+// over 12 MiB of page mix, so there is time): the source cancels and the
+// guest runs on there, its RAM intact; the destination tears down, drops
+// the definition it made and leaves no QEMU; job-failed says aborted; a
+// migration afterwards goes through.
+func TestMigrateAbort(t *testing.T) {
+	p := startMigrationPair(t, "tcg")
+	src, dst := p.src, p.dst
+	id := defineTiny(t, src, "ab", utcVariable)
+	con := tapConsole(t, p.nc, "alpha", id)
+	src.mustCLI("start", "ab")
+	con.waitLine(t, "RTC ", 60*time.Second)
+	const seed = 77
+	if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(src, id))), seed); err != nil {
+		t.Fatal(err)
+	}
+	src.mustCLI("migrate", "ab", "--to", "beta", "--bandwidth", "1", "--detach")
+	waitJobSent(t, src, "ab", 60*time.Second)
+	if out := src.mustCLI("job", "abort", "ab"); !strings.Contains(out, "aborted") {
+		t.Fatalf("job abort: %s", out)
+	}
+	sl := waitPath(t, p.nc, "alpha", id, "idle>begun>performing>cancelled!", 30*time.Second)
+	evs := inOrder(t, "alpha", sl, domains.TypeJobStarted, domains.TypeJobFailed)
+	if jf := evs[1].Payload.(domains.JobFailed); jf.Reason != domains.JobAborted || jf.Kind != domains.JobMigrate {
+		t.Fatalf("alpha: job-failed %+v, want migrate aborted", jf)
+	}
+	dl := waitPath(t, p.nc, "beta", id, "idle>preparing>prepared>torn-down!", 30*time.Second)
+	inOrder(t, "beta", dl, domains.TypeDefined, domains.TypeJobStarted, domains.TypeJobFailed, domains.TypeUndefined)
+	// The guest runs on alpha only.
+	if d := infoOf(t, src, "ab"); d.State != domains.StateRunning || !d.OwnedHere() {
+		t.Fatalf("alpha after the abort: %s, migration %+v", d.State, d.Migration)
+	}
+	readRTC(t, con)
+	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(src, id))), seed); err != nil {
+		t.Fatalf("RAM on alpha after the abort: %v", err)
+	}
+	if out := dst.mustCLI("list"); strings.Contains(out, "ab") {
+		t.Fatalf("beta still defines the domain:\n%s", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(qemusIn(dst.runDir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if q := qemusIn(dst.runDir); len(q) > 0 {
+		t.Fatalf("QEMU left on beta: %v", q)
+	}
+	// Clean enough to go again.
+	src.mustCLI("migrate", "ab", "--to", "beta", "--no-progress")
+	if d := infoOf(t, dst, "ab"); d.State != domains.StateRunning || d.Migration.Epoch != 1 {
+		t.Fatalf("beta after the second migration: %s %+v", d.State, d.Migration)
+	}
+	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(dst, id))), seed); err != nil {
+		t.Fatalf("RAM on beta: %v", err)
+	}
+	dst.mustCLI("destroy", "ab")
 }
