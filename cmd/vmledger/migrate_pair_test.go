@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -42,10 +43,17 @@ func migrationAgent(t testing.TB, host, url, accel string, extra ...string) *age
 // each agent's commands reach the other through the routes.
 func startMigrationPair(t testing.TB, accel string) *migrationPair {
 	t.Helper()
+	return startMigrationPairWith(t, accel, nil, nil)
+}
+
+// startMigrationPairWith is startMigrationPair with extra agent flags for
+// the source and the destination (a --qemu wrapper, say).
+func startMigrationPairWith(t testing.TB, accel string, srcExtra, dstExtra []string) *migrationPair {
+	t.Helper()
 	cl := bustest.StartCluster(t, 3)
 	p := &migrationPair{cl: cl,
-		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel),
-		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel)}
+		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel, srcExtra...),
+		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel, dstExtra...)}
 	nc, err := nats.Connect(cl.Nodes[2].URL())
 	if err != nil {
 		t.Fatal(err)
@@ -160,5 +168,28 @@ func waitPath(t testing.TB, nc *nats.Conn, host, id, want string, within time.Du
 			t.Fatalf("%s's log: migration path %q, want %q\nevents: %s", host, got, want, typesOf(evs))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// killQEMUs SIGKILLs every QEMU running from a's run directory and
+// returns how many there were.
+func killQEMUs(t testing.TB, a *agentProc) int {
+	t.Helper()
+	pids := qemusIn(a.runDir)
+	for _, pid := range pids {
+		_ = exec.Command("kill", "-KILL", pid).Run()
+	}
+	return len(pids)
+}
+
+// waitNoQEMU waits until no QEMU runs from a's run directory.
+func waitNoQEMU(t testing.TB, a *agentProc, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for len(qemusIn(a.runDir)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("QEMU left on %s: %v", a.host, qemusIn(a.runDir))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -176,13 +177,7 @@ func TestMigrateAbort(t *testing.T) {
 	if out := dst.mustCLI("list"); strings.Contains(out, "ab") {
 		t.Fatalf("beta still defines the domain:\n%s", out)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(qemusIn(dst.runDir)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if q := qemusIn(dst.runDir); len(q) > 0 {
-		t.Fatalf("QEMU left on beta: %v", q)
-	}
+	waitNoQEMU(t, dst, 10*time.Second)
 	// Clean enough to go again.
 	src.mustCLI("migrate", "ab", "--to", "beta", "--no-progress")
 	if d := infoOf(t, dst, "ab"); d.State != domains.StateRunning || d.Migration.Epoch != 1 {
@@ -192,4 +187,103 @@ func TestMigrateAbort(t *testing.T) {
 		t.Fatalf("RAM on beta: %v", err)
 	}
 	dst.mustCLI("destroy", "ab")
+}
+
+// failsOver checks the outcome of a migration that failed before the
+// hand-off: the source cancelled with the reason and runs the guest, its
+// RAM intact; the destination tore down, dropped the definition it made
+// and runs no QEMU; the source's job-failed carries why.
+func failsOver(t *testing.T, p *migrationPair, id, name string, con *consoleTap, seed uint64, why string) {
+	t.Helper()
+	sl := logOf(t, p.nc, "alpha", id)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.HasSuffix(migrationPath(sl), ">cancelled!") {
+		if time.Now().After(deadline) {
+			t.Fatalf("alpha's migration path %q, want it to end cancelled", migrationPath(sl))
+		}
+		time.Sleep(200 * time.Millisecond)
+		sl = logOf(t, p.nc, "alpha", id)
+	}
+	jf := inOrder(t, "alpha", sl, domains.TypeJobStarted, domains.TypeJobFailed)[1].Payload.(domains.JobFailed)
+	if jf.Reason != domains.JobError || !strings.Contains(jf.Error, why) {
+		t.Fatalf("alpha's job-failed %+v, want reason error naming %q", jf, why)
+	}
+	dl := logOf(t, p.nc, "beta", id)
+	for !strings.HasSuffix(migrationPath(dl), ">torn-down!") {
+		if time.Now().After(deadline) {
+			t.Fatalf("beta's migration path %q, want it to end torn-down", migrationPath(dl))
+		}
+		time.Sleep(200 * time.Millisecond)
+		dl = logOf(t, p.nc, "beta", id)
+	}
+	inOrder(t, "beta", dl, domains.TypeDefined, domains.TypeJobStarted, domains.TypeJobFailed, domains.TypeUndefined)
+	t.Logf("alpha %s, beta %s; alpha's job-failed: %s", migrationPath(sl), migrationPath(dl), jf.Error)
+	if d := infoOf(t, p.src, name); d.State != domains.StateRunning || !d.OwnedHere() {
+		t.Fatalf("alpha: %s, migration %+v", d.State, d.Migration)
+	}
+	readRTC(t, con)
+	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(p.src, id))), seed); err != nil {
+		t.Fatalf("RAM on alpha: %v", err)
+	}
+	waitNoQEMU(t, p.dst, 10*time.Second)
+	if out := p.dst.mustCLI("list"); strings.Contains(out, name) {
+		t.Fatalf("beta still defines %s:\n%s", name, out)
+	}
+}
+
+// Acceptance b (two of the four phases; the destination agent killed in
+// finish and a NATS node killed are the JetStream branch's): the
+// destination's QEMU killed in prepare (a wrapper kills the -incoming QEMU
+// 0.3 s after its start while the marker file exists), and the stream cut
+// in perform (the destination's QEMU killed mid-stream at 1 MiB/s). The
+// guest runs on the source only, no QEMU is left on the destination, and
+// job-failed says why.
+func TestMigrateFailures(t *testing.T) {
+	requireQEMU(t)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "kill-incoming")
+	real, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := writeFile(t, dir, "qemu", "#!/bin/sh\n"+
+		"case \"$*\" in *-incoming*) if [ -e "+marker+" ]; then "+real+" \"$@\" & pid=$!; sleep 0.3; kill -KILL $pid; wait $pid; exit 137; fi;; esac\n"+
+		"exec "+real+" \"$@\"\n")
+	if err := os.Chmod(wrapper, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := startMigrationPairWith(t, "tcg", nil, []string{"--qemu", wrapper})
+
+	t.Run("destination QEMU killed in prepare", func(t *testing.T) {
+		id := defineTiny(t, p.src, "kp", utcVariable)
+		con := tapConsole(t, p.nc, "alpha", id)
+		p.src.mustCLI("start", "kp")
+		con.waitLine(t, "RTC ", 60*time.Second)
+		if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(p.src, id))), 5); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, "kill-incoming", "")
+		defer os.Remove(marker)
+		if _, errs, code := p.src.cli("migrate", "kp", "--to", "beta", "--bandwidth", "1", "--no-progress"); code == 0 || !strings.Contains(errs, "failed") {
+			t.Fatalf("migrate with the destination's QEMU killed: exit %d\n%s", code, errs)
+		}
+		failsOver(t, p, id, "kp", con, 5, "beta")
+		p.src.mustCLI("destroy", "kp")
+	})
+	t.Run("stream cut in perform", func(t *testing.T) {
+		id := defineTiny(t, p.src, "cut", utcVariable)
+		con := tapConsole(t, p.nc, "alpha", id)
+		p.src.mustCLI("start", "cut")
+		con.waitLine(t, "RTC ", 60*time.Second)
+		if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(p.src, id))), 6); err != nil {
+			t.Fatal(err)
+		}
+		p.src.mustCLI("migrate", "cut", "--to", "beta", "--bandwidth", "1", "--detach")
+		waitJobSent(t, p.src, "cut", 60*time.Second)
+		if n := killQEMUs(t, p.dst); n != 1 {
+			t.Fatalf("%d QEMUs on beta mid-stream, want 1", n)
+		}
+		failsOver(t, p, id, "cut", con, 6, "perform")
+		p.src.mustCLI("destroy", "cut")
+	})
 }

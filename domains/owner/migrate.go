@@ -211,8 +211,10 @@ func (s *Service) runMigrate(ctx context.Context, j *Job, o domains.MigrateOptio
 	}
 	mc.m = next
 	// finish (the destination's)
-	fctx, cancel := context.WithTimeout(ctx, finishTimeout)
-	fin, err := s.peers.Finish(context.WithoutCancel(fctx), o.To, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
+	// From the grant on, an abort changes nothing: only the destination
+	// decides, and its answer must be heard.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	fin, err := s.peers.Finish(fctx, o.To, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
 		Source: s.host, Epoch: mc.m.Epoch, Paused: wasPaused})
 	cancel()
 	switch {
