@@ -95,19 +95,29 @@ func waitQEMUStatus(t testing.TB, sock, want string) {
 	}
 }
 
-// historySince returns the types of the domain's events after seq, and the
-// path of the last dump-completed among them.
-func historySince(t testing.TB, a *agentProc, name string, seq uint64) ([]string, string) {
+// historyAfter returns the domain's events after seq, from the CLI.
+func historyAfter(t testing.TB, a *agentProc, name string, seq uint64) []plainEvent {
 	t.Helper()
 	out := a.mustCLI("history", name, "--json", "--after", strconv.FormatUint(seq, 10))
-	var types []string
-	var dump string
+	var evs []plainEvent
 	dec := json.NewDecoder(strings.NewReader(out))
 	for dec.More() {
 		var e plainEvent
 		if err := dec.Decode(&e); err != nil {
 			t.Fatal(err)
 		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// historySince returns the types of the domain's events after seq, and the
+// path of the last dump-completed among them.
+func historySince(t testing.TB, a *agentProc, name string, seq uint64) ([]string, string) {
+	t.Helper()
+	var types []string
+	var dump string
+	for _, e := range historyAfter(t, a, name, seq) {
 		types = append(types, e.Type)
 		if e.Type == "dump-completed" {
 			var p domains.DumpCompleted
@@ -117,4 +127,3 @@ func historySince(t testing.TB, a *agentProc, name string, seq uint64) ([]string
 	}
 	return types, dump
 }
-
