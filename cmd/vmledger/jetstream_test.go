@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -46,7 +45,7 @@ func TestAgentJetStreamExactlyOnce(t *testing.T) {
 				srv = bustest.StartExternalJetStream(t)
 				args = append(args, "--nats-url", srv.URL())
 			} else {
-				args = append(args, "--nats-jetstream", "--nats-listen", "127.0.0.1:"+strconv.Itoa(freeTCPPort(t)))
+				args = append(args, "--nats-jetstream", "--nats-listen", "127.0.0.1:"+freeLoopbackPort(t))
 			}
 			a := startAgent(t, dir, args...)
 			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -192,14 +191,4 @@ func logLastSeq(t *testing.T, db string) uint64 {
 	}
 	defer s.Close()
 	return s.LastSeq()
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
