@@ -449,7 +449,7 @@ func (a *agent) startService(context.Context) error {
 		return err
 	}
 	a.svc = owner.NewService(owner.Options{
-		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
+		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir), Peers: newPeers(a.nc),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
