@@ -143,7 +143,7 @@ var catalogue = []eventSpec{
 		func(r *reader, _ Type) (MigrationState, error) {
 			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str(), Epoch: r.uvarint()}, nil
 		},
-		nil),
+		foldMigrationState),
 	row(TypeMigrationIteration, 1, zero[MigrationIteration],
 		func(w *writer, v MigrationIteration) error {
 			w.uvarint(v.Pass)

@@ -98,6 +98,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(), newDumpCmd(g),
 		newSaveCmd(g), newRestoreCmd(g), newManagedSaveCmd(g), newManagedSaveRemoveCmd(g), newSaveImageCmd(),
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
+		newMigrateCmd(g),
 	)
 	return root
 }

@@ -41,7 +41,8 @@ func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
 		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
-		VerbAttachDevice, VerbDetachDevice, VerbDump}
+		VerbAttachDevice, VerbDetachDevice, VerbDump,
+		VerbMigrate, VerbMigratePrepare, VerbMigrateFinish, VerbMigrateCancel}
 }
 
 // DefineRequest carries a domain configuration.
@@ -133,6 +134,9 @@ type Handler struct {
 // Handle decodes body for verb, strictly, and runs it.
 func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, error) {
 	if res, ok, err := h.handleSave(ctx, verb, body); ok {
+		return res, err
+	}
+	if res, ok, err := h.handleMigrate(ctx, verb, body); ok {
 		return res, err
 	}
 	switch verb {

@@ -23,6 +23,9 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 		if _, ok := domains.Next(d.State, domains.TypeStarted); !ok {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is already %s", d.Config.Name, d.State)
 		}
+		if err := ownedHere(d); err != nil {
+			return domains.Result{}, err
+		}
 		if s.driver == nil {
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "this agent has no hypervisor")
 		}
@@ -166,6 +169,11 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKi
 		// the button twice does nothing more.
 		if _, ok := domains.Next(d.State, t); !ok || d.State == domains.StateShutdown && (t == domains.TypeShutdown || t == domains.TypePaused) {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "cannot %s domain %q: it is %s", verbOf(t), d.Config.Name, d.State)
+		}
+		if t == domains.TypeResumed {
+			if err := ownedHere(d); err != nil { // handed off: paused until released
+				return domains.Result{}, err
+			}
 		}
 		h := s.guest(d.Config.UUID)
 		if h == nil {

@@ -261,22 +261,30 @@ func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate
 	// record (stopped, saved), not the watcher's (crashed).
 	uctx, cancel := undoCtx(ctx)
 	defer cancel()
-	h := s.guest(d.Config.UUID)
-	return j.act(uctx, func() error {
+	return j.endGuest(uctx, "save", domains.TransferCompleted{Kind: domains.TypeSaveCompleted, Path: path, Bytes: uint64(st.ImageBytes)},
+		domains.Stopped{Reason: domains.StopSaved})
+}
+
+// endGuest kills the job's QEMU and records its end (ps): the end is
+// this job's to record (stopped, saved or migrated), not the watcher's
+// (crashed), so the watcher lets go of it first.
+func (j *Job) endGuest(ctx context.Context, what string, ps ...domains.Payload) error {
+	id, g := j.domain.Config.UUID, j.guest
+	h := j.s.guest(id)
+	return j.act(ctx, func() error {
 		if h != nil {
-			s.forget(d.Config.UUID, h)
+			j.s.forget(id, h)
 		}
-		if err := g.Kill(uctx); err != nil {
-			return fmt.Errorf("save: end QEMU: %w", err)
+		if err := g.Kill(ctx); err != nil {
+			return fmt.Errorf("%s: end QEMU: %w", what, err)
 		}
 		select {
 		case <-g.Done():
 			return nil
-		case <-uctx.Done():
-			return fmt.Errorf("save: QEMU did not exit: %w", uctx.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("%s: QEMU did not exit: %w", what, ctx.Err())
 		}
-	}, domains.TransferCompleted{Kind: domains.TypeSaveCompleted, Path: path, Bytes: uint64(st.ImageBytes)},
-		domains.Stopped{Reason: domains.StopSaved})
+	}, ps...)
 }
 
 // Restore verifies the whole image at o.Path, defines the domain from its
@@ -323,6 +331,9 @@ func (s *Service) restore(ctx context.Context, cmdID, path string, o domains.Res
 	if cur, err := s.Get(cfg.UUID.String()); err == nil {
 		if cur.State.Active() {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "cannot restore domain %q: it is %s", cur.Config.Name, cur.State)
+		}
+		if err := ownedHere(cur); err != nil {
+			return domains.Result{}, err
 		}
 	}
 	// The domain as the image recorded it: defined, or updated (virsh
