@@ -99,5 +99,6 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newSaveCmd(g), newRestoreCmd(g), newManagedSaveCmd(g), newManagedSaveRemoveCmd(g), newSaveImageCmd(),
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
 	)
+	root.AddCommand(newVirshCmds(g)...) // virsh_cmds.go
 	return root
 }
