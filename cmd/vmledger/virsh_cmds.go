@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -195,13 +194,22 @@ func newDomTimeCmd(g *globals) *cobra.Command {
 			t := newTable(cmd.OutOrStdout())
 			fmt.Fprintf(t, "Guest RTC:\t%s\n", rep.GuestRTC.Format(layout))
 			fmt.Fprintf(t, "Host (UTC):\t%s\n", rep.Host.Format(layout))
-			fmt.Fprintf(t, "Offset:\t%+ds (%s)\n", rep.Offset, time.Duration(rep.Offset)*time.Second)
+			fmt.Fprintf(t, "Offset:\t%+ds (%s)\n", rep.Offset, spanOf(rep.Offset))
 			fmt.Fprintf(t, "Clock:\t%s\n", rep.Clock.Offset)
 			return t.Flush()
 		},
 	}
 	addJSON(cmd, g)
 	return cmd
+}
+
+// spanOf writes seconds as [-]D days HH:MM:SS.
+func spanOf(sec int64) string {
+	sign := "+"
+	if sec < 0 {
+		sign, sec = "-", -sec
+	}
+	return fmt.Sprintf("%s%d days %02d:%02d:%02d", sign, sec/86400, sec%86400/3600, sec%3600/60, sec%60)
 }
 
 // domainOf reads a domain's projection (info).
