@@ -268,3 +268,22 @@ func historyTypes(t *testing.T, a *agentProc, name string, after uint64) []strin
 	}
 	return types
 }
+
+// setmem's SIZE is virsh's: KiB by default, or with a unit.
+func TestParseMemSize(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		mib uint64
+		ok  bool
+	}{
+		{"1048576", 1024, true}, {"512M", 512, true}, {"512MiB", 512, true}, {"2G", 2048, true},
+		{"2g", 2048, true}, {"1T", 1 << 20, true}, {"1024K", 1, true}, {"1048576KB", 1000, true},
+		{"1000", 0, false}, {"0M", 0, false}, {"", 0, false}, {"M", 0, false}, {"12X", 0, false},
+		{"-1G", 0, false}, {"1.5G", 0, false}, {"99999999999999G", 0, false},
+	} {
+		mib, err := parseMemSize(c.in)
+		if (err == nil) != c.ok || mib != c.mib {
+			t.Errorf("%q: %d, %v; want %d (ok %v)", c.in, mib, err, c.mib, c.ok)
+		}
+	}
+}
