@@ -316,6 +316,16 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	// A guest that panicked while no agent watched it gets its on_crash
+	// policy now, once it is watched and the recover job has let go of
+	// the domain (the policy's dump is a job of its own): deferred first,
+	// so it runs after release and watch.
+	var panicked bool
+	defer func() {
+		if h := s.guest(id); panicked && h != nil {
+			go s.crashPolicy(h, d.Config)
+		}
+	}()
 	defer release()
 	if !d.State.Active() || s.guest(id) != nil {
 		return nil
@@ -345,7 +355,18 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err := s.deviceDiff(ctx, id, g, d); err != nil { // devices.go
 		errs = append(errs, err)
 	}
-	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
+	st, err := g.Status(ctx)
+	if err == nil && st.Status == "guest-panicked" && d.Config.KeepsPanicked() {
+		// It panicked unwatched, or the last agent died inside the
+		// policy (then the policy runs again, dump included).
+		var cerr error
+		if d.State != domains.StateCrashed {
+			_, cerr = s.commit(ctx, "", id, domains.Crashed{Reason: "guest-panicked", Info: "found panicked when the agent reconnected"})
+			errs = append(errs, cerr)
+		}
+		panicked = cerr == nil && d.Config.CrashAction() != domains.CrashPreserve
+	}
+	if err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
 		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
 			if _, err := s.commit(ctx, "", id, domains.RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {
