@@ -101,6 +101,10 @@ func samplePayload(t domains.Type) domains.Payload {
 		return domains.JobCompleted{ID: "8c0a3c5e-job", Kind: domains.JobSave}
 	case domains.TypeJobFailed:
 		return domains.JobFailed{ID: "8c0a3c5e-job", Kind: domains.JobMigrate, Reason: domains.JobAborted, Error: "migration cancelled"}
+	case domains.TypeAutostartSet:
+		return domains.AutostartSet{Enabled: true}
+	case domains.TypeMonitorCommand:
+		return domains.MonitorCommand{Execute: "query-status", ArgsBytes: 2, ArgsDigest: "sha256:44136fa3", Error: "GenericError: nope"}
 	}
 	return nil
 }

@@ -188,6 +188,8 @@ var catalogue = []eventSpec{
 			return JobFailed{ID: r.str(), Kind: JobKind(r.str()), Reason: r.str(), Error: r.str()}, nil
 		},
 		func(d *Domain, v JobFailed, _ Event) error { return endJob(d, v.ID) }),
+
+	autostartRow, monitorCommandRow, // virsh.go
 }
 
 // eventSpec is one row of the catalogue, with the payload type erased.

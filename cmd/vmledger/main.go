@@ -100,5 +100,6 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
 		newMigrateCmd(g),
 	)
+	root.AddCommand(newVirshCmds(g)...) // virsh_cmds.go
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +16,9 @@ import (
 type guestHandle struct {
 	id    uuid.UUID
 	guest domains.Guest
+	// reboot holds the command ID of a reboot the guest has not acted on
+	// yet (reboot.go).
+	reboot atomic.Pointer[string]
 }
 
 func (s *Service) guest(id uuid.UUID) *guestHandle {
@@ -165,6 +169,9 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		at = time.Time{}
 	}
 	s.record(ctx, h.id, at, p)
+	if ev.Kind == domains.GuestShutdown {
+		s.fakeReboot(ctx, h) // a reboot pending: reset instead of stop
+	}
 }
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings

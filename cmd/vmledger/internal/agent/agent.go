@@ -199,6 +199,7 @@ func (a *agent) steps() []step {
 			}
 			return nil
 		}},
+		{name: "autostart", do: a.autostart}, // autostart.go
 		{name: "snapshots", do: a.startSnapshots, undo: a.stopSnapshots},
 		{name: "relay", do: a.startRelay, undo: a.stopRelay},
 		{name: "history service", do: a.startHistory, undo: func(ctx context.Context) error { return a.history.Stop(ctx) }},
