@@ -30,6 +30,10 @@ func newDefineCmd(g *globals) *cobra.Command {
 		Use:   "define FILE",
 		Short: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin)",
 		Long: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin).\n\n" +
+			"As virsh define: a config whose name exists (and without a UUID, or with that domain's) updates that\n" +
+			"domain; the same config again changes nothing and says so (exit 0). A running domain keeps what it\n" +
+			"runs until its next start: info shows what is pending, config --live what runs. Left out, vcpus is 1\n" +
+			"and machine is pc.\n\n" +
 			"The file is read strictly: unknown fields, keys in another case, a key given twice, a second\n" +
 			"YAML document and the all-zero UUID are errors. Names must not parse as UUIDs; vcpus, memory\n" +
 			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
@@ -42,6 +46,14 @@ func newDefineCmd(g *globals) *cobra.Command {
 			var res domains.Result
 			if err := g.call(cmd.Context(), api.VerbDefine, api.DefineRequest{CommandID: orRandom(cmdID), Config: cfg}, &res); err != nil {
 				return err
+			}
+			switch {
+			case res.Unchanged:
+				return g.printResult(cmd, res, "is already defined with this configuration: nothing changed")
+			case res.Updated && res.State.Active():
+				return g.printResult(cmd, res, "updated: the new config applies at the next start (vmledger info shows what is pending)")
+			case res.Updated:
+				return g.printResult(cmd, res, "updated")
 			}
 			return g.printResult(cmd, res, "defined")
 		},

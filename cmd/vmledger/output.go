@@ -28,7 +28,7 @@ func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 
 
 func printInfo(w io.Writer, d domains.Domain) {
 	t := newTable(w)
-	c := d.Config
+	c := d.LiveConfig() // what runs; the next start's differences follow
 	fmt.Fprintf(t, "Name:\t%s\n", c.Name)
 	fmt.Fprintf(t, "UUID:\t%s\n", c.UUID)
 	st := string(d.State)
@@ -56,6 +56,9 @@ func printInfo(w io.Writer, d domains.Domain) {
 			kind = "device"
 		}
 		fmt.Fprintf(t, "Device:\t%s (%s): %s\n", dev.ID, kind, dev.State)
+	}
+	for _, ch := range d.PendingChanges() {
+		fmt.Fprintf(t, "Next start:\t%s %s (running: %s)\n", ch.Field, ch.Next, ch.Running)
 	}
 	if j := d.Job; j != nil {
 		fmt.Fprintf(t, "Job:\t%s %s (since %s; vmledger job info)\n", j.Kind, j.ID, j.Started.Format(time.RFC3339))
