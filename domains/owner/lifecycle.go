@@ -190,18 +190,10 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKi
 			return domains.Result{}, coded(domains.CodeUnavailable, "%s %q: %w", verbOf(t), d.Config.Name, err)
 		}
 		if p == nil {
+			// No event (the guest decides), but the command is recorded.
 			res := domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}
-			if cmdID != "" {
-				// No event (the guest decides), but the command is recorded,
-				// so that a retry does not act again.
-				// The guest was acted on: as with events, the caller giving
-				// up must not leave that unrecorded.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-				defer cancel()
-				req := domains.AppendRequest{Domain: d.Config.UUID, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res), CommandDigest: s.commandDigest(cmdID)}
-				if _, err := s.log.Append(rctx, req); err != nil {
-					return domains.Result{}, coded(domains.CodeUnavailable, "record command %s: %w", cmdID, err)
-				}
+			if err := s.recordCommand(ctx, cmdID, res); err != nil {
+				return domains.Result{}, err
 			}
 			return res, nil
 		}
