@@ -515,7 +515,8 @@ func (a *agent) stopRelay(ctx context.Context) error {
 
 func (a *agent) startHistory(ctx context.Context) error {
 	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
-	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log})
+	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log,
+		Version: Version, Consoles: consoleLookup{a}})
 	a.history = h
 	return err
 }
