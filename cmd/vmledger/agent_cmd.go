@@ -95,9 +95,18 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	case "json":
 		l = zerolog.New(os.Stderr)
 	case "console":
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: logTimeFormat,
+			FormatTimestamp: func(v any) string { s, _ := v.(string); return s }})
 	default:
 		return l, usagef("--log-format %s: want json or console", domains.Quote(format))
 	}
-	return l.Level(lv).With().Timestamp().Logger(), nil
+	// Sub-second, fixed-width UTC timestamps, set per logger by a hook
+	// rather than through zerolog's process-wide TimeFieldFormat.
+	return l.Level(lv).Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format(logTimeFormat))
+	})), nil
 }
+
+// logTimeFormat is RFC 3339 with microseconds, fixed width so that lines
+// sort as text.
+const logTimeFormat = "2006-01-02T15:04:05.000000Z07:00"

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,6 +98,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cancel()
 		return errors.Join(err, st.unwind(uctx))
 	}
+	a.ready.Store(true) // before "agent ready": whoever reads that line may probe /readyz
 	// The URL may carry a token (--nats-url nats://TOKEN@...): never log it.
 	info := Info{Host: cfg.Host, NATSURL: bus.RedactURL(a.natsURL), MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
 	tokenFile := ""
@@ -109,6 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(info)
 	}
 	<-ctx.Done()
+	a.ready.Store(false)
 	a.log.Info().Msg("agent stopping")
 	uctx, cancel := stopCtx()
 	defer cancel()
@@ -139,6 +142,7 @@ type agent struct {
 
 	history  *bus.HistoryService
 	commands *bus.CommandService
+	ready    atomic.Bool // every step has run; cleared when stopping (readyz)
 }
 
 func (a *agent) validate() error {
@@ -325,7 +329,7 @@ func (a *agent) loadProjection(ctx context.Context) error {
 		return err
 	}
 	a.proj = p
-	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took", time.Since(t0)).Msg("projection loaded")
+	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took_ms", time.Since(t0)).Msg("projection loaded")
 	return nil
 }
 
@@ -520,13 +524,16 @@ func (a *agent) stopRelay(ctx context.Context) error {
 
 func (a *agent) startHistory(ctx context.Context) error {
 	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
-	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log})
+	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log,
+		Version: Version, Consoles: consoleLookup{a}})
 	a.history = h
 	return err
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
-	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, bus.CommandOptions{
+	h := observed{next: api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, lookup: a.svc, metrics: a.metrics.commands,
+		log: a.log.With().Str("component", "commands").Logger(), reads: ReadVerbs()}
+	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, h, bus.CommandOptions{
 		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log,
 	})
 	a.commands = c
@@ -544,7 +551,12 @@ func (a *agent) startMetrics(context.Context) error {
 	a.metricsAddr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/healthz", healthz(a.store.Health))
+	mux.Handle("/healthz", probe("event log", a.store.Health))
+	mux.Handle("/readyz", probe("agent", a.readiness))
+	if err := a.registerDomainMetrics(); err != nil {
+		ln.Close()
+		return err
+	}
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.metricsSrv.Serve(ln) }()
 	return nil
