@@ -151,6 +151,9 @@ func TestMigrateAbort(t *testing.T) {
 	if d := infoOf(t, src, "ab"); d.State != domains.StateShutoff || d.OwnedHere() {
 		t.Fatalf("alpha's kept definition: %s, migration %+v", d.State, d.Migration)
 	}
+	if out := src.mustCLI("info", "ab"); !strings.Contains(out, "source confirmed, peer beta, epoch 1 (not owned here)") {
+		t.Fatalf("info of the kept definition on alpha:\n%s", out)
+	}
 	if _, errs, code := src.cli("start", "ab"); code != exitConflict || !strings.Contains(errs, "not owned") {
 		t.Fatalf("start of the kept definition on alpha: exit %d, want %d (not owned)\n%s", code, exitConflict, errs)
 	}
