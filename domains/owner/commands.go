@@ -21,8 +21,11 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 		if err := cfg.Validate(); err != nil {
 			return domains.Result{}, err
 		}
-		s.defineMu.Lock()
-		defer s.defineMu.Unlock()
+		unreserve, err := s.reserveName(ctx, cfg.Name)
+		if err != nil {
+			return domains.Result{}, err
+		}
+		defer unreserve()
 		release, err := s.enter(ctx, cfg.UUID, cfg.Name, domains.JobDefine, cmdID)
 		if err != nil {
 			return domains.Result{}, err

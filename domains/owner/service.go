@@ -36,10 +36,10 @@ type Service struct {
 	guests map[uuid.UUID]*guestHandle // running guests
 	flight map[string]*inflight       // command IDs being executed
 
-	defineMu sync.Mutex // names are unique across domains
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	hintTO   time.Duration
+	naming map[string]chan struct{} // names being defined (reserveName)
+	wg     sync.WaitGroup
+	closed chan struct{}
+	hintTO time.Duration
 }
 
 // Options configure a Service.
@@ -66,7 +66,7 @@ func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
 		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir,
-		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{}, naming: map[string]chan struct{}{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
