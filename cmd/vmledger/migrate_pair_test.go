@@ -42,10 +42,16 @@ func migrationAgent(t testing.TB, host, url, accel string, extra ...string) *age
 // each agent's commands reach the other through the routes.
 func startMigrationPair(t testing.TB, accel string) *migrationPair {
 	t.Helper()
-	cl := bustest.StartCluster(t, 3)
+	return startMigrationPairOn(t, bustest.StartCluster(t, 3), accel)
+}
+
+// startMigrationPairOn is startMigrationPair on cl, both agents started
+// with the extra flags.
+func startMigrationPairOn(t testing.TB, cl *bustest.Cluster, accel string, extra ...string) *migrationPair {
+	t.Helper()
 	p := &migrationPair{cl: cl,
-		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel),
-		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel)}
+		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel, extra...),
+		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel, extra...)}
 	nc, err := nats.Connect(cl.Nodes[2].URL())
 	if err != nil {
 		t.Fatal(err)

@@ -211,10 +211,8 @@ func (s *Service) runMigrate(ctx context.Context, j *Job, o domains.MigrateOptio
 	}
 	mc.m = next
 	// finish (the destination's)
-	fctx, cancel := context.WithTimeout(ctx, finishTimeout)
-	fin, err := s.peers.Finish(context.WithoutCancel(fctx), o.To, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
+	fin, err := r.askFinish(ctx, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
 		Source: s.host, Epoch: mc.m.Epoch, Paused: wasPaused})
-	cancel()
 	switch {
 	case err == nil && fin.Finished:
 		return r.confirm(ctx, stats)
