@@ -54,7 +54,7 @@ func Permissions(r Role, host string, readVerbs []string) (*server.Permissions, 
 	watch := []string{root + ".evt." + host + ".>", root + ".job." + host + ".>"}
 	// Discovery ($SRV.PING/INFO/STATS) is harmless to ask; answering it is
 	// the agent's, and needs a subscription nobody else has.
-	ask := []string{root + ".api." + host + ".history", "$SRV.>"}
+	ask := []string{root + ".api." + host + ".history", root + ".api." + host + ".console", "$SRV.>"}
 	switch r {
 	case RoleAgent:
 		return nil, nil

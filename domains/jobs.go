@@ -31,6 +31,8 @@ const (
 	JobRestore JobKind = "restore"
 	JobMigrate JobKind = "migrate"
 	JobDump    JobKind = "dump"
+	// JobManagedSaveRemove discards a managed save image.
+	JobManagedSaveRemove JobKind = "managedsave-remove"
 )
 
 // Async reports whether jobs of kind k run in the background, recorded by

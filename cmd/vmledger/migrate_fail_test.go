@@ -85,14 +85,8 @@ func jobFailed(t *testing.T, host string, evs []domains.Event) domains.JobFailed
 func TestMigrateDestinationKilledInFinish(t *testing.T) {
 	p := startMigrationPair(t, "tcg")
 	src := p.src
-	id := defineTiny(t, src, "fin", utcVariable)
-	con := tapConsole(t, p.nc, "alpha", id)
-	src.mustCLI("start", "fin")
-	con.waitLine(t, "RTC ", 60*time.Second)
 	const seed = 404
-	if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(src, id))), seed); err != nil {
-		t.Fatal(err)
-	}
+	id, con := runFilled(t, p, "fin", seed)
 	// Capped, so perform outlasts the freeze below.
 	src.mustCLI("migrate", "fin", "--to", "beta", "--bandwidth", "1", "--detach")
 	waitPath(t, p.nc, "beta", id, "idle>preparing>prepared", 60*time.Second)
@@ -138,15 +132,9 @@ func TestMigrateNATSNodeKilled(t *testing.T) {
 			src := p.src
 			// The CLI too must find a live node.
 			p.src.natsURL, p.dst.natsURL = p.cl.URLs(), p.cl.URLs()
-			id := defineTiny(t, src, "nd", utcVariable)
-			con := tapConsole(t, p.nc, "alpha", id)
-			dcon := tapConsole(t, p.nc, "beta", id)
-			src.mustCLI("start", "nd")
-			con.waitLine(t, "RTC ", 60*time.Second)
 			const seed = 7
-			if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(src, id))), seed); err != nil {
-				t.Fatal(err)
-			}
+			id, con := runFilled(t, p, "nd", seed)
+			dcon := tapConsole(t, p.nc, "beta", id)
 			src.mustCLI("migrate", "nd", "--to", "beta", "--bandwidth", "2", "--detach")
 			waitJobSent(t, src, "nd", 60*time.Second)
 			p.cl.Nodes[tc.node].Kill()
@@ -194,7 +182,8 @@ func TestMigrateNATSNodeKilled(t *testing.T) {
 // each host's transitions once, in order.
 func TestMigrateJetStreamConsumer(t *testing.T) {
 	cl := bustest.StartClusterJetStream(t, 3)
-	p := startMigrationPairOn(t, cl, "tcg", "--jetstream", "FLEET", "--jetstream-replicas", "3")
+	flags := []string{"--jetstream", "FLEET", "--jetstream-replicas", "3"}
+	p := startMigrationPairOn(t, cl, "tcg", flags, flags)
 	id := defineTiny(t, p.src, "jsm", utcVariable)
 	con := tapConsole(t, p.nc, "alpha", id)
 	p.src.mustCLI("start", "jsm")

@@ -331,7 +331,7 @@ unfinished image is reported with the part and offset (exit 6).`,
 }
 
 func newSaveImageDefineCmd() *cobra.Command {
-	var running, paused bool
+	var running, paused, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "define FILE CONFIG [--running|--paused]",
 		Short: "Replace the domain config inside a save image (virsh save-image-define)",
@@ -381,10 +381,14 @@ restore leaves the guest in.`,
 			if _, err := migrate.Rewrite(args[0], raw, wasRunning); err != nil {
 				return domains.Errorf(domains.CodeInternal, "%w", err)
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"image": args[0], "name": cfg.Name, "uuid": cfg.UUID, "was_running": wasRunning})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Save image %s: config of domain %s replaced\n", args[0], cfg.Name)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&running, "running", false, "restore leaves the guest running")
 	cmd.Flags().BoolVar(&paused, "paused", false, "restore leaves the guest paused")
 	return cmd

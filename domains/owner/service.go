@@ -227,15 +227,18 @@ func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause str
 	}
 	res := domains.Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
 	if len(payloads) == 1 {
-		if js, ok := payloads[0].(domains.JobStarted); ok {
-			res.Job = js.ID // the command started this job
+		switch p := payloads[0].(type) {
+		case domains.JobStarted:
+			res.Job = p.ID // the command started this job
+		case domains.ConfigUpdated:
+			res.Updated = true // define of an existing domain
 		}
 	}
 	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID, CommandDigest: s.commandDigest(cmdID)}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
 	if cmdID != "" {
-		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs, Job: res.Job})
+		req.Result = encodeResult(res)
 	}
 	// Events record what already happened: the caller giving up must not
 	// cut the recording short, so the append and the fold run on a context
