@@ -294,7 +294,9 @@ func (s *Service) Recover(ctx context.Context) error {
 	if s.driver == nil {
 		return jobErr
 	}
-	errs := []error{jobErr}
+	// Before any QEMU is reattached or settled: an incoming one is paused
+	// and would pass for a started guest.
+	errs := []error{jobErr, s.recoverIncoming(ctx)}
 	for _, d := range s.List() {
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 		var err error
