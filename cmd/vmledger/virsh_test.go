@@ -141,6 +141,9 @@ func TestVirshConfigVerbs(t *testing.T) {
 	if h := historyTypes(t, a, "vc", before); strings.Join(h, ",") != "autostart-set" {
 		t.Fatalf("autostart recorded %v", h)
 	}
+	if out := a.mustCLI("info", "vc"); !strings.Contains(out, "Autostart:") {
+		t.Errorf("info does not show autostart:\n%s", out)
+	}
 	if !infoOf(t, a, "vc").Autostart || infoOf(t, a, "vd").Autostart {
 		t.Fatal("info: vc should autostart, vd not")
 	}
@@ -199,6 +202,23 @@ func TestVirshGuestVerbs(t *testing.T) {
 		t.Errorf("domtime: %q", out)
 	}
 
+	// vcpuinfo and domtime are reads, open to the readonly identity; the
+	// changing verbs are not.
+	ro := func(args ...string) (string, string, int) {
+		return runCLI(t, append([]string{"--nats-url", bareURL(a), "--host", a.host, "--nats-token-file", filepath.Join(state, "nats.token"),
+			"--nats-identity", "readonly", "--timeout", "20s"}, args...)...)
+	}
+	for _, verb := range []string{"domtime", "vcpuinfo"} {
+		if out, errs, code := ro(verb, "vg"); code != 0 || out == "" {
+			t.Errorf("readonly %s: exit %d %q %s", verb, code, out, errs)
+		}
+	}
+	for _, args := range [][]string{{"reboot", "vg"}, {"autostart", "vg"}, {"qemu-monitor-command", "vg", `{"execute":"query-status"}`}} {
+		if _, errs, code := ro(args...); code == 0 || !strings.Contains(errs, "refused by the NATS server") {
+			t.Errorf("readonly %v: exit %d %s, want a refusal by the server", args, code, errs)
+		}
+	}
+
 	// qemu-monitor-command: recorded, taints; refused commands change nothing.
 	out := a.mustCLI("qemu-monitor-command", "vg", `{"execute":"query-status"}`)
 	if !strings.Contains(out, `"status":"running"`) {
@@ -212,6 +232,9 @@ func TestVirshGuestVerbs(t *testing.T) {
 	}
 	if d := infoOf(t, a, "vg"); d.Live == nil || strings.Join(d.Live.Taints, ",") != domains.TaintCustomMonitor {
 		t.Fatalf("not tainted: %+v", d.Live)
+	}
+	if out := a.mustCLI("info", "vg"); !strings.Contains(out, "custom-monitor") {
+		t.Errorf("info does not show the taint:\n%s", out)
 	}
 	// QEMU's own error reply is recorded too (the command reached QEMU).
 	_, errs, code := a.cli("qemu-monitor-command", "vg", `{"execute":"query-nothing-such"}`)
