@@ -116,10 +116,15 @@ func newMonitorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), rep)
+				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
 			}
 			if rep.Error != "" {
 				return domains.Errorf(domains.CodeInternal, "QEMU: %s", rep.Error)
+			}
+			if g.json {
+				return nil
 			}
 			out := []byte(rep.Return)
 			if pretty {
@@ -362,8 +367,7 @@ func newEditCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !changed {
-				fmt.Fprintf(cmd.OutOrStdout(), "Domain %s configuration not changed (nothing recorded)\n", d.Config.Name)
-				return nil
+				return g.printUnchanged(cmd, d)
 			}
 			return g.defineChanged(cmd, cmdID, cfg, "edited")
 		},
@@ -429,6 +433,16 @@ func sameConfig(a, b domains.Config) bool {
 	return bytes.Equal(x, y)
 }
 
+// printUnchanged says that nothing was recorded: as a result without
+// sequences under --json.
+func (g *globals) printUnchanged(cmd *cobra.Command, d domains.Domain) error {
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State})
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "Domain %s configuration not changed (nothing recorded)\n", d.Config.Name)
+	return err
+}
+
 // defineChanged defines cfg, a changed config of an existing domain.
 func (g *globals) defineChanged(cmd *cobra.Command, cmdID string, cfg domains.Config, what string) error {
 	var res domains.Result
@@ -466,8 +480,7 @@ func newSetCmd(g *globals, use, short string, apply func(*domains.Config, string
 				return err
 			}
 			if !changed {
-				fmt.Fprintf(cmd.OutOrStdout(), "Domain %s configuration not changed (nothing recorded)\n", d.Config.Name)
-				return nil
+				return g.printUnchanged(cmd, d)
 			}
 			return g.defineChanged(cmd, cmdID, cfg, "updated for the next start")
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
 	"github.com/vmledger/vmledger/hypervisor/guest"
+	"github.com/vmledger/vmledger/hypervisor/qmp"
 )
 
 // Issue 15, point 1: the verbs a virsh user reaches for, run as the built
@@ -121,6 +123,10 @@ func TestVirshConfigVerbs(t *testing.T) {
 	}
 	if out := a.mustCLI("setvcpus", "vc", "2"); !strings.Contains(out, "not changed") {
 		t.Errorf("setvcpus to the same count: %q", out)
+	}
+	var same domains.Result
+	if err := json.Unmarshal([]byte(a.mustCLI("setmem", "vc", "32768", "--json")), &same); err != nil || len(same.Seqs) != 0 || same.Name != "vc" {
+		t.Errorf("setmem to the same size, --json: %+v %v", same, err)
 	}
 	for _, bad := range [][]string{
 		{"setvcpus", "vc", "0"}, {"setvcpus", "vc", "256"}, {"setvcpus", "vc", "two"},
@@ -308,5 +314,73 @@ func TestParseMemSize(t *testing.T) {
 		if (err == nil) != c.ok || mib != c.mib {
 			t.Errorf("%q: %d, %v; want %d (ok %v)", c.in, mib, err, c.mib, c.ok)
 		}
+	}
+}
+
+// A reboot the last agent left half done (the guest powered off while
+// QEMU was told to pause on power-off, and no agent saw it) is finished by
+// the next agent's recovery and recorded: shutdown, reset, resumed.
+func TestRebootFinishedAtRecovery(t *testing.T) {
+	state, run := t.TempDir(), shortRunDir(t)
+	a := guestAgentIn(t, state, run, "tcg")
+	id := defineTiny(t, a, "vr", "{offset: utc}")
+	con := tapConsole(t, natsConn(t, a), a.host, id)
+	a.mustCLI("start", "vr")
+	con.waitLine(t, "RTC ", 60*time.Second) // booted: the guest heeds the power button
+	pid := infoOf(t, a, "vr").Live.PID
+	before := lastSeqCLI(t, a)
+	a.stop()
+
+	// With the agent away, do what a reboot does up to the guest's power-off.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mon, err := qmp.Dial(ctx, "unix", filepath.Join(run, id, "qmp.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Execute(ctx, "set-action", map[string]string{"shutdown": "pause"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.SystemPowerdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := mon.QueryStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == "shutdown" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mon.Close()
+
+	a = guestAgentIn(t, state, run, "tcg")
+	if h := historyTypes(t, a, "vr", before); strings.Join(h, ",") != "shutdown,reset,resumed" {
+		t.Fatalf("recovery recorded %v, want shutdown,reset,resumed", h)
+	}
+	if d := infoOf(t, a, "vr"); d.State != "running" || d.Live.PID != pid || d.Reason != domains.ResumedReboot {
+		t.Fatalf("after recovery: %s (%s), pid %d (was %d)", d.State, d.Reason, d.Live.PID, pid)
+	}
+	// QEMU exits on power-off again (once the guest is up: before, it
+	// does not heed the button).
+	tapConsole(t, natsConn(t, a), a.host, id).waitLine(t, "RTC ", 60*time.Second)
+	a.mustCLI("shutdown", "vr")
+	waitState(t, a, "vr", "shut off", 60*time.Second)
+}
+
+func waitState(t *testing.T, a *agentProc, name, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		d := infoOf(t, a, name)
+		if string(d.State) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %s after %s, want %s", name, d.State, within, want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
