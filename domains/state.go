@@ -41,6 +41,7 @@ var transitions = []transition{
 	{from: []State{StatePaused}, on: TypeSaveStarted, to: ""},
 	{from: []State{StateRunning, StatePaused, StateCrashed}, on: TypeDumpStarted, to: ""},
 	{from: []State{StateRunning, StatePaused}, on: TypeDeviceDetachRequested, to: ""},
+	{from: []State{StateShutoff}, on: TypeManagedSaveRemoved, to: ""},
 }
 
 // lifecycleTypes are the types the table governs.

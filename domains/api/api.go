@@ -42,6 +42,7 @@ func Verbs() []string {
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
 		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
 		VerbAttachDevice, VerbDetachDevice, VerbDump,
+		VerbMigrate, VerbMigratePrepare, VerbMigrateFinish, VerbMigrateCancel,
 		VerbReboot, VerbAutostart, VerbMonitorCommand, VerbVCPUInfo, VerbDomTime}
 }
 
@@ -134,6 +135,9 @@ type Handler struct {
 // Handle decodes body for verb, strictly, and runs it.
 func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, error) {
 	if res, ok, err := h.handleSave(ctx, verb, body); ok {
+		return res, err
+	}
+	if res, ok, err := h.handleMigrate(ctx, verb, body); ok {
 		return res, err
 	}
 	if res, ok, err := h.handleVirsh(ctx, verb, body); ok {

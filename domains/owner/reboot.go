@@ -57,23 +57,6 @@ type rebooter interface {
 	PauseOnShutdown(ctx context.Context, pause bool) error
 }
 
-// recordCommand records a command that appended no event (the guest
-// decides what follows), so that a retry with its ID does not act again.
-// The guest was acted on: the caller giving up must not leave that
-// unrecorded.
-func (s *Service) recordCommand(ctx context.Context, cmdID string, res domains.Result) error {
-	if cmdID == "" {
-		return nil
-	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	req := domains.AppendRequest{Domain: res.Domain, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res), CommandDigest: s.commandDigest(cmdID)}
-	if _, err := s.log.Append(rctx, req); err != nil {
-		return coded(domains.CodeUnavailable, "record command %s: %w", cmdID, err)
-	}
-	return nil
-}
-
 // fakeReboot runs in the watcher, under the fold lock, after a SHUTDOWN
 // hint was recorded: if a reboot is pending on this guest, QEMU has paused
 // (PauseOnShutdown) and is reset and resumed; its exit on power-off is
