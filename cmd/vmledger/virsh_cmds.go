@@ -355,7 +355,8 @@ func newEditCmd(g *globals) *cobra.Command {
 			"or $EDITOR (default vi; run by /bin/sh, so it may carry arguments), then read it back as\n" +
 			"strictly as define does and define it. An unchanged file changes nothing and says so (exit 0).\n" +
 			"An edit that does not read or validate is refused (exit 2, nothing recorded) and kept: the\n" +
-			"message names the file, to fix and pass to define.",
+			"message names the file, to fix and pass to define. A config changed by someone else during\n" +
+			"the edit is not overwritten (exit 4; the edit is kept the same way).",
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := g.domainOf(cmd.Context(), args[0])
@@ -369,7 +370,7 @@ func newEditCmd(g *globals) *cobra.Command {
 			if !changed {
 				return g.printUnchanged(cmd, d)
 			}
-			return g.defineChanged(cmd, cmdID, cfg, "edited")
+			return g.defineChanged(cmd, cmdID, d, cfg, "edited")
 		},
 	}
 	addCommandID(cmd, &cmdID)
@@ -443,8 +444,25 @@ func (g *globals) printUnchanged(cmd *cobra.Command, d domains.Domain) error {
 	return err
 }
 
-// defineChanged defines cfg, a changed config of an existing domain.
-func (g *globals) defineChanged(cmd *cobra.Command, cmdID string, cfg domains.Config, what string) error {
+// defineChanged defines cfg, a change of base's config. A config that
+// changed meanwhile (another edit, attach-device --config) is not
+// overwritten: conflict, and the change is kept in a file for define.
+func (g *globals) defineChanged(cmd *cobra.Command, cmdID string, base domains.Domain, cfg domains.Config, what string) error {
+	now, err := g.domainOf(cmd.Context(), base.Config.UUID.String())
+	if err != nil {
+		return err
+	}
+	if !sameConfig(now.Config, base.Config) {
+		kept := "(not kept)"
+		if b, err := yaml.Marshal(cfg); err == nil {
+			if f, err := os.CreateTemp("", "vmledger-edit-*.yaml"); err == nil {
+				if _, err := f.Write(b); err == nil && f.Close() == nil {
+					kept = "kept in " + f.Name()
+				}
+			}
+		}
+		return domains.Errorf(domains.CodeConflict, "domain %s: its config changed while this change was made; nothing defined (the change is %s)", base.Config.Name, kept)
+	}
 	var res domains.Result
 	if err := g.call(cmd.Context(), api.VerbDefine, api.DefineRequest{CommandID: orRandom(cmdID), Config: cfg}, &res); err != nil {
 		return err
@@ -482,7 +500,7 @@ func newSetCmd(g *globals, use, short string, apply func(*domains.Config, string
 			if !changed {
 				return g.printUnchanged(cmd, d)
 			}
-			return g.defineChanged(cmd, cmdID, cfg, "updated for the next start")
+			return g.defineChanged(cmd, cmdID, d, cfg, "updated for the next start")
 		},
 	}
 	cmd.Flags().BoolVar(&config, "config", false, "change the persistent config (the default, and the only mode)")

@@ -111,6 +111,14 @@ func TestVirshConfigVerbs(t *testing.T) {
 		t.Errorf("domiflist: %q", out)
 	}
 
+	// A config changed by someone else during the edit is not overwritten.
+	racer := editorScript(t, dir, "race.sh", `"`+binary+`" --nats-url "`+a.natsURL+`" --host `+a.host+` setmem vc 48M >/dev/null && sed -i 's/^vcpus: .*/vcpus: 3/' "$1"`)
+	env(racer)
+	out, errs, code = a.cli("edit", "vc")
+	if c := configOf(t, a, "vc"); code != 4 || !strings.Contains(errs, "changed while") || !strings.Contains(errs, "kept in") || c.VCPUs != 1 || c.MemoryMiB != 48 {
+		t.Fatalf("edit racing a setmem: exit %d, %q %q; config %+v", code, out, errs, c)
+	}
+
 	// setvcpus and setmem: for the next start, through define's checks.
 	before = lastSeqCLI(t, a)
 	a.mustCLI("setvcpus", "vc", "2", "--config")
