@@ -358,6 +358,9 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
 	errs := []error{err}
+	if err := s.finishReboot(ctx, id, g, d); err != nil { // reboot.go
+		errs = append(errs, err)
+	}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
