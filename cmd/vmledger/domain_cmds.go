@@ -145,11 +145,15 @@ func (g *globals) printResult(cmd *cobra.Command, res domains.Result, what strin
 func newListCmd(g *globals) *cobra.Command {
 	var state string
 	var allHosts bool
+	var lf *listFlags
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List domains (of --host, or with --all-hosts of every agent on the cluster)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkState(state); err != nil {
+				return err
+			}
 			if allHosts {
 				return listAllHosts(cmd.Context(), g, cmd.OutOrStdout(), state)
 			}
@@ -159,6 +163,9 @@ func newListCmd(g *globals) *cobra.Command {
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			if short, err := lf.print(cmd.OutOrStdout(), rep); short {
+				return err
 			}
 			w := newTable(cmd.OutOrStdout())
 			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION\tMANAGED SAVE")
@@ -173,6 +180,7 @@ func newListCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only domains in this state (running, paused, \"shut off\", ...)")
+	lf = addListFlags(cmd) // virsh_cmds.go
 	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "every agent that answers discovery on the cluster, with a HOST column; a host that does not answer is reported and fails the exit code")
 	addJSON(cmd, g)
 	return cmd

@@ -55,6 +55,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
 	g.register(root)
+	setVersion(root)
 	root.AddCommand(
 		newAgentCmd(),
 		newDefineCmd(g), newUndefineCmd(g), newListCmd(g), newInfoCmd(g), newConfigCmd(g),
@@ -68,7 +69,10 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(), newDumpCmd(g),
 		newSaveCmd(g), newRestoreCmd(g), newManagedSaveCmd(g), newManagedSaveRemoveCmd(g), newSaveImageCmd(),
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
+		newMigrateCmd(g), newVersionCmd(g),
 	)
+	root.AddCommand(newVirshCmds(g)...) // virsh_cmds.go
 	guardGroups(root)
+	registerCompletions(root, g)
 	return root
 }

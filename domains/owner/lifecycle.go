@@ -23,6 +23,9 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 		if _, ok := domains.Next(d.State, domains.TypeStarted); !ok {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is already %s", d.Config.Name, d.State)
 		}
+		if err := ownedHere(d); err != nil {
+			return domains.Result{}, err
+		}
 		if s.driver == nil {
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "this agent has no hypervisor")
 		}
@@ -58,6 +61,7 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 // decides; its shutdown and stopped events follow when it does.
 func (s *Service) Shutdown(ctx context.Context, cmdID, ref string) (domains.Result, error) {
 	return s.act(ctx, cmdID, ref, domains.JobShutdown, domains.TypeShutdown, func(ctx context.Context, g lifecycle) (domains.Payload, error) {
+		s.cancelReboot(ctx, g) // a shutdown now means power off (reboot.go)
 		return nil, g.Powerdown(ctx)
 	})
 }
@@ -163,9 +167,15 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKi
 		defer unlock()
 		// In shutdown, the guest is on its way out: pausing it there would
 		// strand it (there is no resume from "in shutdown"), and pressing
-		// the button twice does nothing more.
-		if _, ok := domains.Next(d.State, t); !ok || d.State == domains.StateShutdown && (t == domains.TypeShutdown || t == domains.TypePaused) {
+		// the button twice does nothing more. Only a fake reboot resumes
+		// from it (reboot.go).
+		if _, ok := domains.Next(d.State, t); !ok || d.State == domains.StateShutdown && (t == domains.TypeShutdown || t == domains.TypePaused || t == domains.TypeResumed) {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "cannot %s domain %q: it is %s", verbOf(t), d.Config.Name, d.State)
+		}
+		if t == domains.TypeResumed {
+			if err := ownedHere(d); err != nil { // handed off: paused until released
+				return domains.Result{}, err
+			}
 		}
 		h := s.guest(d.Config.UUID)
 		if h == nil {

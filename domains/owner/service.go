@@ -24,22 +24,24 @@ type Service struct {
 	notify func(domains.Event) // optional observer of committed events (metrics)
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
-	images     PathGuard // save images' paths (save.go)
-	managedDir string    // managed save images (save.go)
-	dumpDir    string    // on_crash dumps (oncrash.go)
+	images     PathGuard     // save images' paths (save.go)
+	managedDir string        // managed save images (save.go)
+	dumpDir    string        // on_crash dumps (oncrash.go)
+	peers      MigrationPeer // the other agents, for migrate (migrate.go)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
 
-	lmu    sync.Mutex
-	slots  map[uuid.UUID]*slot        // one per domain: its job and fold lock (jobs.go)
-	guests map[uuid.UUID]*guestHandle // running guests
-	flight map[string]*inflight       // command IDs being executed
+	lmu     sync.Mutex
+	slots   map[uuid.UUID]*slot        // one per domain: its job and fold lock (jobs.go)
+	guests  map[uuid.UUID]*guestHandle // running guests
+	flight  map[string]*inflight       // command IDs being executed
+	inbound map[uuid.UUID]*inbound     // incoming migrations (migrate_in.go)
 
-	defineMu sync.Mutex // names are unique across domains
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	hintTO   time.Duration
+	naming map[string]chan struct{} // names being defined (reserveName)
+	wg     sync.WaitGroup
+	closed chan struct{}
+	hintTO time.Duration
 }
 
 // Options configure a Service.
@@ -59,14 +61,17 @@ type Options struct {
 	ManagedSaveDir string
 	// DumpDir is where on_crash writes its dumps (oncrash.go).
 	DumpDir string
+	// Peers reaches the other agents' migration verbs (nil: migrate
+	// answers unavailable).
+	Peers MigrationPeer
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
-		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir,
-		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
+		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{}, naming: map[string]chan struct{}{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
