@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +16,9 @@ import (
 type guestHandle struct {
 	id    uuid.UUID
 	guest domains.Guest
+	// reboot holds the command ID of a reboot the guest has not acted on
+	// yet (reboot.go).
+	reboot atomic.Pointer[string]
 }
 
 func (s *Service) guest(id uuid.UUID) *guestHandle {
@@ -165,6 +169,9 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		at = time.Time{}
 	}
 	s.record(ctx, h.id, at, p)
+	if ev.Kind == domains.GuestShutdown {
+		s.fakeReboot(ctx, h) // a reboot pending: reset instead of stop
+	}
 }
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings
@@ -309,6 +316,16 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	// A guest that panicked while no agent watched it gets its on_crash
+	// policy now, once it is watched and the recover job has let go of
+	// the domain (the policy's dump is a job of its own): deferred first,
+	// so it runs after release and watch.
+	var panicked bool
+	defer func() {
+		if h := s.guest(id); panicked && h != nil {
+			go s.crashPolicy(h, d.Config)
+		}
+	}()
 	defer release()
 	if !d.State.Active() || s.guest(id) != nil {
 		return nil
@@ -338,7 +355,18 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err := s.deviceDiff(ctx, id, g, d); err != nil { // devices.go
 		errs = append(errs, err)
 	}
-	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
+	st, err := g.Status(ctx)
+	if err == nil && st.Status == "guest-panicked" && d.Config.KeepsPanicked() {
+		// It panicked unwatched, or the last agent died inside the
+		// policy (then the policy runs again, dump included).
+		var cerr error
+		if d.State != domains.StateCrashed {
+			_, cerr = s.commit(ctx, "", id, domains.Crashed{Reason: "guest-panicked", Info: "found panicked when the agent reconnected"})
+			errs = append(errs, cerr)
+		}
+		panicked = cerr == nil && d.Config.CrashAction() != domains.CrashPreserve
+	}
+	if err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
 		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
 			if _, err := s.commit(ctx, "", id, domains.RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {

@@ -48,6 +48,11 @@ type Config struct {
 	// routes there and join NATSRoutes (one cluster of several agents).
 	NATSClusterListen string
 	NATSRoutes        []string
+	// Stream, StreamReplicas, NATSJetStream: the relay's JetStream mode
+	// and the embedded server's JetStream (jetstream.go).
+	Stream         string
+	StreamReplicas int
+	NATSJetStream  bool
 	MetricsAddr       string // empty: no metrics endpoint
 	SnapshotEvery     uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
@@ -181,7 +186,7 @@ func (a *agent) validate() error {
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 10000
 	}
-	return nil
+	return validateJetStream(c)
 }
 
 func (a *agent) steps() []step {
@@ -198,6 +203,7 @@ func (a *agent) steps() []step {
 			}
 			return nil
 		}},
+		{name: "autostart", do: a.autostart}, // autostart.go
 		{name: "snapshots", do: a.startSnapshots, undo: a.stopSnapshots},
 		{name: "relay", do: a.startRelay, undo: a.stopRelay},
 		{name: "history service", do: a.startHistory, undo: func(ctx context.Context) error { return a.history.Stop(ctx) }},
@@ -392,7 +398,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 			}
 		}
 		eo := bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log, ServerName: "vmledger-" + a.cfg.Host,
-			Identities: ids, ReadVerbs: ReadVerbs()}
+			Identities: ids, ReadVerbs: ReadVerbs(), JetStream: a.embeddedJetStream()}
 		if a.cfg.NATSClusterListen != "" {
 			ch, cp, err := splitListen(a.cfg.NATSClusterListen)
 			if err != nil {
@@ -448,7 +454,7 @@ func (a *agent) startService(context.Context) error {
 		return err
 	}
 	a.svc = owner.NewService(owner.Options{
-		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
+		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir), Peers: newPeers(a.nc),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
@@ -483,8 +489,11 @@ func (a *agent) stopService(context.Context) error {
 	return nil
 }
 
-func (a *agent) startRelay(context.Context) error {
-	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
+func (a *agent) startRelay(ctx context.Context) error {
+	a.relay = bus.NewRelay(a.nc, a.store, a.relayOptions())
+	if err := a.ensureStream(ctx); err != nil {
+		return err
+	}
 	// Events an older log holds that are too large for NATS go out as
 	// placeholders (docs/bus.md, Limits): worth an alert, not a stall.
 	if err := a.metrics.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
