@@ -110,6 +110,12 @@ func TestConvertTable(t *testing.T) {
 		{"clock variable default basis", wrap("<clock offset='variable' adjustment='-120'/>"), func(c domains.Config) bool {
 			return c.Clock == domains.Clock{Offset: "variable", Adjustment: -120, Basis: "utc"}
 		}, nil},
+		{"clock utc reset", wrap("<clock offset='utc' adjustment='reset'/>"), func(c domains.Config) bool { return c.Clock == domains.Clock{Offset: "utc"} }, nil},
+		{"clock localtime with a number is variable", wrap("<clock offset='localtime' adjustment='7200'/>"), func(c domains.Config) bool {
+			return c.Clock == domains.Clock{Offset: "variable", Adjustment: 7200, Basis: "localtime"}
+		}, nil},
+		{"clock bad adjustment", wrap("<clock offset='variable' adjustment='soon'/>"), nil, []string{`domain/clock: adjustment "soon"`}},
+		{"clock bad basis", wrap("<clock offset='variable' basis='mars'/>"), nil, []string{`domain/clock: basis "mars"`}},
 		{"clock timezone", wrap("<clock offset='timezone' timezone='Europe/Paris'/>"), nil, []string{`domain/clock: offset "timezone"`, `domain/clock: attribute timezone="Europe/Paris"`}},
 		{"q35", wrap("<os><type machine='q35'>hvm</type></os>"), func(c domains.Config) bool { return c.Machine == "q35" }, nil},
 		{"xen", "<domain type='xen'><name>d</name><memory>65536</memory></domain>", nil, []string{`domain: domain type "xen"`}},

@@ -210,19 +210,33 @@ func (m *mapper) clock(root *node) domains.Clock {
 		return domains.Clock{Offset: domains.OffsetUTC}
 	}
 	c := domains.Clock{Offset: n.attr("offset")}
+	adj := n.attr("adjustment")
+	seconds := func() int64 {
+		v, err := strconv.ParseInt(adj, 10, 64)
+		if err != nil {
+			m.refuse(n, "adjustment %q: not a whole number of seconds", adj)
+		}
+		return v
+	}
 	switch c.Offset {
 	case domains.OffsetUTC, domains.OffsetLocaltime:
+		// formatdomain: adjustment='reset' keeps the mode (the RTC starts
+		// from host time at each boot, which is what vmledger's utc and
+		// localtime do); a number converts it to variable mode with that
+		// initial adjustment and the mode as basis.
+		if adj != "" && adj != "reset" {
+			c = domains.Clock{Offset: domains.OffsetVariable, Adjustment: seconds(), Basis: c.Offset}
+		}
 	case domains.OffsetVariable:
 		c.Basis = n.attr("basis")
 		if c.Basis == "" {
 			c.Basis = domains.BasisUTC
 		}
-		if a := n.attr("adjustment"); a != "" {
-			v, err := strconv.ParseInt(a, 10, 64)
-			if err != nil {
-				m.refuse(n, "adjustment %q: not a whole number of seconds", a)
-			}
-			c.Adjustment = v
+		if c.Basis != domains.BasisUTC && c.Basis != domains.BasisLocaltime {
+			m.refuse(n, "basis %q: want utc or localtime", c.Basis)
+		}
+		if adj != "" {
+			c.Adjustment = seconds()
 		}
 	default:
 		m.refuse(n, "offset %q: vmledger has utc, localtime and variable", c.Offset)
