@@ -44,7 +44,9 @@ guest, recorded as started).
 
 It refuses to start (exit 2) when asked for something that cannot work:
 a --qemu or --run-dir QEMU cannot use, --nats-no-auth on a non-loopback
-address, a nats.token that group or others may read. A state directory
+address, a non-loopback --nats-listen or --nats-cluster-listen without
+TLS (--nats-tls-cert/--nats-tls-key) or --insecure, a nats.token that
+group or others may read. A state directory
 that group or others may enter is set to 0700, with a warning.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -79,6 +81,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
 	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH); one that cannot be run fails the start")
 	f.StringArrayVar(&cfg.AllowDirs, "allow-dir", nil, "a directory save, restore and dump may use for their files (repeatable; default <state-dir>/images); paths with \"..\", symlinks out of it and devices are refused")
+	registerSecurityFlags(f, &cfg.Security)
 	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&format, "log-format", "json", "log format: json or console")

@@ -38,10 +38,10 @@ type Service struct {
 	flight  map[string]*inflight       // command IDs being executed
 	inbound map[uuid.UUID]*inbound     // incoming migrations (migrate_in.go)
 
-	defineMu sync.Mutex // names are unique across domains
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	hintTO   time.Duration
+	naming map[string]chan struct{} // names being defined (reserveName)
+	wg     sync.WaitGroup
+	closed chan struct{}
+	hintTO time.Duration
 }
 
 // Options configure a Service.
@@ -71,7 +71,7 @@ func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
 		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
-		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{}, naming: map[string]chan struct{}{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {

@@ -64,6 +64,7 @@ type Config struct {
 	// <StateDir>/images, made at start).
 	AllowDirs []string
 	Log       zerolog.Logger
+	Security  // TLS, exposure, confinement (security.go)
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -183,6 +184,9 @@ func (a *agent) validate() error {
 			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-cluster-listen %s: routes without the token must stay on loopback", domains.Quote(c.NATSClusterListen))
 		}
 	}
+	if err := a.validateSecurity(); err != nil {
+		return err
+	}
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 10000
 	}
@@ -265,13 +269,7 @@ func (a *agent) private(path string, fi os.FileInfo, fix string) error {
 }
 
 // isLoopback reports whether a listen host reaches this machine only.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(host string) bool { return bus.IsLoopback(host) }
 
 func (a *agent) openStore(context.Context) error {
 	// The gauges are read at scrape time; each part may not exist yet (the
@@ -398,7 +396,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 			}
 		}
 		eo := bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log, ServerName: "vmledger-" + a.cfg.Host,
-			Identities: ids, ReadVerbs: ReadVerbs(), JetStream: a.embeddedJetStream()}
+			Identities: ids, ReadVerbs: ReadVerbs(), JetStream: a.embeddedJetStream(), TLS: a.cfg.serverTLS()}
 		if a.cfg.NATSClusterListen != "" {
 			ch, cp, err := splitListen(a.cfg.NATSClusterListen)
 			if err != nil {
@@ -425,7 +423,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 		// own identity.
 		co.Token, co.NKeyFile = "", IdentityFile(a.cfg.StateDir, bus.RoleAgent)
 	}
-	nc, err := bus.Connect(ctx, url, co)
+	nc, err := a.connectNATS(ctx, url, co)
 	if err != nil {
 		if a.embedded != nil {
 			_ = a.embedded.Shutdown(ctx)
