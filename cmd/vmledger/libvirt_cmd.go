@@ -35,6 +35,9 @@ func readLibvirt(path string, stdin io.Reader) (domains.Config, error) {
 	}
 	cfg, err := libvirtxml.Convert(raw)
 	if err != nil {
+		if path == "-" {
+			path = "stdin"
+		}
 		return domains.Config{}, usagef("%s: %w", path, err)
 	}
 	return cfg, nil
