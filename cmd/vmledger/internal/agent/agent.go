@@ -53,8 +53,8 @@ type Config struct {
 	Stream         string
 	StreamReplicas int
 	NATSJetStream  bool
-	MetricsAddr       string // empty: no metrics endpoint
-	SnapshotEvery     uint64 // events between projection snapshots
+	MetricsAddr    string // empty: no metrics endpoint
+	SnapshotEvery  uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
 	// none (no hypervisor: lifecycle verbs answer unavailable).
 	Accel      string
