@@ -21,6 +21,9 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 		if err := cfg.Validate(); err != nil {
 			return domains.Result{}, err
 		}
+		if err := s.checkPaths(cfg); err != nil {
+			return domains.Result{}, err
+		}
 		s.defineMu.Lock()
 		defer s.defineMu.Unlock()
 		release, err := s.enter(ctx, cfg.UUID, cfg.Name, domains.JobDefine, cmdID)
