@@ -12,6 +12,7 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff # go.mod lists direct requirements as direct; fails when tidy would change go.mod/go.sum
 
 # The whole suite, as CI runs it. Real QEMU and real NATS servers are used;
 # under CI=true a missing QEMU or nats-server fails the tests. -race: the

@@ -46,6 +46,18 @@ type EmbeddedOptions struct {
 	// TLS, when set, is required of every TCP client, and of routes
 	// (tls.go); nil: plain TCP, for loopback.
 	TLS *TLSOptions
+	// JetStream, when set, enables JetStream on this server (a single
+	// host only: not with Cluster; docs/bus.md, Fleet history).
+	JetStream *EmbeddedJetStream
+}
+
+// EmbeddedJetStream is the embedded server's JetStream.
+type EmbeddedJetStream struct {
+	// StoreDir holds the streams (the agent: <state-dir>/jetstream).
+	StoreDir string
+	// Stream is the relay's stream: the read roles may consume it with
+	// durable pull consumers (StreamConsumerPermissions).
+	Stream string
 }
 
 // Embedded is a running in-process nats-server.
@@ -79,12 +91,20 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		NoSigs: true,
 		Debug:  o.Debug,
 		Trace:  o.Trace,
-		// No HTTP monitor, no cluster, no JetStream: the log is bbolt.
+		// No HTTP monitor; a cluster and JetStream only when asked for
+		// (below): the log is bbolt.
 		HTTPPort:      0,
 		Authorization: o.Token,
 	}
+	stream := ""
+	if js := o.JetStream; js != nil {
+		if err := embeddedJetStream(opts, js, o.Cluster != nil); err != nil {
+			return nil, err
+		}
+		stream = js.Stream
+	}
 	if len(o.Identities) > 0 {
-		a, err := newAuthenticator(o.Identities, o.Token, o.TokenRole, "*", o.ReadVerbs)
+		a, err := newAuthenticator(o.Identities, o.Token, o.TokenRole, "*", o.ReadVerbs, stream)
 		if err != nil {
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
