@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,9 +8,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
-	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/vmledger/vmledger/cmd/vmledger/internal/yamlinput"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
 )
@@ -75,7 +73,7 @@ func readConfig(path string, stdin io.Reader) (domains.Config, error) {
 }
 
 // readYAMLFile reads a JSON or YAML file ('-': stdin) of at most max
-// bytes, strictly (checkYAML), and returns it as JSON.
+// bytes, strictly (yamlinput.ToJSON), and returns it as JSON.
 func readYAMLFile(what, path string, stdin io.Reader, max int64) ([]byte, error) {
 	r := stdin
 	if path != "-" {
@@ -93,30 +91,11 @@ func readYAMLFile(what, path string, stdin io.Reader, max int64) ([]byte, error)
 	if int64(len(raw)) > max {
 		return nil, usagef("%s %s: larger than %d bytes", what, path, max)
 	}
-	if err := checkYAML(raw); err != nil {
-		return nil, usagef("%s %s: %w", what, path, err)
-	}
-	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
+	js, err := yamlinput.ToJSON(raw) // strict: cmd/vmledger/internal/yamlinput
 	if err != nil {
 		return nil, usagef("%s %s: %w", what, path, err)
 	}
 	return js, nil
-}
-
-// checkYAML refuses what YAMLToJSON would let pass silently: a key given
-// twice in one mapping (the last would win) and more than one document
-// (all but the first would be ignored).
-func checkYAML(raw []byte) error {
-	dec := yamlv2.NewDecoder(bytes.NewReader(raw))
-	dec.SetStrict(true) // duplicate keys are errors
-	var doc any
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	if err := dec.Decode(&doc); !errors.Is(err, io.EOF) {
-		return errors.New("more than one YAML document (a config file holds one)")
-	}
-	return nil
 }
 
 func newUndefineCmd(g *globals) *cobra.Command {
