@@ -51,7 +51,13 @@ func startMigrationPair(t testing.TB, accel string) *migrationPair {
 // the source and the destination (a --qemu wrapper, say).
 func startMigrationPairWith(t testing.TB, accel string, srcExtra, dstExtra []string) *migrationPair {
 	t.Helper()
-	cl := bustest.StartCluster(t, 3)
+	return startMigrationPairOn(t, bustest.StartCluster(t, 3), accel, srcExtra, dstExtra)
+}
+
+// startMigrationPairOn is startMigrationPairWith on cl (one with
+// JetStream, say).
+func startMigrationPairOn(t testing.TB, cl *bustest.Cluster, accel string, srcExtra, dstExtra []string) *migrationPair {
+	t.Helper()
 	p := &migrationPair{cl: cl,
 		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel, srcExtra...),
 		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel, dstExtra...)}

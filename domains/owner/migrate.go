@@ -229,11 +229,9 @@ func (s *Service) runMigrate(ctx context.Context, j *Job, o domains.MigrateOptio
 	mc.m = next
 	// finish (the destination's)
 	// From the grant on, an abort changes nothing: only the destination
-	// decides, and its answer must be heard.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	fin, err := s.peers.Finish(fctx, o.To, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
+	// decides, and its answer must be heard (askFinish).
+	fin, err := r.askFinish(ctx, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
 		Source: s.host, Epoch: mc.m.Epoch, Paused: wasPaused})
-	cancel()
 	switch {
 	case err == nil && fin.Finished:
 		return r.confirm(ctx, stats)
