@@ -208,6 +208,12 @@ func TestCLIJSONErrorsEveryVerb(t *testing.T) {
 				out, errs, code = runCLI(t, full...)
 			}
 			if code == 0 {
+				// Verbs that need no agent (version) fail on a surplus
+				// argument.
+				surplus := append(append(slices.Clone(args[:len(args)-1]), "surplus"), "--json")
+				out, errs, code = runCLI(t, surplus...)
+			}
+			if code == 0 {
 				t.Fatalf("vmledger %s: exit 0 even without an agent\nstdout: %s", strings.Join(args, " "), out)
 			}
 			checkJSONError(t, args, errs, code)
