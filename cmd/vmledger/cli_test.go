@@ -84,7 +84,7 @@ func TestCLIDefineListInfoConfigUndefine(t *testing.T) {
 	if out := a.mustCLI("define", web); !strings.Contains(out, "nothing changed") { // same config again: a no-op
 		t.Fatalf("define of the same config again: %q", out)
 	}
-	checkExit(t, a, 2, "info")        // missing argument: usage
+	checkExit(t, a, 2, "info") // missing argument: usage
 	checkExit(t, a, 2, "list", "--bogus-flag")
 	checkExit(t, a, 2, "define", writeFile(t, dir, "bad.json", `{"name":"x","memory_mib":0,"vcpus":1}`))
 	checkExit(t, a, 2, "define", writeFile(t, dir, "typo.json", `{"name":"x","memroy_mib":64,"vcpus":1}`))
