@@ -80,7 +80,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG; no hypervisor only when QEMU is not installed and --qemu is not given), kvm, tcg, or none (no hypervisor)")
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
 	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH); one that cannot be run fails the start")
-	f.StringArrayVar(&cfg.AllowDirs, "allow-dir", nil, "a directory save, restore and dump may use for their files (repeatable; default <state-dir>/images); paths with \"..\", symlinks out of it and devices are refused")
+	f.StringArrayVar(&cfg.AllowDirs, "allow-dir", nil, "a directory the files commands name must lie in: disks, kernels, initrds, save images, dumps (repeatable; default <state-dir>/images); checked at define and again at use, through symlinks, by device and inode; paths with \"..\" and devices (see --allow-device) are refused")
 	registerSecurityFlags(f, &cfg.Security)
 	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")

@@ -134,13 +134,14 @@ func (s *Service) MigrationFinish(ctx context.Context, req domains.MigrationFini
 	}
 	in, err := s.inboundOf(id, req.ID)
 	if err != nil {
-		return domains.MigrationFinished{}, err
+		// A repetition, or this agent restarted (migrate_recover.go).
+		return s.finishedFromLog(id, req)
 	}
 	call := finishCall{req: req, reply: make(chan finishReply, 1)}
 	select {
 	case in.finish <- call:
 	case <-in.done:
-		return domains.MigrationFinished{}, domains.Errorf(domains.CodeConflict, "incoming migration %s of domain %s has ended", req.ID, id)
+		return s.finishedFromLog(id, req)
 	case <-ctx.Done():
 		return domains.MigrationFinished{}, domains.Errorf(domains.CodeUnavailable, "migrate-finish: %w", ctx.Err())
 	}
@@ -220,7 +221,11 @@ func (r *incoming) prepare(ctx context.Context) (string, error) {
 	// The -rtc base QEMU starts with: RTC_CHANGE offsets here are
 	// relative to it (the guest's RTC itself comes in the stream).
 	base := domains.ClockBase(d.Config.Clock, r.s.clock.Now())
-	g, err := r.s.driver.(incomingDriver).StartIncomingGuest(ctx, domains.StartSpec{Config: d.Config, ClockBase: base, Paused: true})
+	cfg, err := r.s.confined(d.Config) // its files, checked here too (confine.go)
+	if err != nil {
+		return "", err
+	}
+	g, err := r.s.driver.(incomingDriver).StartIncomingGuest(ctx, domains.StartSpec{Config: cfg, ClockBase: base, Paused: true})
 	if err != nil {
 		return "", err
 	}
