@@ -68,16 +68,7 @@ func TestAgentJetStreamExactlyOnce(t *testing.T) {
 				wg.Wait()
 			}
 			cons := func(url string) jetstream.Consumer {
-				nc, err := nats.Connect(url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(nc.Close)
-				js, err := jetstream.New(nc)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c, err := js.CreateOrUpdateConsumer(ctx, "FLEET", jetstream.ConsumerConfig{Durable: "fleet", AckPolicy: jetstream.AckExplicitPolicy})
+				c, err := jetStreamClient(t, url).CreateOrUpdateConsumer(ctx, "FLEET", jetstream.ConsumerConfig{Durable: "fleet", AckPolicy: jetstream.AckExplicitPolicy})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -147,6 +138,22 @@ func waitForCLI(t *testing.T, a *agentProc, args ...string) {
 	}
 }
 
+// jetStreamClient is a JetStream client on a plain connection to url,
+// closed at the end of the test.
+func jetStreamClient(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // takeSeqs fetches want messages from a durable consumer, acking each,
 // then checks nothing more is there; it returns their Vmledger-Seq.
 func takeSeqs(t *testing.T, c jetstream.Consumer, want int) []uint64 {
@@ -201,15 +208,7 @@ func logLastSeq(t *testing.T, db string) uint64 {
 // events.
 func TestAgentRefusesJetStreamSetups(t *testing.T) {
 	srv := bustest.StartExternalJetStream(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "NARROW", Subjects: []string{"vmledger.evt.other.>"}}); err != nil {
