@@ -31,7 +31,7 @@ func TestMigrateLive(t *testing.T) {
 	y2030 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	t0 := time.Now()
 	adj := setRTC(t, src, srcTap, id, "mig", y2030)
-	usbImg := filepath.Join(t.TempDir(), "usb.img")
+	usbImg := filepath.Join(diskDir(t), "usb.img")
 	if err := os.WriteFile(usbImg, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,13 @@ import (
 // says Unchanged, with no event.
 func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) (domains.Result, error) {
 	return s.once(ctx, cmdID, requestDigest("define", "", cfg.Normalize()), func() (domains.Result, error) {
-		s.defineMu.Lock()
-		defer s.defineMu.Unlock()
+		// One define per name at a time, from the name's lookup to the
+		// append: two defines of a new name must not both create it.
+		unreserve, err := s.reserveName(ctx, cfg.Name)
+		if err != nil {
+			return domains.Result{}, err
+		}
+		defer unreserve()
 		if cfg.UUID == uuid.Nil {
 			s.mu.RLock()
 			id, ok := s.proj.ByName(cfg.Name)
@@ -29,6 +34,9 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 		}
 		cfg = cfg.Normalize()
 		if err := cfg.Validate(); err != nil {
+			return domains.Result{}, err
+		}
+		if err := s.checkPaths(cfg); err != nil {
 			return domains.Result{}, err
 		}
 		release, err := s.enter(ctx, cfg.UUID, cfg.Name, domains.JobDefine, cmdID)

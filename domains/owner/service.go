@@ -25,6 +25,7 @@ type Service struct {
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
 	images     PathGuard     // save images' paths (save.go)
+	paths      ConfigGuard   // a config's host files (confine.go)
 	managedDir string        // managed save images (save.go)
 	dumpDir    string        // on_crash dumps (oncrash.go)
 	peers      MigrationPeer // the other agents, for migrate (migrate.go)
@@ -38,10 +39,10 @@ type Service struct {
 	flight  map[string]*inflight       // command IDs being executed
 	inbound map[uuid.UUID]*inbound     // incoming migrations (migrate_in.go)
 
-	defineMu sync.Mutex // names are unique across domains
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	hintTO   time.Duration
+	naming map[string]chan struct{} // names being defined (reserveName)
+	wg     sync.WaitGroup
+	closed chan struct{}
+	hintTO time.Duration
 }
 
 // Options configure a Service.
@@ -59,6 +60,9 @@ type Options struct {
 	// ManagedSaveDir is where managedsave keeps its images (save.go).
 	Images         PathGuard
 	ManagedSaveDir string
+	// Paths confines the host files configs name (confine.go); nil:
+	// unchecked (tests of the logic with fake drivers and fake paths).
+	Paths ConfigGuard
 	// DumpDir is where on_crash writes its dumps (oncrash.go).
 	DumpDir string
 	// Peers reaches the other agents' migration verbs (nil: migrate
@@ -70,8 +74,8 @@ type Options struct {
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
-		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
-		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
+		images: o.Images, paths: o.Paths, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{}, naming: map[string]chan struct{}{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {

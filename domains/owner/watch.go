@@ -226,13 +226,19 @@ func (s *Service) exited(h *guestHandle) {
 	s.record(ctx, h.id, time.Time{}, domains.Stopped{Reason: reason, Detail: detail})
 }
 
-// record appends a guest-reported fact, retrying a failing log a few times
-// (a fact QEMU reported once is not reported again), as long as the fact
-// still fits the domain's state. The caller holds the domain's lock.
+// record appends a guest-reported fact, retrying a failing log (a fact
+// QEMU reported once is not reported again) for up to factTimeout, as long
+// as the fact still fits the domain's state. A full disk breaks the log
+// until the store recovers, which takes as long as the disk stays full:
+// giving up sooner left the log saying "running" over a QEMU that had
+// exited (TestGuestFactsOutlastABrokenLog). The caller holds the domain's
+// lock; commands on the domain could not append meanwhile anyway.
 func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p domains.Payload) {
-	for try, wait := 0, 100*time.Millisecond; ; try, wait = try+1, wait*2 {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), factTimeout)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
 		_, err := s.commitAt(ctx, at, "", id, p)
-		if err == nil || try == 4 {
+		if err == nil {
 			return
 		}
 		select {
@@ -250,6 +256,9 @@ func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p doma
 		}
 	}
 }
+
+// factTimeout bounds how long record retries one fact.
+const factTimeout = 10 * time.Minute
 
 // monitorGrace is how long a watcher waits, after QMP went away, for QEMU
 // to exit before it concludes that only the monitor was lost.
@@ -349,6 +358,9 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
 	errs := []error{err}
+	if err := s.finishReboot(ctx, id, g, d); err != nil { // reboot.go
+		errs = append(errs, err)
+	}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
