@@ -172,6 +172,34 @@ func TestMigrateFailures(t *testing.T) {
 	}
 	p := startMigrationPairWith(t, "tcg", nil, []string{"--qemu", wrapper})
 
+	t.Run("refused with nothing recorded", func(t *testing.T) {
+		defineTiny(t, p.src, "stopped1", utcVariable)
+		runFilled(t, p, "rf", 1)
+		before := [2]uint64{lastSeqCLI(t, p.src), lastSeqCLI(t, p.dst)}
+		for _, c := range []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"nosuch", "--to", "beta"}, exitNotFound, "not found"},
+			{[]string{"stopped1", "--to", "beta"}, exitConflict, "shut off"},
+			{[]string{"rf"}, exitUsage, "--to"},
+			{[]string{"rf", "--to", "alpha"}, exitUsage, "this host"},
+			{[]string{"rf", "--to", "be ta"}, exitUsage, "host name"},
+			{[]string{"rf", "--to", "beta", "--listen", "beta.example"}, exitUsage, "IP address"},
+			{[]string{"rf", "--to", "beta", "--bandwidth", "-1"}, exitUsage, "negative"},
+			{[]string{"rf", "--to", "gamma"}, exitUnavailable, "gamma"},
+		} {
+			_, errs, code := p.src.cli(append([]string{"migrate"}, c.args...)...)
+			if code != c.code || !strings.Contains(errs, c.want) {
+				t.Errorf("migrate %v: exit %d, want %d with %q\n%s", c.args, code, c.code, c.want, errs)
+			}
+		}
+		if after := [2]uint64{lastSeqCLI(t, p.src), lastSeqCLI(t, p.dst)}; after != before {
+			t.Fatalf("refused migrations appended events: last seqs %v, before %v", after, before)
+		}
+		p.src.mustCLI("destroy", "rf")
+	})
 	t.Run("destination QEMU killed in prepare", func(t *testing.T) {
 		id, con := runFilled(t, p, "kp", 5)
 		writeFile(t, dir, "kill-incoming", "")
