@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -100,14 +99,14 @@ func logOf(t testing.TB, nc *nats.Conn, host, id string) []domains.Event {
 	c := bus.NewClient(nc, host)
 	var out []domains.Event
 	after := uint64(0)
-	retryUntil := time.Now().Add(30 * time.Second)
+	// An agent failing over to another node is unreachable for a moment.
+	unreachable := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		page, err := c.History(ctx, bus.HistoryRequest{After: after, Domain: uuid.MustParse(id)})
 		cancel()
-		if errors.Is(err, domains.ErrUnavailable) && time.Now().Before(retryUntil) {
-			// An agent failing over to another node of the cluster.
-			time.Sleep(300 * time.Millisecond)
+		if domains.CodeOf(err) == domains.CodeUnavailable && time.Now().Before(unreachable) {
+			time.Sleep(200 * time.Millisecond)
 			continue
 		}
 		if err != nil {
