@@ -76,7 +76,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
 	f.StringVar(&cfg.NATSNKey, "nats-nkey", os.Getenv("VMLEDGER_NATS_NKEY"), "NATS nkey seed file for an external server that knows the agent as an nkey user (docs/bus.md, Identities)")
 	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent; refused unless --nats-listen is a loopback address")
-	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and a health answer (/healthz: 200 or 503) on this address (e.g. 127.0.0.1:9464); empty: off")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics), a health answer (/healthz: 200 or 503) and readiness (/readyz: 200 once serving, 503 while starting, stopping, off NATS or with a broken log) on this address (e.g. 127.0.0.1:9464); empty: off")
 	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM where /dev/kvm opens, else TCG; no hypervisor only when QEMU is not installed and --qemu is not given), kvm, tcg, or none (no hypervisor)")
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
 	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH); one that cannot be run fails the start")

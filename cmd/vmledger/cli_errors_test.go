@@ -208,7 +208,12 @@ func TestCLIJSONErrorsEveryVerb(t *testing.T) {
 				out, errs, code = runCLI(t, full...)
 			}
 			if code == 0 {
-				t.Fatalf("vmledger %s: exit 0 even without an agent\nstdout: %s", strings.Join(args, " "), out)
+				// A verb that needs neither (version): an argument too many.
+				args = append(args, "extra-argument")
+				out, errs, code = a.cli(args...)
+			}
+			if code == 0 {
+				t.Fatalf("vmledger %s: exit 0 even without an agent or with an argument too many\nstdout: %s", strings.Join(args, " "), out)
 			}
 			checkJSONError(t, args, errs, code)
 		})

@@ -66,23 +66,7 @@ func TestCLIEventsNameTheDomain(t *testing.T) {
 	// --follow: the past, then a domain defined while following.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := exec.CommandContext(ctx, binary, "--nats-url", a.natsURL, "--host", a.host, "events", "--follow", "--after", "3")
-	stdout, err := f.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Process.Kill(); _ = f.Wait() }()
-	got := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			got <- sc.Text()
-		}
-		close(got)
-	}()
+	got := a.cliLines(ctx, "events", "--follow", "--after", "3")
 	time.Sleep(500 * time.Millisecond) // let it catch up on the past
 	late := defineTiny(t, a, "late1", "{offset: utc}")
 	names[late] = "late1"
@@ -100,4 +84,28 @@ func TestCLIEventsNameTheDomain(t *testing.T) {
 			t.Fatal("events --follow never showed late1's defined event")
 		}
 	}
+}
+
+// cliLines runs a verb that goes on printing (events --follow) and sends
+// its stdout lines; the verb is killed at the test's end or ctx's.
+func (a *agentProc) cliLines(ctx context.Context, args ...string) <-chan string {
+	a.t.Helper()
+	f := exec.CommandContext(ctx, binary, append([]string{"--nats-url", a.natsURL, "--host", a.host}, args...)...)
+	stdout, err := f.StdoutPipe()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	a.t.Cleanup(func() { _ = f.Process.Kill(); _ = f.Wait() })
+	got := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			got <- sc.Text()
+		}
+		close(got)
+	}()
+	return got
 }

@@ -60,7 +60,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newAgentCmd(),
 		newDefineCmd(g), newUndefineCmd(g), newListCmd(g), newInfoCmd(g), newConfigCmd(g),
 		newLifecycleCmd(g, "start", "Boot a shut-off domain"),
-		newLifecycleCmd(g, "shutdown", "Ask the guest to power off (ACPI)"),
+		newShutdownCmd(g), // shutdown_cmd.go
 		newLifecycleCmd(g, "destroy", "Stop a domain at once (kill QEMU)"),
 		newLifecycleCmd(g, "suspend", "Pause a running domain's vCPUs"),
 		newLifecycleCmd(g, "resume", "Resume a paused domain"),

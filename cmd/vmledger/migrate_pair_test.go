@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/bus/bustest"
 	"github.com/vmledger/vmledger/domains"
+	"github.com/vmledger/vmledger/migrate/pagemix"
 )
 
 // Helpers for the live migration tests (migrate_test.go, and the failure
@@ -42,10 +44,23 @@ func migrationAgent(t testing.TB, host, url, accel string, extra ...string) *age
 // each agent's commands reach the other through the routes.
 func startMigrationPair(t testing.TB, accel string) *migrationPair {
 	t.Helper()
-	cl := bustest.StartCluster(t, 3)
+	return startMigrationPairWith(t, accel, nil, nil)
+}
+
+// startMigrationPairWith is startMigrationPair with extra agent flags for
+// the source and the destination (a --qemu wrapper, say).
+func startMigrationPairWith(t testing.TB, accel string, srcExtra, dstExtra []string) *migrationPair {
+	t.Helper()
+	return startMigrationPairOn(t, bustest.StartCluster(t, 3), accel, srcExtra, dstExtra)
+}
+
+// startMigrationPairOn is startMigrationPairWith on cl (one with
+// JetStream, say).
+func startMigrationPairOn(t testing.TB, cl *bustest.Cluster, accel string, srcExtra, dstExtra []string) *migrationPair {
+	t.Helper()
 	p := &migrationPair{cl: cl,
-		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel),
-		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel)}
+		src: migrationAgent(t, "alpha", cl.Nodes[0].URL(), accel, srcExtra...),
+		dst: migrationAgent(t, "beta", cl.Nodes[1].URL(), accel, dstExtra...)}
 	nc, err := nats.Connect(cl.Nodes[2].URL())
 	if err != nil {
 		t.Fatal(err)
@@ -160,5 +175,123 @@ func waitPath(t testing.TB, nc *nats.Conn, host, id, want string, within time.Du
 			t.Fatalf("%s's log: migration path %q, want %q\nevents: %s", host, got, want, typesOf(evs))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// killQEMUs SIGKILLs every QEMU running from a's run directory and
+// returns how many there were.
+func killQEMUs(t testing.TB, a *agentProc) int {
+	t.Helper()
+	pids := qemusIn(a.runDir)
+	for _, pid := range pids {
+		_ = exec.Command("kill", "-KILL", pid).Run()
+	}
+	return len(pids)
+}
+
+// waitNoQEMU waits until no QEMU runs from a's run directory.
+func waitNoQEMU(t testing.TB, a *agentProc, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for len(qemusIn(a.runDir)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("QEMU left on %s: %v", a.host, qemusIn(a.runDir))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// inOrder checks that evs hold events of these types in this order
+// (others between are allowed) and returns them.
+func inOrder(t testing.TB, host string, evs []domains.Event, types ...domains.Type) []domains.Event {
+	t.Helper()
+	var out []domains.Event
+	i := 0
+	for _, e := range evs {
+		if i < len(types) && e.Type == types[i] {
+			out = append(out, e)
+			i++
+		}
+	}
+	if i < len(types) {
+		t.Fatalf("%s's log: %s\nwant in order: %v", host, typesOf(evs), types)
+	}
+	return out
+}
+
+// waitJobSent waits until the domain's job reports stream bytes sent.
+func waitJobSent(t testing.TB, a *agentProc, name string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var r struct {
+			Job *domains.JobInfo `json:"job"`
+		}
+		if err := json.Unmarshal([]byte(a.mustCLI("job", "info", name, "--json")), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Job != nil && r.Job.Progress != nil && r.Job.Progress.Done > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no bytes sent by %s's job within %s: %+v", name, within, r.Job)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runFilled defines and starts the tiny guest on the source and fills its
+// RAM with the page mix of seed.
+func runFilled(t *testing.T, p *migrationPair, name string, seed uint64) (string, *consoleTap) {
+	t.Helper()
+	id := defineTiny(t, p.src, name, utcVariable)
+	con := tapConsole(t, p.nc, "alpha", id)
+	p.src.mustCLI("start", name)
+	con.waitLine(t, "RTC ", 60*time.Second)
+	if _, err := pagemix.Default.Fill(guestArea(mapRAM(t, ramPath(p.src, id))), seed); err != nil {
+		t.Fatal(err)
+	}
+	return id, con
+}
+
+// failsOver checks the outcome of a migration that failed before the
+// hand-off: the source cancelled with the reason and runs the guest, its
+// RAM intact; the destination tore down, dropped the definition it made
+// and runs no QEMU; the source's job-failed carries why.
+func failsOver(t *testing.T, p *migrationPair, id, name string, con *consoleTap, seed uint64, why string) {
+	t.Helper()
+	sl := logOf(t, p.nc, "alpha", id)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.HasSuffix(migrationPath(sl), ">cancelled!") {
+		if time.Now().After(deadline) {
+			t.Fatalf("alpha's migration path %q, want it to end cancelled", migrationPath(sl))
+		}
+		time.Sleep(200 * time.Millisecond)
+		sl = logOf(t, p.nc, "alpha", id)
+	}
+	jf := inOrder(t, "alpha", sl, domains.TypeJobStarted, domains.TypeJobFailed)[1].Payload.(domains.JobFailed)
+	if jf.Reason != domains.JobError || !strings.Contains(jf.Error, why) {
+		t.Fatalf("alpha's job-failed %+v, want reason error naming %q", jf, why)
+	}
+	dl := logOf(t, p.nc, "beta", id)
+	for !strings.HasSuffix(migrationPath(dl), ">torn-down!") {
+		if time.Now().After(deadline) {
+			t.Fatalf("beta's migration path %q, want it to end torn-down", migrationPath(dl))
+		}
+		time.Sleep(200 * time.Millisecond)
+		dl = logOf(t, p.nc, "beta", id)
+	}
+	inOrder(t, "beta", dl, domains.TypeDefined, domains.TypeJobStarted, domains.TypeJobFailed, domains.TypeUndefined)
+	t.Logf("alpha %s, beta %s; alpha's job-failed: %s", migrationPath(sl), migrationPath(dl), jf.Error)
+	if d := infoOf(t, p.src, name); d.State != domains.StateRunning || !d.OwnedHere() {
+		t.Fatalf("alpha: %s, migration %+v", d.State, d.Migration)
+	}
+	readRTC(t, con)
+	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(p.src, id))), seed); err != nil {
+		t.Fatalf("RAM on alpha: %v", err)
+	}
+	waitNoQEMU(t, p.dst, 10*time.Second)
+	if out := p.dst.mustCLI("list"); strings.Contains(out, name) {
+		t.Fatalf("beta still defines %s:\n%s", name, out)
 	}
 }

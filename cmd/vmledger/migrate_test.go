@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,24 +11,6 @@ import (
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/migrate/pagemix"
 )
-
-// inOrder checks that evs hold events of these types in this order
-// (others between are allowed) and returns them.
-func inOrder(t testing.TB, host string, evs []domains.Event, types ...domains.Type) []domains.Event {
-	t.Helper()
-	var out []domains.Event
-	i := 0
-	for _, e := range evs {
-		if i < len(types) && e.Type == types[i] {
-			out = append(out, e)
-			i++
-		}
-	}
-	if i < len(types) {
-		t.Fatalf("%s's log: %s\nwant in order: %v", host, typesOf(evs), types)
-	}
-	return out
-}
 
 // Acceptance a: a running tiny guest whose RTC was set to 2030-01-01 and
 // which has a USB disk hot-plugged migrates from alpha to beta (two agents
@@ -116,27 +98,6 @@ func TestMigrateLive(t *testing.T) {
 	dst.mustCLI("destroy", "mig")
 }
 
-// waitJobSent waits until the domain's job reports stream bytes sent.
-func waitJobSent(t testing.TB, a *agentProc, name string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var r struct {
-			Job *domains.JobInfo `json:"job"`
-		}
-		if err := json.Unmarshal([]byte(a.mustCLI("job", "info", name, "--json")), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Job != nil && r.Job.Progress != nil && r.Job.Progress.Done > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no bytes sent by %s's job within %s: %+v", name, within, r.Job)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Acceptance c: job abort during perform (the stream capped at 1 MiB/s
 // over 12 MiB of page mix, so there is time): the source cancels and the
 // guest runs on there, its RAM intact; the destination tears down, drops
@@ -176,13 +137,7 @@ func TestMigrateAbort(t *testing.T) {
 	if out := dst.mustCLI("list"); strings.Contains(out, "ab") {
 		t.Fatalf("beta still defines the domain:\n%s", out)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(qemusIn(dst.runDir)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if q := qemusIn(dst.runDir); len(q) > 0 {
-		t.Fatalf("QEMU left on beta: %v", q)
-	}
+	waitNoQEMU(t, dst, 10*time.Second)
 	// Clean enough to go again.
 	src.mustCLI("migrate", "ab", "--to", "beta", "--no-progress")
 	if d := infoOf(t, dst, "ab"); d.State != domains.StateRunning || d.Migration.Epoch != 1 {
@@ -192,4 +147,49 @@ func TestMigrateAbort(t *testing.T) {
 		t.Fatalf("RAM on beta: %v", err)
 	}
 	dst.mustCLI("destroy", "ab")
+}
+
+// Acceptance b (two of the four phases; the destination agent killed in
+// finish and a NATS node killed are the JetStream branch's): the
+// destination's QEMU killed in prepare (a wrapper kills the -incoming QEMU
+// 0.3 s after its start while the marker file exists), and the stream cut
+// in perform (the destination's QEMU killed mid-stream at 1 MiB/s). The
+// guest runs on the source only, no QEMU is left on the destination, and
+// job-failed says why.
+func TestMigrateFailures(t *testing.T) {
+	requireQEMU(t)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "kill-incoming")
+	real, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := writeFile(t, dir, "qemu", "#!/bin/sh\n"+
+		"case \"$*\" in *-incoming*) if [ -e "+marker+" ]; then "+real+" \"$@\" & pid=$!; sleep 0.3; kill -KILL $pid; wait $pid; exit 137; fi;; esac\n"+
+		"exec "+real+" \"$@\"\n")
+	if err := os.Chmod(wrapper, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := startMigrationPairWith(t, "tcg", nil, []string{"--qemu", wrapper})
+
+	t.Run("destination QEMU killed in prepare", func(t *testing.T) {
+		id, con := runFilled(t, p, "kp", 5)
+		writeFile(t, dir, "kill-incoming", "")
+		defer os.Remove(marker)
+		if _, errs, code := p.src.cli("migrate", "kp", "--to", "beta", "--bandwidth", "1", "--no-progress"); code == 0 || !strings.Contains(errs, "failed") {
+			t.Fatalf("migrate with the destination's QEMU killed: exit %d\n%s", code, errs)
+		}
+		failsOver(t, p, id, "kp", con, 5, "beta")
+		p.src.mustCLI("destroy", "kp")
+	})
+	t.Run("stream cut in perform", func(t *testing.T) {
+		id, con := runFilled(t, p, "cut", 6)
+		p.src.mustCLI("migrate", "cut", "--to", "beta", "--bandwidth", "1", "--detach")
+		waitJobSent(t, p.src, "cut", 60*time.Second)
+		if n := killQEMUs(t, p.dst); n != 1 {
+			t.Fatalf("%d QEMUs on beta mid-stream, want 1", n)
+		}
+		failsOver(t, p, id, "cut", con, 6, "perform")
+		p.src.mustCLI("destroy", "cut")
+	})
 }

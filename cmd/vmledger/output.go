@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -48,6 +49,12 @@ func printInfo(w io.Writer, d domains.Domain) {
 		fmt.Fprintf(t, "PID:\t%d\n", l.PID)
 		fmt.Fprintf(t, "Started:\t%s\n", fmtTime(l.Started))
 		fmt.Fprintf(t, "RTC adjustment:\t%+ds\n", l.RTC)
+		if len(l.Taints) > 0 {
+			fmt.Fprintf(t, "Tainted:\t%s (qemu-monitor-command)\n", strings.Join(l.Taints, ", "))
+		}
+	}
+	if d.Autostart {
+		fmt.Fprintf(t, "Autostart:\tyes\n")
 	}
 	for _, dev := range d.Devices() { // the live device set
 		kind := dev.Kind

@@ -116,10 +116,15 @@ func newMonitorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), rep)
+				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
 			}
 			if rep.Error != "" {
 				return domains.Errorf(domains.CodeInternal, "QEMU: %s", rep.Error)
+			}
+			if g.json {
+				return nil
 			}
 			out := []byte(rep.Return)
 			if pretty {
@@ -350,7 +355,8 @@ func newEditCmd(g *globals) *cobra.Command {
 			"or $EDITOR (default vi; run by /bin/sh, so it may carry arguments), then read it back as\n" +
 			"strictly as define does and define it. An unchanged file changes nothing and says so (exit 0).\n" +
 			"An edit that does not read or validate is refused (exit 2, nothing recorded) and kept: the\n" +
-			"message names the file, to fix and pass to define.",
+			"message names the file, to fix and pass to define. A config changed by someone else during\n" +
+			"the edit is not overwritten (exit 4; the edit is kept the same way).",
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := g.domainOf(cmd.Context(), args[0])
@@ -362,10 +368,9 @@ func newEditCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !changed {
-				fmt.Fprintf(cmd.OutOrStdout(), "Domain %s configuration not changed (nothing recorded)\n", d.Config.Name)
-				return nil
+				return g.printUnchanged(cmd, d)
 			}
-			return g.defineChanged(cmd, cmdID, cfg, "edited")
+			return g.defineChanged(cmd, cmdID, d, cfg, "edited")
 		},
 	}
 	addCommandID(cmd, &cmdID)
@@ -429,8 +434,35 @@ func sameConfig(a, b domains.Config) bool {
 	return bytes.Equal(x, y)
 }
 
-// defineChanged defines cfg, a changed config of an existing domain.
-func (g *globals) defineChanged(cmd *cobra.Command, cmdID string, cfg domains.Config, what string) error {
+// printUnchanged says that nothing was recorded: as a result without
+// sequences under --json.
+func (g *globals) printUnchanged(cmd *cobra.Command, d domains.Domain) error {
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State})
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "Domain %s configuration not changed (nothing recorded)\n", d.Config.Name)
+	return err
+}
+
+// defineChanged defines cfg, a change of base's config. A config that
+// changed meanwhile (another edit, attach-device --config) is not
+// overwritten: conflict, and the change is kept in a file for define.
+func (g *globals) defineChanged(cmd *cobra.Command, cmdID string, base domains.Domain, cfg domains.Config, what string) error {
+	now, err := g.domainOf(cmd.Context(), base.Config.UUID.String())
+	if err != nil {
+		return err
+	}
+	if !sameConfig(now.Config, base.Config) {
+		kept := "(not kept)"
+		if b, err := yaml.Marshal(cfg); err == nil {
+			if f, err := os.CreateTemp("", "vmledger-edit-*.yaml"); err == nil {
+				if _, err := f.Write(b); err == nil && f.Close() == nil {
+					kept = "kept in " + f.Name()
+				}
+			}
+		}
+		return domains.Errorf(domains.CodeConflict, "domain %s: its config changed while this change was made; nothing defined (the change is %s)", base.Config.Name, kept)
+	}
 	var res domains.Result
 	if err := g.call(cmd.Context(), api.VerbDefine, api.DefineRequest{CommandID: orRandom(cmdID), Config: cfg}, &res); err != nil {
 		return err
@@ -466,10 +498,9 @@ func newSetCmd(g *globals, use, short string, apply func(*domains.Config, string
 				return err
 			}
 			if !changed {
-				fmt.Fprintf(cmd.OutOrStdout(), "Domain %s configuration not changed (nothing recorded)\n", d.Config.Name)
-				return nil
+				return g.printUnchanged(cmd, d)
 			}
-			return g.defineChanged(cmd, cmdID, cfg, "updated for the next start")
+			return g.defineChanged(cmd, cmdID, d, cfg, "updated for the next start")
 		},
 	}
 	cmd.Flags().BoolVar(&config, "config", false, "change the persistent config (the default, and the only mode)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
 	"github.com/vmledger/vmledger/hypervisor/guest"
+	"github.com/vmledger/vmledger/hypervisor/qmp"
 )
 
 // Issue 15, point 1: the verbs a virsh user reaches for, run as the built
@@ -109,6 +111,14 @@ func TestVirshConfigVerbs(t *testing.T) {
 		t.Errorf("domiflist: %q", out)
 	}
 
+	// A config changed by someone else during the edit is not overwritten.
+	racer := editorScript(t, dir, "race.sh", `"`+binary+`" --nats-url "`+a.natsURL+`" --host `+a.host+` setmem vc 48M >/dev/null && sed -i 's/^vcpus: .*/vcpus: 3/' "$1"`)
+	env(racer)
+	out, errs, code = a.cli("edit", "vc")
+	if c := configOf(t, a, "vc"); code != 4 || !strings.Contains(errs, "changed while") || !strings.Contains(errs, "kept in") || c.VCPUs != 1 || c.MemoryMiB != 48 {
+		t.Fatalf("edit racing a setmem: exit %d, %q %q; config %+v", code, out, errs, c)
+	}
+
 	// setvcpus and setmem: for the next start, through define's checks.
 	before = lastSeqCLI(t, a)
 	a.mustCLI("setvcpus", "vc", "2", "--config")
@@ -121,6 +131,10 @@ func TestVirshConfigVerbs(t *testing.T) {
 	}
 	if out := a.mustCLI("setvcpus", "vc", "2"); !strings.Contains(out, "not changed") {
 		t.Errorf("setvcpus to the same count: %q", out)
+	}
+	var same domains.Result
+	if err := json.Unmarshal([]byte(a.mustCLI("setmem", "vc", "32768", "--json")), &same); err != nil || len(same.Seqs) != 0 || same.Name != "vc" {
+		t.Errorf("setmem to the same size, --json: %+v %v", same, err)
 	}
 	for _, bad := range [][]string{
 		{"setvcpus", "vc", "0"}, {"setvcpus", "vc", "256"}, {"setvcpus", "vc", "two"},
@@ -140,6 +154,9 @@ func TestVirshConfigVerbs(t *testing.T) {
 	a.mustCLI("autostart", "vd", "--disable")
 	if h := historyTypes(t, a, "vc", before); strings.Join(h, ",") != "autostart-set" {
 		t.Fatalf("autostart recorded %v", h)
+	}
+	if out := a.mustCLI("info", "vc"); !strings.Contains(out, "Autostart:") {
+		t.Errorf("info does not show autostart:\n%s", out)
 	}
 	if !infoOf(t, a, "vc").Autostart || infoOf(t, a, "vd").Autostart {
 		t.Fatal("info: vc should autostart, vd not")
@@ -199,6 +216,23 @@ func TestVirshGuestVerbs(t *testing.T) {
 		t.Errorf("domtime: %q", out)
 	}
 
+	// vcpuinfo and domtime are reads, open to the readonly identity; the
+	// changing verbs are not.
+	ro := func(args ...string) (string, string, int) {
+		return runCLI(t, append([]string{"--nats-url", bareURL(a), "--host", a.host, "--nats-token-file", filepath.Join(state, "nats.token"),
+			"--nats-identity", "readonly", "--timeout", "20s"}, args...)...)
+	}
+	for _, verb := range []string{"domtime", "vcpuinfo"} {
+		if out, errs, code := ro(verb, "vg"); code != 0 || out == "" {
+			t.Errorf("readonly %s: exit %d %q %s", verb, code, out, errs)
+		}
+	}
+	for _, args := range [][]string{{"reboot", "vg"}, {"autostart", "vg"}, {"qemu-monitor-command", "vg", `{"execute":"query-status"}`}} {
+		if _, errs, code := ro(args...); code == 0 || !strings.Contains(errs, "refused by the NATS server") {
+			t.Errorf("readonly %v: exit %d %s, want a refusal by the server", args, code, errs)
+		}
+	}
+
 	// qemu-monitor-command: recorded, taints; refused commands change nothing.
 	out := a.mustCLI("qemu-monitor-command", "vg", `{"execute":"query-status"}`)
 	if !strings.Contains(out, `"status":"running"`) {
@@ -212,6 +246,9 @@ func TestVirshGuestVerbs(t *testing.T) {
 	}
 	if d := infoOf(t, a, "vg"); d.Live == nil || strings.Join(d.Live.Taints, ",") != domains.TaintCustomMonitor {
 		t.Fatalf("not tainted: %+v", d.Live)
+	}
+	if out := a.mustCLI("info", "vg"); !strings.Contains(out, "custom-monitor") {
+		t.Errorf("info does not show the taint:\n%s", out)
 	}
 	// QEMU's own error reply is recorded too (the command reached QEMU).
 	_, errs, code := a.cli("qemu-monitor-command", "vg", `{"execute":"query-nothing-such"}`)
@@ -285,5 +322,73 @@ func TestParseMemSize(t *testing.T) {
 		if (err == nil) != c.ok || mib != c.mib {
 			t.Errorf("%q: %d, %v; want %d (ok %v)", c.in, mib, err, c.mib, c.ok)
 		}
+	}
+}
+
+// A reboot the last agent left half done (the guest powered off while
+// QEMU was told to pause on power-off, and no agent saw it) is finished by
+// the next agent's recovery and recorded: shutdown, reset, resumed.
+func TestRebootFinishedAtRecovery(t *testing.T) {
+	state, run := t.TempDir(), shortRunDir(t)
+	a := guestAgentIn(t, state, run, "tcg")
+	id := defineTiny(t, a, "vr", "{offset: utc}")
+	con := tapConsole(t, natsConn(t, a), a.host, id)
+	a.mustCLI("start", "vr")
+	con.waitLine(t, "RTC ", 60*time.Second) // booted: the guest heeds the power button
+	pid := infoOf(t, a, "vr").Live.PID
+	before := lastSeqCLI(t, a)
+	a.stop()
+
+	// With the agent away, do what a reboot does up to the guest's power-off.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mon, err := qmp.Dial(ctx, "unix", filepath.Join(run, id, "qmp.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Execute(ctx, "set-action", map[string]string{"shutdown": "pause"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.SystemPowerdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := mon.QueryStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == "shutdown" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mon.Close()
+
+	a = guestAgentIn(t, state, run, "tcg")
+	if h := historyTypes(t, a, "vr", before); strings.Join(h, ",") != "shutdown,reset,resumed" {
+		t.Fatalf("recovery recorded %v, want shutdown,reset,resumed", h)
+	}
+	if d := infoOf(t, a, "vr"); d.State != "running" || d.Live.PID != pid || d.Reason != domains.ResumedReboot {
+		t.Fatalf("after recovery: %s (%s), pid %d (was %d)", d.State, d.Reason, d.Live.PID, pid)
+	}
+	// QEMU exits on power-off again (once the guest is up: before, it
+	// does not heed the button).
+	tapConsole(t, natsConn(t, a), a.host, id).waitLine(t, "RTC ", 60*time.Second)
+	a.mustCLI("shutdown", "vr")
+	waitState(t, a, "vr", "shut off", 60*time.Second)
+}
+
+func waitState(t *testing.T, a *agentProc, name, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		d := infoOf(t, a, name)
+		if string(d.State) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %s after %s, want %s", name, d.State, within, want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -211,10 +211,10 @@ func (s *Service) runMigrate(ctx context.Context, j *Job, o domains.MigrateOptio
 	}
 	mc.m = next
 	// finish (the destination's)
-	fctx, cancel := context.WithTimeout(ctx, finishTimeout)
-	fin, err := s.peers.Finish(context.WithoutCancel(fctx), o.To, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
+	// From the grant on, an abort changes nothing: only the destination
+	// decides, and its answer must be heard (askFinish).
+	fin, err := r.askFinish(ctx, domains.MigrationFinish{ID: j.ID(), Domain: d.Config.UUID.String(),
 		Source: s.host, Epoch: mc.m.Epoch, Paused: wasPaused})
-	cancel()
 	switch {
 	case err == nil && fin.Finished:
 		return r.confirm(ctx, stats)
@@ -331,14 +331,15 @@ func (r *outgoing) released(ctx context.Context, rel *domains.MigrationRelease) 
 // confirm ends a migration that finished on the destination: the source's
 // QEMU stops (stopped, migrated) and, unless kept, the definition goes
 // with the job's end.
-func (r *outgoing) confirm(ctx context.Context, _ domains.MigrationStats) error {
+func (r *outgoing) confirm(ctx context.Context, st domains.MigrationStats) error {
 	uctx, done := undoCtx(ctx)
 	defer done()
 	// The guest runs there now; nothing here may fail the job back.
 	if err := r.mc.step(uctx, domains.MigConfirmed, nil); err != nil {
 		return fmt.Errorf("confirm: %w (the guest runs on %s)", err, r.o.To)
 	}
-	err := r.j.endGuest(uctx, "confirm", domains.Stopped{Reason: domains.StopMigrated, Detail: "migrated to " + r.o.To})
+	err := r.j.endGuest(uctx, "confirm", domains.Stopped{Reason: domains.StopMigrated,
+		Detail: fmt.Sprintf("migrated to %s: QEMU total %d ms, downtime %d ms", r.o.To, st.TotalTime.Milliseconds(), st.Downtime.Milliseconds())})
 	if err != nil {
 		return err
 	}

@@ -134,13 +134,14 @@ func (s *Service) MigrationFinish(ctx context.Context, req domains.MigrationFini
 	}
 	in, err := s.inboundOf(id, req.ID)
 	if err != nil {
-		return domains.MigrationFinished{}, err
+		// A repetition, or this agent restarted (migrate_recover.go).
+		return s.finishedFromLog(id, req)
 	}
 	call := finishCall{req: req, reply: make(chan finishReply, 1)}
 	select {
 	case in.finish <- call:
 	case <-in.done:
-		return domains.MigrationFinished{}, domains.Errorf(domains.CodeConflict, "incoming migration %s of domain %s has ended", req.ID, id)
+		return s.finishedFromLog(id, req)
 	case <-ctx.Done():
 		return domains.MigrationFinished{}, domains.Errorf(domains.CodeUnavailable, "migrate-finish: %w", ctx.Err())
 	}

@@ -2,7 +2,10 @@ package owner
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/vmledger/vmledger/domains"
 )
@@ -100,4 +103,33 @@ func (s *Service) cancelReboot(ctx context.Context, g lifecycle) {
 	if rb, ok := g.(rebooter); ok {
 		_ = rb.PauseOnShutdown(ctx, false)
 	}
+}
+
+// finishReboot completes, at recovery, a fake reboot the last agent left
+// half done: a QEMU found paused in run state "shutdown" powered off while
+// told to pause on power-off, which only a pending reboot does. What
+// happened meanwhile is recorded (shutdown), then the reset and resume the
+// reboot was waiting for. A reset that fails ends QEMU, as in fakeReboot.
+func (s *Service) finishReboot(ctx context.Context, id uuid.UUID, g domains.Guest, d domains.Domain) error {
+	rb, ok := g.(rebooter)
+	if !ok || d.State != domains.StateRunning {
+		return nil
+	}
+	st, err := g.Status(ctx)
+	if err != nil || st.Status != "shutdown" {
+		return nil
+	}
+	if _, err := s.commit(ctx, "", id, domains.Shutdown{Reason: domains.ShutdownGuest, QEMUReason: "guest-shutdown"}); err != nil {
+		return err
+	}
+	if err := rb.Reset(ctx); err != nil {
+		_ = g.Kill(ctx)
+		return fmt.Errorf("finish the reboot: %w", err)
+	}
+	if err := rb.Resume(ctx); err != nil {
+		_ = g.Kill(ctx)
+		return fmt.Errorf("finish the reboot: %w", err)
+	}
+	_, err = s.commit(ctx, "", id, domains.Reset{Reason: domains.ResetReboot}, domains.Resumed{Reason: domains.ResumedReboot})
+	return err
 }

@@ -86,6 +86,11 @@ func (s *Service) MonitorCommand(ctx context.Context, cmdID, ref string, raw []b
 			sum := sha256.Sum256(args)
 			p.ArgsBytes, p.ArgsDigest = uint64(len(args)), "sha256:"+hex.EncodeToString(sum[:])
 		}
+		if qerr == nil && len(ret) > maxMonitorReturn {
+			// It ran; only its answer cannot travel back over the bus.
+			qerr = fmt.Errorf("QEMU's reply is %d bytes, more than the %d a reply may carry", len(ret), maxMonitorReturn)
+			ret = nil
+		}
 		if qerr != nil {
 			p.Error = truncate(qerr.Error(), 1024)
 		}
@@ -95,6 +100,10 @@ func (s *Service) MonitorCommand(ctx context.Context, cmdID, ref string, raw []b
 	reply.Result = res
 	return reply, err
 }
+
+// maxMonitorReturn bounds QEMU's reply to a raw command, so that the
+// answer fits a NATS message (1 MiB by default) with room to spare.
+const maxMonitorReturn = 512 << 10
 
 // vcpuLister is what vcpuinfo needs of a running guest.
 type vcpuLister interface {

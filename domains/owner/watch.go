@@ -294,7 +294,9 @@ func (s *Service) Recover(ctx context.Context) error {
 	if s.driver == nil {
 		return jobErr
 	}
-	errs := []error{jobErr}
+	// Before any QEMU is reattached or settled: an incoming one is paused
+	// and would pass for a started guest.
+	errs := []error{jobErr, s.recoverIncoming(ctx)}
 	for _, d := range s.List() {
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 		var err error
@@ -356,6 +358,9 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
 	errs := []error{err}
+	if err := s.finishReboot(ctx, id, g, d); err != nil { // reboot.go
+		errs = append(errs, err)
+	}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)

@@ -131,6 +131,7 @@ type agent struct {
 	natsURL     string
 	natsToken   string
 	svc         *owner.Service
+	reconciler  atomic.Pointer[owner.Service] // svc, for the store's writer goroutine (reconcile.go)
 	metrics     *metrics
 	relay       *bus.Relay
 	metricsAddr string
@@ -319,6 +320,7 @@ func (a *agent) storeHealth(err error) {
 		return
 	}
 	a.log.Info().Uint64("last_seq", a.store.LastSeq()).Msg("event log: recovered, changes accepted again")
+	a.reconcileSoon()
 }
 
 func (a *agent) loadProjection(ctx context.Context) error {
@@ -473,6 +475,7 @@ func (a *agent) startService(context.Context) error {
 		},
 	})
 	a.proj = nil // the service owns it now
+	a.reconciler.Store(a.svc)
 	return nil
 }
 
