@@ -186,6 +186,30 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadStreamFrom lets QEMU's stream be read straight into the image
+// writer's buffers (migrate.Writer.ReadStreamFrom), counted on the way.
+func (p *progressWriter) ReadStreamFrom(r io.Reader) (int64, error) {
+	sr, ok := p.w.(interface {
+		ReadStreamFrom(io.Reader) (int64, error)
+	})
+	if !ok {
+		return io.Copy(struct{ io.Writer }{p}, r)
+	}
+	return sr.ReadStreamFrom(streamCounter{r: r, p: p})
+}
+
+type streamCounter struct {
+	r io.Reader
+	p *progressWriter
+}
+
+func (pr streamCounter) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	done := pr.p.n.Add(uint64(n))
+	pr.p.j.Progress(domains.JobProgress{Phase: pr.p.phase, Done: done, Total: pr.p.total})
+	return n, err
+}
+
 func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate.Compression, o domains.SaveOptions) (err error) {
 	d := j.Domain()
 	g := j.Guest()
