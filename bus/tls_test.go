@@ -175,3 +175,66 @@ func TestExternalServerTLS(t *testing.T) {
 		t.Fatal("connected without a client certificate")
 	}
 }
+
+// TestEmbeddedRoutesTLS: routes between embedded servers run over TLS
+// with certificates of the CA checked both ways: two servers of one CA
+// form a route and carry messages; a server whose certificate another
+// CA signed is never routed to.
+func TestEmbeddedRoutesTLS(t *testing.T) {
+	ca, other := bustest.NewCA(t, "vmledger-test"), bustest.NewCA(t, "other")
+	n := 0
+	start := func(ca *bustest.CA, routes ...string) *bus.Embedded {
+		t.Helper()
+		cert, key := ca.IssueServer("node")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		n++
+		e, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: -1, Token: "sekrit", ServerName: fmt.Sprintf("node%d", n),
+			Cluster: &bus.ClusterOptions{Port: -1, Routes: routes},
+			TLS:     &bus.TLSOptions{CertFile: cert, KeyFile: key, CAFile: ca.File}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+		return e
+	}
+	a := start(ca)
+	route := "nats-route://" + a.Server().ClusterAddr().String()
+	b := start(ca, route)
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Server().NumRoutes() == 0 || b.Server().NumRoutes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no TLS route between two servers of one CA after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	na, err := dialTLS(a.ClientURL(), bus.ConnectOptions{CAFile: ca.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer na.Close()
+	nb, err := dialTLS(b.ClientURL(), bus.ConnectOptions{CAFile: ca.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	sub, err := nb.SubscribeSync("across")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nb.Flush()
+	for m := (*nats.Msg)(nil); m == nil; {
+		// The subscription reaches a through the route a moment later.
+		_ = na.Publish("across", []byte("hi"))
+		m, _ = sub.NextMsg(200 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("nothing crossed the TLS route")
+		}
+	}
+	routes := a.Server().NumRoutes()
+	c := start(other, route)
+	time.Sleep(3 * time.Second) // a handshake takes milliseconds; give it plenty
+	if c.Server().NumRoutes() != 0 || a.Server().NumRoutes() != routes {
+		t.Fatalf("a server of another CA got a route: %d, a has %d (was %d)", c.Server().NumRoutes(), a.Server().NumRoutes(), routes)
+	}
+}

@@ -105,4 +105,11 @@ func TestCLIConfinement(t *testing.T) {
 	if d := infoOf(t, a, "web"); d.Version != v || d.State != domains.StateShutoff {
 		t.Fatalf("after the refused start: %s at version %d, was %d", d.State, d.Version, v)
 	}
+
+	// --allow-device takes devices only, --allow-dir directories only.
+	for _, args := range [][]string{{"--allow-device", outImg}, {"--allow-dir", outImg}} {
+		if stderr, code := agentRefuses(t, t.TempDir(), append([]string{"--accel", "none"}, args...)...); code != exitUsage || !strings.Contains(stderr, args[0]) {
+			t.Fatalf("agent %v: exit %d\n%s", args, code, stderr)
+		}
+	}
 }

@@ -94,6 +94,11 @@ func TestFaultHarness(t *testing.T) {
 	r.root = storetest.Tmpfs(t, "64m")
 	r.state, r.run = filepath.Join(r.root, "state"), shortRunDir(t)
 	images := t.TempDir()
+	// bigConfig's disk directory must exist: define checks it is allowed
+	// (docs/security.md).
+	if err := os.MkdirAll(filepath.Dir(bigConfig("x", images).Disks[0].Path), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	r.startAgent(images)
 
 	nc, err := nats.Connect(r.x.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))

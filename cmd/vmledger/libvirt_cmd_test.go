@@ -63,7 +63,7 @@ func TestDefineFromLibvirt(t *testing.T) {
 	requireQEMU(t)
 	dir := t.TempDir()
 	a := guestAgent(t, dir+"/state", "tcg")
-	img := filepath.Join(diskDir(t), "tiny.img") // inside the agent's allowed directories
+	img := filepath.Join(diskDir(t), "tiny.img") // allowed (confine_harness_test.go)
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)
 	}

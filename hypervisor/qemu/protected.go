@@ -35,6 +35,9 @@ func (d *Driver) checkDisks(cfg domains.Config) error {
 	if err := d.checkDiskPaths(files); err != nil {
 		return err
 	}
+	if err := checkQcow2Files(cfg); err != nil {
+		return err
+	}
 	if len(files) == 0 {
 		return nil
 	}
