@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/vmledger
 PKGS    := ./...
 
-.PHONY: all build test test-short bench demo vet clean
+.PHONY: all build test test-short bench demo vet clean fuzz fuzz-corpus
 
 all: build
 
@@ -12,6 +12,7 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff # go.mod lists direct requirements as direct; fails when tidy would change go.mod/go.sum
 
 # The whole suite, as CI runs it. Real QEMU and real NATS servers are used;
 # under CI=true a missing QEMU or nats-server fails the tests. -race: the
@@ -25,6 +26,32 @@ test: vet
 	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
 	$(GO) test -race -short -count=1 -timeout 30m ./coredump
 	$(GO) test -count=1 -timeout 30m ./coredump
+
+# Every decoder's fuzz target (docs/fuzzing.md), each for FUZZTIME; .ci/run
+# calls it after the suite. A target is PKG:FuzzName. Longer: make fuzz FUZZTIME=10m
+FUZZTIME ?= 8s
+FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
+	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
+	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
+	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
+	./store:FuzzImport
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo ">> fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%:*}"; \
+	done
+
+# Keep the FUZZ_KEEP smallest inputs each fuzzer found interesting (in the
+# Go build cache) as its committed corpus, testdata/fuzz/FuzzX.
+FUZZ_KEEP ?= 12
+fuzz-corpus:
+	@cache=$$($(GO) env GOCACHE)/fuzz; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%:*}; name=$${t#*:}; imp=$$($(GO) list $$pkg); \
+		dst=$$pkg/testdata/fuzz/$$name; mkdir -p $$dst; \
+		ls -S -r $$cache/$$imp/$$name 2>/dev/null | head -n $(FUZZ_KEEP) | \
+			while read f; do cp $$cache/$$imp/$$name/$$f $$dst/; done; \
+		echo "$$dst: $$(ls $$dst | wc -l) inputs"; \
+	done
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

@@ -33,6 +33,9 @@ func (e *Event) MarshalBinary(dst []byte) ([]byte, error) {
 	if e.Payload == nil || e.Payload.EventType() != e.Type {
 		return nil, fmt.Errorf("event %q: payload does not match type", e.Type)
 	}
+	if !timeEncodable(e.Time) {
+		return nil, fmt.Errorf("event %q: time %s outside the years 1678-2262 the codec holds", e.Type, e.Time.Format(time.RFC3339Nano))
+	}
 	w := writer{b: dst}
 	w.b = append(w.b, codecVersion)
 	w.b = append(w.b, e.Domain[:]...)
@@ -47,6 +50,10 @@ func (e *Event) MarshalBinary(dst []byte) ([]byte, error) {
 	}
 	return w.b, nil
 }
+
+// timeEncodable: t survives Unix nanoseconds in an int64 (found by
+// FuzzEventJSON: the zero time came back as 1754).
+func timeEncodable(t time.Time) bool { return time.Unix(0, t.UnixNano()).Equal(t) }
 
 // UnmarshalEvent decodes b (as made by MarshalBinary) into an event with
 // the given sequence. Payloads of older schema versions are upcast.

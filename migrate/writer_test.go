@@ -3,8 +3,11 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"testing"
+	"testing/iotest"
 )
 
 // TestWriterStoresRandomChunks: a chunk of random bytes is stored without
@@ -56,5 +59,52 @@ func TestWriterStoresRandomChunks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadStreamFrom: reading the stream straight into the chunk buffers
+// (what StreamOut does) makes the same image as Write, whatever the sizes
+// of the reads; an error of the source is returned as it is.
+func TestReadStreamFrom(t *testing.T) {
+	stream := testStream(3<<20+12345, 7)
+	for _, c := range []Compression{None, Zstd, Snappy} {
+		want := writeImage(t, testConfig, stream, Options{Compression: c, ChunkSize: 256 << 10})
+		for name, r := range map[string]io.Reader{
+			"whole":    bytes.NewReader(stream),
+			"half":     iotest.HalfReader(bytes.NewReader(stream)),
+			"one byte": iotest.OneByteReader(bytes.NewReader(stream[:300000])),
+		} {
+			var f memFile
+			w, err := NewWriter(&f, testConfig, Options{Compression: c, ChunkSize: 256 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := w.ReadStreamFrom(r)
+			if err != nil {
+				t.Fatalf("%s %s: %v", c, name, err)
+			}
+			if _, err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if name == "one byte" {
+				if n != 300000 || !bytes.Equal(f.b, writeImage(t, testConfig, stream[:300000], Options{Compression: c, ChunkSize: 256 << 10})) {
+					t.Errorf("%s %s: %d bytes, image differs from Write's", c, name, n)
+				}
+				continue
+			}
+			if n != int64(len(stream)) || !bytes.Equal(f.b, want) {
+				t.Errorf("%s %s: %d bytes, image differs from Write's", c, name, n)
+			}
+		}
+	}
+	var f memFile
+	w, err := NewWriter(&f, testConfig, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	boom := errors.New("boom")
+	if _, err := w.ReadStreamFrom(iotest.ErrReader(boom)); !errors.Is(err, boom) {
+		t.Fatalf("source error: %v", err)
 	}
 }

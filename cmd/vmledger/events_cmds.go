@@ -28,13 +28,23 @@ func (f *eventFilter) register(cmd *cobra.Command, withDomain bool) {
 	cmd.Flags().Uint64Var(&f.after, "after", 0, "start after this global sequence")
 }
 
+// checkTypes refuses a --type that is no event type.
+func (f *eventFilter) checkTypes() error {
+	for _, t := range f.types {
+		if !domains.Type(t).Valid() {
+			return usagef("--type %s: not an event type (see docs/events.md)", domains.Quote(t))
+		}
+	}
+	return nil
+}
+
 // resolve turns the filter into bus options, looking a name up once.
 func (f *eventFilter) resolve(ctx context.Context, g *globals, c *bus.Client) (bus.FollowOptions, error) {
 	o := bus.FollowOptions{After: f.after}
+	if err := f.checkTypes(); err != nil {
+		return o, err
+	}
 	for _, t := range f.types {
-		if !domains.Type(t).Valid() {
-			return o, usagef("--type %s: not an event type (see docs/events.md)", domains.Quote(t))
-		}
 		o.Types = append(o.Types, domains.Type(t))
 	}
 	if f.domain == "" {
@@ -77,6 +87,9 @@ events are committed; the stream resumes exactly where it stopped after a
 NATS outage (history request plus de-duplication by sequence).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkTypes(); err != nil {
+				return err // before connecting: a typo needs no agent
+			}
 			if allHosts {
 				err := eventsAllHosts(cmd.Context(), g, cmd.OutOrStdout(), f, follow)
 				if follow && cmd.Context().Err() != nil {
@@ -93,7 +106,7 @@ NATS outage (history request plus de-duplication by sequence).`,
 			if err != nil {
 				return err
 			}
-			out := eventPrinter(cmd.OutOrStdout(), g.json)
+			out := eventPrinter(cmd.Context(), cmd.OutOrStdout(), g.json, newDomainNames(g, c))
 			if follow {
 				err := c.Follow(cmd.Context(), o, out)
 				if cmd.Context().Err() != nil {
@@ -122,6 +135,9 @@ func newHistoryCmd(g *globals) *cobra.Command {
 			if err := rg.parse(); err != nil {
 				return err
 			}
+			if err := f.checkTypes(); err != nil {
+				return err
+			}
 			nc, c, err := g.dial(cmd.Context())
 			if err != nil {
 				return err
@@ -133,7 +149,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o.After = rg.after(o.After)
-			err = drain(cmd.Context(), g, c, o, rg.filter(eventPrinter(cmd.OutOrStdout(), g.json)))
+			err = drain(cmd.Context(), g, c, o, rg.filter(eventPrinter(cmd.Context(), cmd.OutOrStdout(), g.json, newDomainNames(g, c))))
 			if errors.Is(err, errRangeEnd) {
 				return nil
 			}
@@ -174,7 +190,9 @@ func drain(ctx context.Context, g *globals, c *bus.Client, o bus.FollowOptions, 
 	}
 }
 
-func eventPrinter(w io.Writer, asJSON bool) func(domains.Event) error {
+// eventPrinter prints events as JSON lines, or as text lines that name
+// each event's domain (names finds it; nil: "-").
+func eventPrinter(ctx context.Context, w io.Writer, asJSON bool, names *domainNames) func(domains.Event) error {
 	return func(e domains.Event) error {
 		if asJSON {
 			// The bus's form: a placeholder stays a placeholder.
@@ -185,7 +203,11 @@ func eventPrinter(w io.Writer, asJSON bool) func(domains.Event) error {
 			_, err = w.Write(append(b, '\n'))
 			return err
 		}
-		printEvent(w, e)
+		name := "-"
+		if names != nil {
+			name = names.name(ctx, e)
+		}
+		printEvent(w, e, name)
 		return nil
 	}
 }

@@ -87,12 +87,15 @@ func printJob(w io.Writer, j *domains.JobInfo) {
 	if j.Async {
 		kind = "asynchronous"
 	}
-	fmt.Fprintf(w, "Job:        %s\nKind:       %s (%s)\nStarted:    %s\n", j.ID, j.Kind, kind, j.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "Job:        %s\nKind:       %s (%s)\nStarted:    %s\n", j.ID, j.Kind, kind, fmtTime(j.Started))
 	if j.CommandID != "" {
 		fmt.Fprintf(w, "Command ID: %s\n", j.CommandID)
 	}
 	if p := j.Progress; p != nil {
 		fmt.Fprintf(w, "Phase:      %s\nProgress:   %s\nRate:       %s/s\n", p.Phase, progressText(*p), bytesText(p.Rate))
+		if p.Pass > 0 { // a live migration
+			fmt.Fprintf(w, "Pass:       %d (%s left in it, %d pages dirtied/s)\n", p.Pass, bytesText(p.Remaining), p.DirtyRate)
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ const utcVariable = "{offset: variable, adjustment: 0, basis: utc}"
 // defineTinyMem is defineTiny with a memory size.
 func defineTinyMem(t testing.TB, a *agentProc, name string, mib int) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := diskDir(t)
 	img := filepath.Join(dir, "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)
@@ -535,6 +535,7 @@ func TestManagedSave(t *testing.T) {
 	// --force-boot discards the image and boots.
 	a.mustCLI("managedsave", "ms")
 	a.mustCLI("start", "ms", "--force-boot")
+	removedBecause(t, tap, domains.ManagedSaveDiscarded)
 	ev = tap.next(t, "started", 30*time.Second)
 	for {
 		payload(t, ev, &sp)
@@ -548,6 +549,7 @@ func TestManagedSave(t *testing.T) {
 	// managedsave-remove discards it; start then boots.
 	a.mustCLI("managedsave", "ms")
 	a.mustCLI("managedsave-remove", "ms")
+	removedBecause(t, tap, domains.ManagedSaveRemovedByUser)
 	managed(false)
 	if _, _, code := a.cli("managedsave-remove", "ms"); code != exitNotFound {
 		t.Fatalf("managedsave-remove without an image: exit %d, want %d", code, exitNotFound)
@@ -557,6 +559,16 @@ func TestManagedSave(t *testing.T) {
 		t.Fatalf("start after managedsave-remove: %s", d.State)
 	}
 	a.mustCLI("destroy", "ms")
+}
+
+// removedBecause waits for managed-save-removed and checks its reason.
+func removedBecause(t testing.TB, tap *eventTap, reason string) {
+	t.Helper()
+	var p domains.ManagedSaveRemoved
+	payload(t, tap.next(t, string(domains.TypeManagedSaveRemoved), 10*time.Second), &p)
+	if p.Reason != reason || filepath.Base(p.Path) == "" {
+		t.Fatalf("managed-save-removed %+v, want reason %s", p, reason)
+	}
 }
 
 // Acceptance a on the Linux guest: the RTC set from inside Linux (date -s,
@@ -610,7 +622,7 @@ func TestSaveRestoreHotpluggedDevice(t *testing.T) {
 	a := guestAgent(t, t.TempDir(), "tcg")
 	defineTiny(t, a, "hps", utcVariable)
 	a.mustCLI("start", "hps")
-	dir := t.TempDir()
+	dir := diskDir(t)
 	disk := filepath.Join(dir, "usb.img")
 	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)

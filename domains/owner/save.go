@@ -186,6 +186,30 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadStreamFrom lets QEMU's stream be read straight into the image
+// writer's buffers (migrate.Writer.ReadStreamFrom), counted on the way.
+func (p *progressWriter) ReadStreamFrom(r io.Reader) (int64, error) {
+	sr, ok := p.w.(interface {
+		ReadStreamFrom(io.Reader) (int64, error)
+	})
+	if !ok {
+		return io.Copy(struct{ io.Writer }{p}, r)
+	}
+	return sr.ReadStreamFrom(streamCounter{r: r, p: p})
+}
+
+type streamCounter struct {
+	r io.Reader
+	p *progressWriter
+}
+
+func (pr streamCounter) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	done := pr.p.n.Add(uint64(n))
+	pr.p.j.Progress(domains.JobProgress{Phase: pr.p.phase, Done: done, Total: pr.p.total})
+	return n, err
+}
+
 func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate.Compression, o domains.SaveOptions) (err error) {
 	d := j.Domain()
 	g := j.Guest()
@@ -261,22 +285,30 @@ func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate
 	// record (stopped, saved), not the watcher's (crashed).
 	uctx, cancel := undoCtx(ctx)
 	defer cancel()
-	h := s.guest(d.Config.UUID)
-	return j.act(uctx, func() error {
+	return j.endGuest(uctx, "save", domains.TransferCompleted{Kind: domains.TypeSaveCompleted, Path: path, Bytes: uint64(st.ImageBytes)},
+		domains.Stopped{Reason: domains.StopSaved})
+}
+
+// endGuest kills the job's QEMU and records its end (ps): the end is
+// this job's to record (stopped, saved or migrated), not the watcher's
+// (crashed), so the watcher lets go of it first.
+func (j *Job) endGuest(ctx context.Context, what string, ps ...domains.Payload) error {
+	id, g := j.domain.Config.UUID, j.guest
+	h := j.s.guest(id)
+	return j.act(ctx, func() error {
 		if h != nil {
-			s.forget(d.Config.UUID, h)
+			j.s.forget(id, h)
 		}
-		if err := g.Kill(uctx); err != nil {
-			return fmt.Errorf("save: end QEMU: %w", err)
+		if err := g.Kill(ctx); err != nil {
+			return fmt.Errorf("%s: end QEMU: %w", what, err)
 		}
 		select {
 		case <-g.Done():
 			return nil
-		case <-uctx.Done():
-			return fmt.Errorf("save: QEMU did not exit: %w", uctx.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("%s: QEMU did not exit: %w", what, ctx.Err())
 		}
-	}, domains.TransferCompleted{Kind: domains.TypeSaveCompleted, Path: path, Bytes: uint64(st.ImageBytes)},
-		domains.Stopped{Reason: domains.StopSaved})
+	}, ps...)
 }
 
 // Restore verifies the whole image at o.Path, defines the domain from its
@@ -323,6 +355,9 @@ func (s *Service) restore(ctx context.Context, cmdID, path string, o domains.Res
 	if cur, err := s.Get(cfg.UUID.String()); err == nil {
 		if cur.State.Active() {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "cannot restore domain %q: it is %s", cur.Config.Name, cur.State)
+		}
+		if err := ownedHere(cur); err != nil {
+			return domains.Result{}, err
 		}
 	}
 	// The domain as the image recorded it: defined, or updated (virsh
@@ -382,12 +417,16 @@ func (s *Service) runRestore(ctx context.Context, j *Job, path string, sum migra
 		}
 		_ = j.Record(uctx, domains.TransferFailed{Kind: domains.TypeRestoreFailed, Path: path, Error: err.Error()})
 	}()
+	cfg, err := s.confined(d.Config)
+	if err != nil {
+		return err
+	}
 	base := domains.ClockBase(d.Config.Clock, s.clock.Now())
 	drv := s.driver.(incomingDriver)
 	pr := &progressReader{j: j, total: uint64(sum.StreamBytes), phase: "memory"}
 	err = migrate.Feed(ctx, path, sum, func(ctx context.Context) (migrate.Target, error) {
 		var err error
-		g, err = drv.StartIncomingGuest(ctx, domains.StartSpec{Config: d.Config, ClockBase: base, Paused: true})
+		g, err = drv.StartIncomingGuest(ctx, domains.StartSpec{Config: cfg, ClockBase: base, Paused: true})
 		if err != nil {
 			return nil, err
 		}
@@ -485,22 +524,43 @@ func (s *Service) ManagedSave(ctx context.Context, cmdID, ref string, o domains.
 }
 
 // ManagedSaveRemove discards the domain's managed save image (virsh
-// managedsave-remove).
-func (s *Service) ManagedSaveRemove(ctx context.Context, ref string) (domains.Result, error) {
-	d, err := s.Get(ref)
+// managedsave-remove) and records managed-save-removed.
+func (s *Service) ManagedSaveRemove(ctx context.Context, cmdID, ref string) (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest(string(domains.JobManagedSaveRemove), ref, nil), func() (domains.Result, error) {
+		d, unlock, err := s.acquire(ctx, ref, domains.JobManagedSaveRemove, cmdID)
+		if err != nil {
+			return domains.Result{}, err
+		}
+		defer unlock()
+		if !s.HasManagedSave(d.Config.UUID) {
+			return domains.Result{}, domains.Errorf(domains.CodeNotFound, "domain %q has no managed save image", d.Config.Name)
+		}
+		if d.State.Active() {
+			// Only a shut-off domain has one (a start restores it).
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is %s", d.Config.Name, d.State)
+		}
+		return s.discardManaged(ctx, cmdID, d, domains.ManagedSaveRemovedByUser)
+	})
+}
+
+// discardManaged removes the managed save image and records it. The image
+// is first renamed aside, so that a failed append puts it back and the
+// log and the file never disagree: recorded means gone.
+func (s *Service) discardManaged(ctx context.Context, cmdID string, d domains.Domain, reason string) (domains.Result, error) {
+	path := s.managedPath(d.Config.UUID)
+	aside := path + ".removing"
+	if err := os.Rename(path, aside); err != nil {
+		return domains.Result{}, domains.Errorf(domains.CodeInternal, "discard the managed save image of %q: %w", d.Config.Name, err)
+	}
+	res, err := s.commit(ctx, cmdID, d.Config.UUID, domains.ManagedSaveRemoved{Path: path, Reason: reason})
 	if err != nil {
+		if rerr := os.Rename(aside, path); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("the image stays at %s: %w", aside, rerr))
+		}
 		return domains.Result{}, err
 	}
-	if j := s.currentJob(d.Config.UUID); j != nil && j.async() {
-		return domains.Result{}, busy(d.Config.Name, j.snapshot())
-	}
-	if !s.HasManagedSave(d.Config.UUID) {
-		return domains.Result{}, domains.Errorf(domains.CodeNotFound, "domain %q has no managed save image", d.Config.Name)
-	}
-	if err := os.Remove(s.managedPath(d.Config.UUID)); err != nil {
-		return domains.Result{}, domains.Errorf(domains.CodeInternal, "remove the managed save image of %q: %w", d.Config.Name, err)
-	}
-	return domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}, nil
+	_ = os.Remove(aside) // recorded: a file left over only wastes space
+	return res, nil
 }
 
 // startManaged is start's first step: a shut-off domain with a managed
@@ -526,8 +586,8 @@ func (s *Service) startManaged(ctx context.Context, cmdID, ref string, o domains
 		return domains.Result{}, false, nil
 	}
 	if o.ForceBoot {
-		if err := os.Remove(path); err != nil {
-			return domains.Result{}, true, domains.Errorf(domains.CodeInternal, "discard the managed save image of %q: %w", d.Config.Name, err)
+		if _, err := s.discardManaged(ctx, "", d, domains.ManagedSaveDiscarded); err != nil {
+			return domains.Result{}, true, err
 		}
 		return domains.Result{}, false, nil
 	}

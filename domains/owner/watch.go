@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +16,9 @@ import (
 type guestHandle struct {
 	id    uuid.UUID
 	guest domains.Guest
+	// reboot holds the command ID of a reboot the guest has not acted on
+	// yet (reboot.go).
+	reboot atomic.Pointer[string]
 }
 
 func (s *Service) guest(id uuid.UUID) *guestHandle {
@@ -165,6 +169,9 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		at = time.Time{}
 	}
 	s.record(ctx, h.id, at, p)
+	if ev.Kind == domains.GuestShutdown {
+		s.fakeReboot(ctx, h) // a reboot pending: reset instead of stop
+	}
 }
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings
@@ -287,7 +294,9 @@ func (s *Service) Recover(ctx context.Context) error {
 	if s.driver == nil {
 		return jobErr
 	}
-	errs := []error{jobErr}
+	// Before any QEMU is reattached or settled: an incoming one is paused
+	// and would pass for a started guest.
+	errs := []error{jobErr, s.recoverIncoming(ctx)}
 	for _, d := range s.List() {
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 		var err error
@@ -318,6 +327,16 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	// A guest that panicked while no agent watched it gets its on_crash
+	// policy now, once it is watched and the recover job has let go of
+	// the domain (the policy's dump is a job of its own): deferred first,
+	// so it runs after release and watch.
+	var panicked bool
+	defer func() {
+		if h := s.guest(id); panicked && h != nil {
+			go s.crashPolicy(h, d.Config)
+		}
+	}()
 	defer release()
 	if !d.State.Active() || s.guest(id) != nil {
 		return nil
@@ -339,6 +358,9 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
 	errs := []error{err}
+	if err := s.finishReboot(ctx, id, g, d); err != nil { // reboot.go
+		errs = append(errs, err)
+	}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
@@ -347,7 +369,18 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err := s.deviceDiff(ctx, id, g, d); err != nil { // devices.go
 		errs = append(errs, err)
 	}
-	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
+	st, err := g.Status(ctx)
+	if err == nil && st.Status == "guest-panicked" && d.Config.KeepsPanicked() {
+		// It panicked unwatched, or the last agent died inside the
+		// policy (then the policy runs again, dump included).
+		var cerr error
+		if d.State != domains.StateCrashed {
+			_, cerr = s.commit(ctx, "", id, domains.Crashed{Reason: "guest-panicked", Info: "found panicked when the agent reconnected"})
+			errs = append(errs, cerr)
+		}
+		panicked = cerr == nil && d.Config.CrashAction() != domains.CrashPreserve
+	}
+	if err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
 		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
 			if _, err := s.commit(ctx, "", id, domains.RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {

@@ -268,7 +268,16 @@ func newPipe() (r, w *os.File, err error) {
 // copyOut copies r to w in large reads (io.Copy would use os.File's
 // WriterTo, which reads 32 KiB at a time).
 func copyOut(w io.Writer, r io.Reader) (int64, error) {
+	if sr, ok := w.(streamReader); ok {
+		return sr.ReadStreamFrom(r) // no copy through our buffer
+	}
 	return io.CopyBuffer(onlyWriter{w}, onlyReader{r}, make([]byte, copyBuffer))
+}
+
+// streamReader is a w that reads the stream into its own buffers
+// (migrate.Writer).
+type streamReader interface {
+	ReadStreamFrom(r io.Reader) (int64, error)
 }
 
 // onlyReader and onlyWriter hide ReaderFrom and WriterTo, so that

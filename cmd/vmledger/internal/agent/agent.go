@@ -48,17 +48,24 @@ type Config struct {
 	// routes there and join NATSRoutes (one cluster of several agents).
 	NATSClusterListen string
 	NATSRoutes        []string
-	MetricsAddr       string // empty: no metrics endpoint
-	SnapshotEvery     uint64 // events between projection snapshots
+	// Stream, StreamReplicas, NATSJetStream: the relay's JetStream mode
+	// and the embedded server's JetStream (jetstream.go).
+	Stream         string
+	StreamReplicas int
+	NATSJetStream  bool
+	MetricsAddr    string // empty: no metrics endpoint
+	SnapshotEvery  uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
 	// none (no hypervisor: lifecycle verbs answer unavailable).
 	Accel      string
 	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
 	QEMUBinary string
-	// AllowDirs are the directories save and restore may use (default
-	// <StateDir>/images, made at start).
+	// AllowDirs are the directories every file a command names (disks,
+	// kernels, initrds, save images, dumps) must lie in (default
+	// <StateDir>/images, made at start; docs/security.md).
 	AllowDirs []string
 	Log       zerolog.Logger
+	Security  // TLS, exposure, confinement (security.go)
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -93,6 +100,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cancel()
 		return errors.Join(err, st.unwind(uctx))
 	}
+	a.ready.Store(true) // before "agent ready": whoever reads that line may probe /readyz
 	// The URL may carry a token (--nats-url nats://TOKEN@...): never log it.
 	info := Info{Host: cfg.Host, NATSURL: bus.RedactURL(a.natsURL), MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
 	tokenFile := ""
@@ -105,6 +113,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(info)
 	}
 	<-ctx.Done()
+	a.ready.Store(false)
 	a.log.Info().Msg("agent stopping")
 	uctx, cancel := stopCtx()
 	defer cancel()
@@ -136,6 +145,7 @@ type agent struct {
 
 	history  *bus.HistoryService
 	commands *bus.CommandService
+	ready    atomic.Bool // every step has run; cleared when stopping (readyz)
 }
 
 func (a *agent) validate() error {
@@ -176,10 +186,13 @@ func (a *agent) validate() error {
 			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-cluster-listen %s: routes without the token must stay on loopback", domains.Quote(c.NATSClusterListen))
 		}
 	}
+	if err := a.validateSecurity(); err != nil {
+		return err
+	}
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 10000
 	}
-	return nil
+	return validateJetStream(c)
 }
 
 func (a *agent) steps() []step {
@@ -196,6 +209,7 @@ func (a *agent) steps() []step {
 			}
 			return nil
 		}},
+		{name: "autostart", do: a.autostart}, // autostart.go
 		{name: "snapshots", do: a.startSnapshots, undo: a.stopSnapshots},
 		{name: "relay", do: a.startRelay, undo: a.stopRelay},
 		{name: "history service", do: a.startHistory, undo: func(ctx context.Context) error { return a.history.Stop(ctx) }},
@@ -257,13 +271,7 @@ func (a *agent) private(path string, fi os.FileInfo, fix string) error {
 }
 
 // isLoopback reports whether a listen host reaches this machine only.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(host string) bool { return bus.IsLoopback(host) }
 
 func (a *agent) openStore(context.Context) error {
 	// The gauges are read at scrape time; each part may not exist yet (the
@@ -322,7 +330,7 @@ func (a *agent) loadProjection(ctx context.Context) error {
 		return err
 	}
 	a.proj = p
-	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took", time.Since(t0)).Msg("projection loaded")
+	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took_ms", time.Since(t0)).Msg("projection loaded")
 	return nil
 }
 
@@ -337,7 +345,7 @@ func (a *agent) startHypervisor(ctx context.Context) error {
 		a.cfg.RunDir = filepath.Join(a.cfg.StateDir, "run")
 	}
 	d, err := qemu.New(qemu.Options{RunDir: a.cfg.RunDir, Binary: a.cfg.QEMUBinary, Accel: a.cfg.Accel,
-		Protected: []string{a.cfg.StateDir}, Log: a.log.With().Str("component", "qemu").Logger()})
+		Protected: []string{a.cfg.StateDir}, User: a.cfg.QEMUUser, Log: a.log.With().Str("component", "qemu").Logger()})
 	if err != nil {
 		// Only a QEMU that is simply not installed makes "auto" fall back
 		// to no hypervisor. Anything the user named (--qemu, a run
@@ -391,7 +399,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 			}
 		}
 		eo := bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log, ServerName: "vmledger-" + a.cfg.Host,
-			Identities: ids, ReadVerbs: ReadVerbs()}
+			Identities: ids, ReadVerbs: ReadVerbs(), JetStream: a.embeddedJetStream(), TLS: a.cfg.serverTLS()}
 		if a.cfg.NATSClusterListen != "" {
 			ch, cp, err := splitListen(a.cfg.NATSClusterListen)
 			if err != nil {
@@ -418,7 +426,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 		// own identity.
 		co.Token, co.NKeyFile = "", IdentityFile(a.cfg.StateDir, bus.RoleAgent)
 	}
-	nc, err := bus.Connect(ctx, url, co)
+	nc, err := a.connectNATS(ctx, url, co)
 	if err != nil {
 		if a.embedded != nil {
 			_ = a.embedded.Shutdown(ctx)
@@ -447,7 +455,7 @@ func (a *agent) startService(context.Context) error {
 		return err
 	}
 	a.svc = owner.NewService(owner.Options{
-		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
+		Images: images, Paths: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir), Peers: newPeers(a.nc),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
@@ -483,8 +491,11 @@ func (a *agent) stopService(context.Context) error {
 	return nil
 }
 
-func (a *agent) startRelay(context.Context) error {
-	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
+func (a *agent) startRelay(ctx context.Context) error {
+	a.relay = bus.NewRelay(a.nc, a.store, a.relayOptions())
+	if err := a.ensureStream(ctx); err != nil {
+		return err
+	}
 	// Events an older log holds that are too large for NATS go out as
 	// placeholders (docs/bus.md, Limits): worth an alert, not a stall.
 	if err := a.metrics.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -515,13 +526,16 @@ func (a *agent) stopRelay(ctx context.Context) error {
 
 func (a *agent) startHistory(ctx context.Context) error {
 	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
-	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log})
+	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log,
+		Version: Version, Consoles: consoleLookup{a}})
 	a.history = h
 	return err
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
-	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, bus.CommandOptions{
+	h := observed{next: api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, lookup: a.svc, metrics: a.metrics.commands,
+		log: a.log.With().Str("component", "commands").Logger(), reads: ReadVerbs()}
+	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, h, bus.CommandOptions{
 		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log,
 	})
 	a.commands = c
@@ -539,7 +553,12 @@ func (a *agent) startMetrics(context.Context) error {
 	a.metricsAddr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/healthz", healthz(a.store.Health))
+	mux.Handle("/healthz", probe("event log", a.store.Health))
+	mux.Handle("/readyz", probe("agent", a.readiness))
+	if err := a.registerDomainMetrics(); err != nil {
+		ln.Close()
+		return err
+	}
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.metricsSrv.Serve(ln) }()
 	return nil
