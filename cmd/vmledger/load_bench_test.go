@@ -193,7 +193,7 @@ func pct(d []time.Duration, p int) time.Duration {
 }
 
 func loadDefineGuests(b *testing.B, fc *faultClient, n int) []guestRef {
-	dir := b.TempDir()
+	dir := diskDir(b) // inside the agent's --allow-dir
 	var out []guestRef
 	for i := range n {
 		// One image each: QEMU locks a writable image against a second user.
