@@ -223,7 +223,7 @@ func (r *faultRig) inject(ctx context.Context, kind, where string) func() {
 // bigConfig makes a ~2.5 KB defined event (a long disk path), so that a
 // few defines need new pages of the log.
 func bigConfig(name, dir string) domains.Config {
-	path := dir + strings.Repeat("/"+strings.Repeat("b", 200), 12) + ".qcow2"
+	path := dir + strings.Repeat("/"+strings.Repeat("b", 200), 12) + ".qcow2" // under dir, which must be allowed; its directory must exist
 	return domains.Config{Name: name, UUID: uuid.New(), MemoryMiB: 64, VCPUs: 1, Clock: domains.Clock{Offset: "utc"},
 		Disks: []domains.Disk{{Target: "vda", Path: path, Format: "qcow2", Bus: "virtio"}}}
 }
@@ -237,6 +237,10 @@ func (r *faultRig) diskFull(ctx context.Context, where string) func() {
 	filler := filepath.Join(r.root, "filler")
 	if _, err := storetest.Fill(filler); err != nil {
 		r.fatalf(where, "fill: %v", err)
+	}
+	// Confinement resolves a disk's directory at define: it must exist.
+	if err := os.MkdirAll(filepath.Dir(bigConfig("", r.fc.images).Disks[0].Path), 0o700); err != nil {
+		r.fatalf(where, "%v", err)
 	}
 	probe := func(ctx context.Context, i int) error {
 		return r.fc.define(ctx, bigConfig(fmt.Sprintf("full-%d-%d", r.faults[faultDiskFull], i), r.fc.images))

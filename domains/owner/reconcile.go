@@ -20,8 +20,8 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	for _, d := range s.List() {
-		if !d.State.Active() || s.guest(d.Config.UUID) != nil {
+	for _, d := range s.Active() {
+		if s.guest(d.Config.UUID) != nil {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)

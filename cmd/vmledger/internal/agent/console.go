@@ -134,7 +134,7 @@ func (a *agent) startConsoles(context.Context) error {
 	// then would miss the domain that just started.
 	a.consoleStop = background(func(ctx context.Context) {
 		for {
-			a.consoles.sync(ctx, a.svc.List())
+			a.consoles.sync(ctx, a.svc.Active())
 			select {
 			case <-a.folded:
 			case <-ctx.Done():
