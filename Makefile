@@ -12,6 +12,7 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff # go.mod lists direct requirements as direct; fails when tidy would change go.mod/go.sum
 
 # The whole suite, as CI runs it. Real QEMU and real NATS servers are used;
 # under CI=true a missing QEMU or nats-server fails the tests. -race: the
@@ -31,7 +32,7 @@ test: vet
 FUZZTIME ?= 8s
 FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
 	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
-	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
+	./cmd/vmledger:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
 	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
 	./store:FuzzImport
 fuzz:
@@ -64,6 +65,8 @@ bench:
 	$(GO) test ./hypervisor/qemu -run '^$$' -bench FirstSerialLine -benchtime 10x
 	$(GO) test ./hypervisor/qemu -run '^$$' -bench Save1GiB -benchtime 1x -timeout 30m
 	$(GO) test ./migrate -run '^$$' -bench 'Writer|Reader' -benchtime 3x
+	$(GO) test ./coredump -run '^$$' -bench Dump1GiB -benchtime 1x -timeout 30m
+	$(GO) test ./coredump -run '^$$' -bench WritePagemix -benchtime 3x
 	$(GO) test ./cmd/vmledger -run '^$$' -bench RTCEventToSubscriber -benchtime 30x
 
 demo: build

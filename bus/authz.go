@@ -54,7 +54,7 @@ func Permissions(r Role, host string, readVerbs []string) (*server.Permissions, 
 	watch := []string{root + ".evt." + host + ".>", root + ".job." + host + ".>"}
 	// Discovery ($SRV.PING/INFO/STATS) is harmless to ask; answering it is
 	// the agent's, and needs a subscription nobody else has.
-	ask := []string{root + ".api." + host + ".history", "$SRV.>"}
+	ask := []string{root + ".api." + host + ".history", root + ".api." + host + ".console", "$SRV.>"}
 	switch r {
 	case RoleAgent:
 		return nil, nil
@@ -121,13 +121,14 @@ type authenticator struct {
 	tokU  *server.User
 }
 
-func newAuthenticator(ids []Identity, token string, tokenRole Role, host string, readVerbs []string) (*authenticator, error) {
+func newAuthenticator(ids []Identity, token string, tokenRole Role, host string, readVerbs []string, stream string) (*authenticator, error) {
 	a := &authenticator{users: map[string]*server.User{}, token: token}
 	for _, id := range ids {
 		p, err := Permissions(id.Role, host, readVerbs)
 		if err != nil {
 			return nil, err
 		}
+		addStreamConsumer(p, stream)
 		if !nkeys.IsValidPublicUserKey(id.NKey) {
 			return nil, domains.Errorf(domains.CodeInvalid, "identity %s: %s is not a public user nkey", id.Role, domains.Quote(id.NKey))
 		}
@@ -141,6 +142,7 @@ func newAuthenticator(ids []Identity, token string, tokenRole Role, host string,
 		if err != nil {
 			return nil, err
 		}
+		addStreamConsumer(p, stream)
 		if p != nil {
 			// The token's clients use the default inbox.
 			p.Subscribe.Allow = append(p.Subscribe.Allow, "_INBOX.>")

@@ -146,7 +146,8 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 	for _, verb := range o.Verbs {
 		err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
 			s.dispatch(verb, r.Data(), r.Reply(), r.Headers().Get(HeaderTimeout))
-		}), micro.WithEndpointSubject(CommandSubject(o.Host, verb)))
+		}), micro.WithEndpointSubject(CommandSubject(o.Host, verb)),
+			micro.WithEndpointMetadata(map[string]string{"schema_version": APISchemaVersion, "subject": CommandSubject(o.Host, verb)}))
 		if err != nil {
 			return fail(fmt.Errorf("endpoint %q: %w", verb, err))
 		}

@@ -3,7 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
-	"net"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -43,6 +43,21 @@ type EmbeddedOptions struct {
 	// Cluster, when set, listens for routes and joins the given ones
 	// (cluster_embedded.go); nil: a lone server.
 	Cluster *ClusterOptions
+	// TLS, when set, is required of every TCP client, and of routes
+	// (tls.go); nil: plain TCP, for loopback.
+	TLS *TLSOptions
+	// JetStream, when set, enables JetStream on this server (a single
+	// host only: not with Cluster; docs/bus.md, Fleet history).
+	JetStream *EmbeddedJetStream
+}
+
+// EmbeddedJetStream is the embedded server's JetStream.
+type EmbeddedJetStream struct {
+	// StoreDir holds the streams (the agent: <state-dir>/jetstream).
+	StoreDir string
+	// Stream is the relay's stream: the read roles may consume it with
+	// durable pull consumers (StreamConsumerPermissions).
+	Stream string
 }
 
 // Embedded is a running in-process nats-server.
@@ -76,12 +91,20 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		NoSigs: true,
 		Debug:  o.Debug,
 		Trace:  o.Trace,
-		// No HTTP monitor, no cluster, no JetStream: the log is bbolt.
+		// No HTTP monitor; a cluster and JetStream only when asked for
+		// (below): the log is bbolt.
 		HTTPPort:      0,
 		Authorization: o.Token,
 	}
+	stream := ""
+	if js := o.JetStream; js != nil {
+		if err := embeddedJetStream(opts, js, o.Cluster != nil); err != nil {
+			return nil, err
+		}
+		stream = js.Stream
+	}
 	if len(o.Identities) > 0 {
-		a, err := newAuthenticator(o.Identities, o.Token, o.TokenRole, "*", o.ReadVerbs)
+		a, err := newAuthenticator(o.Identities, o.Token, o.TokenRole, "*", o.ReadVerbs, stream)
 		if err != nil {
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
@@ -95,6 +118,11 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 			return nil, err
 		}
 	}
+	if o.TLS != nil {
+		if err := tlsOpts(opts, o.TLS); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -105,7 +133,7 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	fatal := make(chan string, 1)
 	srv.SetLoggerV2(serverLogger{l: o.Logger.With().Str("component", "nats-server").Logger(), fatal: fatal}, o.Debug, o.Trace, false)
 	log := o.Logger.With().Str("component", "nats").Logger()
-	if ip := net.ParseIP(o.Host); ip == nil || !ip.IsLoopback() {
+	if !IsLoopback(o.Host) && o.TLS == nil {
 		log.Warn().Str("host", o.Host).Msg("embedded NATS listens beyond loopback: anyone who can reach it can command this agent")
 	}
 	go srv.Start()
@@ -124,7 +152,7 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		}
 	}
 	e := &Embedded{srv: srv, log: log}
-	e.log.Info().Str("url", e.ClientURL()).Msg("embedded NATS ready")
+	e.log.Info().Str("url", e.ClientURL()).Str("tls", tlsLabel(o.TLS)).Msg("embedded NATS ready")
 	return e, nil
 }
 
@@ -136,7 +164,10 @@ func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 // hop (docs/bus.md, Performance). Everything else, reconnect policy
 // included, is Connect's.
 func (e *Embedded) Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
-	return connect(ctx, e.ClientURL(), o, nats.InProcessServer(e.srv))
+	// nats://, not the tls:// of a TLS server: in process there is no
+	// wire to protect, and the server does not require TLS there.
+	url := strings.Replace(e.ClientURL(), "tls://", "nats://", 1)
+	return connect(ctx, url, o, nats.InProcessServer(e.srv))
 }
 
 // Server exposes the nats-server for in-process wiring and tests.

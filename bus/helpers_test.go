@@ -106,16 +106,9 @@ func connect(tb testing.TB, url string) *nats.Conn {
 // runRelay runs a relay until the test ends and checks it stopped cleanly.
 func runRelay(tb testing.TB, nc *nats.Conn, st bus.RelayStore, o bus.RelayOptions) *bus.Relay {
 	tb.Helper()
-	if o.Host == "" {
-		o.Host = host
-	}
-	r := bus.NewRelay(nc, st, o)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop := relayRun(nc, st, o)
 	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			tb.Errorf("relay: %v", err)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/vmledger/vmledger/domains"
@@ -65,17 +66,27 @@ type HistoryOptions struct {
 	MaxBytes int
 	// Timeout bounds the store reads of one request; default 10s.
 	Timeout time.Duration
-	Logger  zerolog.Logger
+	// Version is the semver $SRV.INFO reports for the API service;
+	// default "0.0.0".
+	Version string
+	// Consoles, if set, answers the console endpoint (api.go): where a
+	// domain's console streams are.
+	Consoles ConsoleLookup
+	Logger   zerolog.Logger
 }
 
-// HistoryService answers history requests from the log.
+// HistoryService answers history requests from the log. It is the
+// "vmledger-api" micro service (api.go), so $SRV.INFO lists its
+// endpoints with their subjects and schema, and $SRV.STATS counts their
+// requests and errors.
 type HistoryService struct {
-	sub *nats.Subscription
+	svc micro.Service
 }
 
-// StartHistory subscribes the history service. Requests are answered one at
-// a time, in the subscription's goroutine: pages are bounded reads from
-// bbolt, and serial service keeps a reconnect storm from multiplying load.
+// StartHistory starts the API service. Requests are answered one at a
+// time per endpoint, in micro's subscription goroutine: pages are bounded
+// reads from bbolt, and serial service keeps a reconnect storm from
+// multiplying load.
 func StartHistory(ctx context.Context, nc *nats.Conn, st EventReader, o HistoryOptions) (*HistoryService, error) {
 	if err := checkToken("host", o.Host); err != nil {
 		return nil, err
@@ -84,38 +95,29 @@ func StartHistory(ctx context.Context, nc *nats.Conn, st EventReader, o HistoryO
 		o.Timeout = 10 * time.Second
 	}
 	log := o.Logger.With().Str("component", "history").Logger()
-	sub, err := nc.Subscribe(HistorySubject(o.Host), func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
+	history := func(r micro.Request) {
 		rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
-		body, err := servePage(rctx, st, m.Data, pageBytes(o.MaxBytes, nc.MaxPayload()))
-		var out *nats.Msg
+		body, err := servePage(rctx, st, r.Data(), pageBytes(o.MaxBytes, nc.MaxPayload()))
 		if err != nil {
-			w := wireErrorOf(err)
-			log.Debug().Err(err).Str("code", string(w.Code)).Msg("history request failed")
-			out = errorMsg(m.Reply, w)
-		} else {
-			out = &nats.Msg{Subject: m.Reply, Data: body}
+			log.Debug().Err(err).Str("code", string(domains.CodeOf(err))).Msg("history request failed")
 		}
-		if err := nc.PublishMsg(out); err != nil {
-			log.Warn().Err(err).Msg("history reply not sent")
-		}
-	})
+		respondAPI(r, log, body, err)
+	}
+	svc, err := startAPI(ctx, nc, o, history)
 	if err != nil {
-		return nil, fmt.Errorf("history: subscribe: %w", err)
+		return nil, err
 	}
-	if err := flushSubs(ctx, nc); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	return &HistoryService{sub: sub}, nil
+	return &HistoryService{svc: svc}, nil
 }
 
-// Stop drains the subscription: requests already received are answered.
-func (h *HistoryService) Stop(ctx context.Context) error {
-	return drainSub(ctx, h.sub)
+// Stop stops the endpoints; requests already received are answered
+// before the connection's drain completes.
+func (h *HistoryService) Stop(context.Context) error {
+	if err := h.svc.Stop(); err != nil {
+		return fmt.Errorf("api service: stop: %w", err)
+	}
+	return nil
 }
 
 // flushSubs waits for the server to confirm the subscriptions made so far,

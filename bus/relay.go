@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/vmledger/vmledger/domains"
@@ -30,6 +31,13 @@ type RelayOptions struct {
 	// FlushTimeout bounds the wait for the server's receipt of a batch;
 	// default 5s. A timeout counts as an outage: the batch is resent.
 	FlushTimeout time.Duration
+	// Stream, when set, is the JetStream mode (jetstream.go): events are
+	// published through JetStream into this stream, which is created if
+	// missing, and a batch is confirmed by the stream's acks.
+	Stream string
+	// StreamReplicas is the replica count of a stream the relay creates;
+	// default 1.
+	StreamReplicas int
 	// Logger; the zero value discards.
 	Logger zerolog.Logger
 }
@@ -56,6 +64,13 @@ type Relay struct {
 	pubd   atomic.Uint64 // last sequence confirmed by the server
 	truncs atomic.Uint64 // events published as placeholders (see message)
 
+	// JetStream mode (jetstream.go); js is nil without it.
+	js        jetstream.JetStream
+	jsErr     error
+	stream    jetstream.Stream
+	dupWindow time.Duration
+	dups      atomic.Uint64
+
 	advMu    sync.Mutex
 	advanced chan struct{} // closed (and replaced) when pubd moves
 }
@@ -74,7 +89,13 @@ func NewRelay(nc *nats.Conn, st RelayStore, o RelayOptions) *Relay {
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 5 * time.Second
 	}
-	return &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger(), advanced: make(chan struct{})}
+	r := &Relay{nc: nc, st: st, o: o, log: o.Logger.With().Str("component", "relay").Logger(), advanced: make(chan struct{})}
+	if o.Stream != "" {
+		// Acks older than a batch's wait are given up on, so the pending
+		// table cannot grow through an outage.
+		r.js, r.jsErr = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(o.FlushTimeout), jetstream.WithPublishAsyncMaxPending(4*o.Batch))
+	}
+	return r
 }
 
 // setPublished moves the confirmed position and wakes WaitPublished.
@@ -123,15 +144,33 @@ func (r *Relay) Lag() uint64 {
 func (r *Relay) Truncated() uint64 { return r.truncs.Load() }
 
 // Run relays until ctx ends, then saves its position and returns nil. It
-// returns an error only when it cannot go on: the store failed a read or
-// the connection was closed. No single event stops it (see message).
+// returns an error only when it cannot go on: the store failed a read,
+// the connection was closed, or (JetStream mode) the stream cannot take
+// this host's events. No single event stops it (see message).
 func (r *Relay) Run(ctx context.Context) error {
 	if err := checkToken("host", r.o.Host); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
+	if r.o.Stream != "" {
+		if err := CheckStreamName(r.o.Stream); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		if r.jsErr != nil {
+			return fmt.Errorf("relay: JetStream: %w", r.jsErr)
+		}
+	}
 	pos, err := r.st.RelayPosition(ctx)
 	if err != nil {
 		return fmt.Errorf("relay: read position: %w", err)
+	}
+	saved := pos
+	if r.js != nil {
+		if pos, err = r.joinStream(ctx, pos); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("relay: %w", err)
+		}
 	}
 	r.setPublished(pos)
 	r.log.Info().Uint64("position", pos).Uint64("last_seq", r.st.LastSeq()).Msg("relay started")
@@ -139,7 +178,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	kick := make(chan struct{}, 1)
 	sctx, stopSaver := context.WithCancel(ctx)
 	saverDone := make(chan struct{})
-	go func(saved uint64) { defer close(saverDone); r.savePositions(sctx, saved, kick) }(pos)
+	go func() { defer close(saverDone); r.savePositions(sctx, saved, kick) }()
 	defer func() { stopSaver(); <-saverDone }()
 
 	fails := 0 // consecutive unconfirmed batches
@@ -162,7 +201,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := r.publish(ctx, evs); err != nil {
+		publish := r.publish
+		if r.js != nil {
+			publish = r.publishJS
+		}
+		if err := publish(ctx, evs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -173,6 +216,18 @@ func (r *Relay) Run(ctx context.Context) error {
 					return nil
 				}
 				return err
+			}
+			if r.js != nil {
+				// What the stream holds may be past pos by more than its
+				// duplicate window after a long outage.
+				p, err := r.resync(ctx, pos)
+				if domains.CodeOf(err) == domains.CodeInvalid {
+					return fmt.Errorf("relay: %w", err)
+				}
+				if p > pos {
+					pos = p
+					r.setPublished(pos)
+				}
 			}
 			continue
 		}

@@ -286,6 +286,9 @@ func (d Device) Validate() error {
 // Normalize fills defaults so that equal intentions compare equal.
 func (c Config) Normalize() Config {
 	c = c.Clone() // never write into the caller's slices
+	if c.VCPUs == 0 {
+		c.VCPUs = 1 // virsh's default, for <vcpu> left out (0 is what a program leaves unset)
+	}
 	if c.Machine == "" {
 		c.Machine = "pc"
 	}

@@ -36,6 +36,9 @@ const (
 	TypeRestoreStarted   Type = "restore-started"
 	TypeRestoreCompleted Type = "restore-completed"
 	TypeRestoreFailed    Type = "restore-failed"
+	// TypeManagedSaveRemoved: the domain's managed save image was
+	// discarded (managedsave-remove, or start --force-boot).
+	TypeManagedSaveRemoved Type = "managed-save-removed"
 
 	TypeMigrationState     Type = "migration-state"
 	TypeMigrationIteration Type = "migration-iteration"

@@ -89,6 +89,8 @@ func samplePayload(t domains.Type) domains.Payload {
 		return domains.TransferCompleted{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Bytes: 1<<33 + 7, Digest: "sha256:0123abcd"}
 	case domains.TypeSaveFailed, domains.TypeRestoreFailed, domains.TypeDumpFailed:
 		return domains.TransferFailed{Kind: t, Path: "/var/lib/vmledger/save/" + string(t), Error: "no space left on device"}
+	case domains.TypeManagedSaveRemoved:
+		return domains.ManagedSaveRemoved{Path: "/var/lib/vmledger/managed/web.save", Reason: domains.ManagedSaveRemovedByUser}
 	case domains.TypeMigrationState:
 		return domains.MigrationState{Role: "source", From: "performing", To: "cancelled", Peer: "host-b", Reason: "stream cut", Epoch: 7}
 	case domains.TypeMigrationIteration:
@@ -99,6 +101,10 @@ func samplePayload(t domains.Type) domains.Payload {
 		return domains.JobCompleted{ID: "8c0a3c5e-job", Kind: domains.JobSave}
 	case domains.TypeJobFailed:
 		return domains.JobFailed{ID: "8c0a3c5e-job", Kind: domains.JobMigrate, Reason: domains.JobAborted, Error: "migration cancelled"}
+	case domains.TypeAutostartSet:
+		return domains.AutostartSet{Enabled: true}
+	case domains.TypeMonitorCommand:
+		return domains.MonitorCommand{Execute: "query-status", ArgsBytes: 2, ArgsDigest: "sha256:44136fa3", Error: "GenericError: nope"}
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ const (
 	JobRestore JobKind = "restore"
 	JobMigrate JobKind = "migrate"
 	JobDump    JobKind = "dump"
+	// JobManagedSaveRemove discards a managed save image.
+	JobManagedSaveRemove JobKind = "managedsave-remove"
 )
 
 // Async reports whether jobs of kind k run in the background, recorded by
@@ -77,6 +79,11 @@ type JobProgress struct {
 	Done  uint64 `json:"bytes_done"`
 	Total uint64 `json:"bytes_total"` // 0: not known yet
 	Rate  uint64 `json:"bytes_per_second"`
+	// A live migration's figures (zero for other jobs): the RAM pass,
+	// the bytes left in it and the guest's dirty page rate.
+	Pass      uint64 `json:"iteration,omitempty"`
+	Remaining uint64 `json:"bytes_remaining,omitempty"`
+	DirtyRate uint64 `json:"dirty_pages_per_second,omitempty"`
 	// Time is when the job reported it.
 	Time time.Time `json:"time"`
 }

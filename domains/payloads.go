@@ -196,3 +196,18 @@ func (p TransferCompleted) EventType() Type   { return p.Kind }
 func (p TransferFailed) EventType() Type      { return p.Kind }
 func (MigrationState) EventType() Type        { return TypeMigrationState }
 func (MigrationIteration) EventType() Type    { return TypeMigrationIteration }
+
+// ManagedSaveRemoved: the domain's managed save image at Path was
+// discarded; Reason is ManagedSaveRemovedByUser or ManagedSaveDiscarded.
+type ManagedSaveRemoved struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Why a managed save image was discarded.
+const (
+	ManagedSaveRemovedByUser = "removed"    // managedsave-remove
+	ManagedSaveDiscarded     = "force-boot" // start --force-boot
+)
+
+func (ManagedSaveRemoved) EventType() Type { return TypeManagedSaveRemoved }

@@ -28,6 +28,11 @@ type Domain struct {
 	// Pending are the devices whose detach was requested and neither
 	// confirmed by QEMU (DEVICE_DELETED) nor refused yet.
 	Pending []string `json:"detach_pending,omitempty"`
+	// Migration is the last migration-state this host logged for the
+	// domain: which side it was, and so whether it owns the domain.
+	Migration *MigrationStatus `json:"migration,omitempty"`
+	// Autostart: the agent starts the domain when it starts (virsh.go).
+	Autostart bool `json:"autostart,omitempty"`
 	// legacy: loaded from a snapshot older than Running, which was then
 	// filled from Config (Equal does not compare it).
 	legacy bool
@@ -40,6 +45,9 @@ type Live struct {
 	ClockBase int64     `json:"clock_base"` // adjustment QEMU was started with (UTC seconds)
 	RTC       int64     `json:"rtc_adjustment"`
 	Started   time.Time `json:"started"`
+	// Taints say what was done to this QEMU behind the model's back
+	// (custom-monitor: a raw QMP command; virsh.go).
+	Taints []string `json:"taints,omitempty"`
 }
 
 func (d *Domain) clone() Domain {
@@ -56,6 +64,10 @@ func (d *Domain) clone() Domain {
 	if d.Running != nil {
 		lc := d.Running.Clone()
 		c.Running = &lc
+	}
+	if d.Migration != nil {
+		m := *d.Migration
+		c.Migration = &m
 	}
 	c.Pending = append([]string(nil), d.Pending...)
 	if len(c.Pending) == 0 {

@@ -123,6 +123,12 @@ var catalogue = []eventSpec{
 
 	transferStarted(TypeSaveStarted), transferCompleted(TypeSaveCompleted), transferFailed(TypeSaveFailed),
 	transferStarted(TypeRestoreStarted), transferCompleted(TypeRestoreCompleted), transferFailed(TypeRestoreFailed),
+	row(TypeManagedSaveRemoved, 1, zero[ManagedSaveRemoved],
+		func(w *writer, v ManagedSaveRemoved) error { w.str(v.Path); w.str(v.Reason); return nil },
+		func(r *reader, _ Type) (ManagedSaveRemoved, error) {
+			return ManagedSaveRemoved{Path: r.str(), Reason: r.str()}, nil
+		},
+		nil),
 
 	row(TypeMigrationState, 2, zero[MigrationState], // schema 1: upcast.go
 		func(w *writer, v MigrationState) error {
@@ -137,7 +143,7 @@ var catalogue = []eventSpec{
 		func(r *reader, _ Type) (MigrationState, error) {
 			return MigrationState{Role: r.str(), From: r.str(), To: r.str(), Peer: r.str(), Reason: r.str(), Epoch: r.uvarint()}, nil
 		},
-		nil),
+		foldMigrationState),
 	row(TypeMigrationIteration, 1, zero[MigrationIteration],
 		func(w *writer, v MigrationIteration) error {
 			w.uvarint(v.Pass)
@@ -182,6 +188,8 @@ var catalogue = []eventSpec{
 			return JobFailed{ID: r.str(), Kind: JobKind(r.str()), Reason: r.str(), Error: r.str()}, nil
 		},
 		func(d *Domain, v JobFailed, _ Event) error { return endJob(d, v.ID) }),
+
+	autostartRow, monitorCommandRow, // virsh.go
 }
 
 // eventSpec is one row of the catalogue, with the payload type erased.

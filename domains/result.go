@@ -11,4 +11,8 @@ type Result struct {
 	State  State     `json:"state"`
 	// Job is the ID of the asynchronous job the command started.
 	Job string `json:"job,omitempty"`
+	// Define only: Updated when an existing domain got a new config,
+	// Unchanged when the config was the one it had (no event).
+	Updated   bool `json:"updated,omitempty"`
+	Unchanged bool `json:"unchanged,omitempty"`
 }

@@ -29,6 +29,7 @@ var transitions = []transition{
 	{from: []State{StateRunning}, on: TypePaused, to: StatePaused},
 	{from: []State{StateShutdown}, on: TypePaused, to: StateShutdown},
 	{from: []State{StatePaused}, on: TypeResumed, to: StateRunning},
+	{from: []State{StateShutdown}, on: TypeResumed, to: StateRunning}, // a fake reboot (reboot)
 	{from: []State{StateRunning, StatePaused}, on: TypeShutdown, to: StateShutdown},
 	{from: []State{StateShutdown}, on: TypeShutdown, to: StateShutdown},
 	{from: []State{StateRunning, StatePaused, StateShutdown}, on: TypeCrashed, to: StateCrashed},
@@ -40,6 +41,7 @@ var transitions = []transition{
 	{from: []State{StatePaused}, on: TypeSaveStarted, to: ""},
 	{from: []State{StateRunning, StatePaused, StateCrashed}, on: TypeDumpStarted, to: ""},
 	{from: []State{StateRunning, StatePaused}, on: TypeDeviceDetachRequested, to: ""},
+	{from: []State{StateShutoff}, on: TypeManagedSaveRemoved, to: ""},
 }
 
 // lifecycleTypes are the types the table governs.

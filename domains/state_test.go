@@ -54,7 +54,7 @@ func TestNextIllegal(t *testing.T) {
 		{domains.StatePaused, domains.TypeStarted},
 		{domains.StatePaused, domains.TypeUndefined},
 		{domains.StateShutdown, domains.TypeStarted},
-		{domains.StateShutdown, domains.TypeResumed},
+		// (in shutdown, resumed) is a fake reboot's way back (virsh.go).
 		{domains.StateShutdown, domains.TypeSaveStarted},
 		{domains.StateCrashed, domains.TypeStarted},
 		{domains.StateCrashed, domains.TypePaused},

@@ -24,7 +24,7 @@ func DecodeStrict(data []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return Errorf(CodeInvalid, "%s", describeJSON(err))
+		return Errorf(CodeInvalid, "%w", describeJSON(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Errorf(CodeInvalid, "data after the JSON value")
@@ -33,7 +33,7 @@ func DecodeStrict(data []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		return Errorf(CodeInvalid, "%s", describeJSON(err))
+		return Errorf(CodeInvalid, "%w", describeJSON(err))
 	}
 	return nil
 }
@@ -46,14 +46,18 @@ func DecodeConfig(data []byte) (Config, error) {
 	if err := DecodeStrict(data, &c); err != nil {
 		return Config{}, err
 	}
-	if c.UUID == uuid.Nil {
-		var probe struct {
-			UUID json.RawMessage `json:"uuid"`
-		}
-		// Keys are exact by now, so this finds the "uuid" key or nothing.
-		if json.Unmarshal(data, &probe) == nil && probe.UUID != nil {
-			return Config{}, Errorf(CodeInvalid, "uuid %s: the all-zero UUID is not a domain's UUID (leave uuid out to have one generated)", Quote(string(probe.UUID)))
-		}
+	if c.UUID != uuid.Nil {
+		return c, nil
+	}
+	var probe struct {
+		UUID json.RawMessage `json:"uuid"`
+	}
+	// Keys are exact by now, so this finds the keys or nothing.
+	if json.Unmarshal(data, &probe) != nil {
+		return c, nil
+	}
+	if probe.UUID != nil {
+		return Config{}, Errorf(CodeInvalid, "%w", &FieldError{Path: "uuid", Msg: fmt.Sprintf("uuid %s: the all-zero UUID is not a domain's UUID (leave uuid out to have one generated)", Quote(string(probe.UUID)))})
 	}
 	return c, nil
 }
@@ -76,12 +80,23 @@ func checkStrict(dec *json.Decoder, t reflect.Type, path string, depth int) erro
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	var text reflect.Type // decodes itself from a string: checked here
+	if t != nil && reflect.PointerTo(t).Implements(textUnmarshaler) && !reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+		text = t
+	}
 	if t != nil && (reflect.PointerTo(t).Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler)) {
 		t = nil // decodes itself (uuid, time): shape unknown here
 	}
 	tok, err := dec.Token()
 	if err != nil {
 		return err
+	}
+	if s, ok := tok.(string); ok && text != nil {
+		// Its own decoder's error names neither the field nor the value
+		// as the user wrote it ("invalid UUID length: 3"): say which here.
+		if err := reflect.New(text).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			return &FieldError{Path: path, Msg: fmt.Sprintf("%s %s: %v", path, Quote(s), err)}
+		}
 	}
 	d, ok := tok.(json.Delim)
 	if !ok {
@@ -122,14 +137,14 @@ func checkStrict(dec *json.Decoder, t reflect.Type, path string, depth int) erro
 			at = key
 		}
 		if seen[key] {
-			return fmt.Errorf("key %s given twice", Quote(at))
+			return &FieldError{Path: at, Msg: fmt.Sprintf("key %s given twice", Quote(at))}
 		}
 		seen[key] = true
 		next := elem
 		if fields != nil {
 			ft, ok := fields[key]
 			if !ok {
-				return fmt.Errorf("unknown field %s%s", Quote(at), caseHint(fields, key))
+				return &FieldError{Path: at, Msg: fmt.Sprintf("unknown field %s%s", Quote(at), caseHint(fields, key))}
 			}
 			next = ft
 		}
@@ -184,20 +199,78 @@ func caseHint(fields map[string]reflect.Type, key string) string {
 	return ""
 }
 
-// describeJSON turns encoding/json's errors into bounded messages.
-func describeJSON(err error) string {
+// FieldError is an input error at one field. Path is the field as the
+// input spells it ("disks[0].format"; a type error may leave out list
+// indices: "disks.format"), so a reader of a YAML file can find its line.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Msg }
+
+// describeJSON turns encoding/json's errors into bounded messages in the
+// input's terms: no Go types, and the same words for JSON and YAML.
+func describeJSON(err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var fe *FieldError
 	switch {
+	case errors.As(err, &fe):
+		return fe
 	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
+		return fmt.Errorf("invalid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
 	case errors.As(err, &te):
-		return fmt.Sprintf("field %s: cannot take a JSON %s", Quote(te.Field), te.Value)
+		return &FieldError{Path: te.Field, Msg: fmt.Sprintf("field %s: wants %s, got %s", Quote(te.Field), kindWord(te.Type), valueWord(te.Value))}
 	}
+	m := strings.TrimPrefix(err.Error(), "json: ")
 	// Ours are bounded already; a field's own decoder (time, uuid) may
 	// repeat the whole value.
-	if m := err.Error(); len(m) > 4*MaxQuoted {
-		return prefix(m, 4*MaxQuoted) + "..."
+	if len(m) > 4*MaxQuoted {
+		return errors.New(prefix(m, 4*MaxQuoted) + "...")
 	}
-	return err.Error()
+	return errors.New(m)
+}
+
+// kindWord names what a field of type t takes, in a config file's words.
+func kindWord(t reflect.Type) string {
+	if t == nil {
+		return "another value"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, at least 0"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "text"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping (key: value)"
+	}
+	return "another value"
+}
+
+// valueWord names what encoding/json found ("string", "number -1", ...).
+func valueWord(v string) string {
+	switch {
+	case v == "string":
+		return "text"
+	case v == "object":
+		return "a mapping"
+	case v == "array":
+		return "a list"
+	case v == "bool":
+		return "true or false"
+	case v == "number":
+		return "a number"
+	case strings.HasPrefix(v, "number "):
+		return "the number " + prefix(strings.TrimPrefix(v, "number "), MaxQuoted)
+	}
+	return prefix(v, MaxQuoted)
 }

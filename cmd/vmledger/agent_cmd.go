@@ -44,7 +44,9 @@ guest, recorded as started).
 
 It refuses to start (exit 2) when asked for something that cannot work:
 a --qemu or --run-dir QEMU cannot use, --nats-no-auth on a non-loopback
-address, a nats.token that group or others may read. A state directory
+address, a non-loopback --nats-listen or --nats-cluster-listen without
+TLS (--nats-tls-cert/--nats-tls-key) or --insecure, a nats.token that
+group or others may read. A state directory
 that group or others may enter is set to 0700, with a warning.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -68,6 +70,9 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's listen address")
 	f.StringVar(&cfg.NATSClusterListen, "nats-cluster-listen", "", "the embedded server also listens for routes here (HOST:PORT) and forms a cluster with --nats-routes; routes authenticate with the token, so every agent of the cluster needs the same <state-dir>/nats.token")
 	f.StringSliceVar(&cfg.NATSRoutes, "nats-routes", nil, "other agents' route URLs (nats-route://HOST:PORT, comma-separated or repeated), without credentials")
+	f.StringVar(&cfg.Stream, "jetstream", "", "also store every event in this JetStream stream (created if missing, capturing vmledger.evt.>), deduplicated by Nats-Msg-Id <host>-<seq>; the relay then waits for the stream's acks (docs/bus.md, Fleet history)")
+	f.IntVar(&cfg.StreamReplicas, "jetstream-replicas", 1, "replicas of a stream --jetstream creates (a NATS cluster with JetStream: up to its node count)")
+	f.BoolVar(&cfg.NATSJetStream, "nats-jetstream", false, "enable JetStream in the embedded NATS server (a single host; store in <state-dir>/jetstream)")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("VMLEDGER_NATS_CREDS"), "NATS credentials file for an external server")
 	f.StringVar(&cfg.NATSNKey, "nats-nkey", os.Getenv("VMLEDGER_NATS_NKEY"), "NATS nkey seed file for an external server that knows the agent as an nkey user (docs/bus.md, Identities)")
 	f.BoolVar(&cfg.NATSNoAuth, "nats-no-auth", false, "run the embedded NATS server without its token (<state-dir>/nats.token): any local user could then command this agent; refused unless --nats-listen is a loopback address")
@@ -76,6 +81,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.StringVar(&cfg.RunDir, "run-dir", "", "per-guest sockets, pid files and RAM files (default <state-dir>/run; keep it short: socket paths are limited to 107 bytes)")
 	f.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64 on PATH); one that cannot be run fails the start")
 	f.StringArrayVar(&cfg.AllowDirs, "allow-dir", nil, "a directory save, restore and dump may use for their files (repeatable; default <state-dir>/images); paths with \"..\", symlinks out of it and devices are refused")
+	registerSecurityFlags(f, &cfg.Security)
 	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&format, "log-format", "json", "log format: json or console")
@@ -92,9 +98,18 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	case "json":
 		l = zerolog.New(os.Stderr)
 	case "console":
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: logTimeFormat,
+			FormatTimestamp: func(v any) string { s, _ := v.(string); return s }})
 	default:
 		return l, usagef("--log-format %s: want json or console", domains.Quote(format))
 	}
-	return l.Level(lv).With().Timestamp().Logger(), nil
+	// Sub-second, fixed-width UTC timestamps, set per logger by a hook
+	// rather than through zerolog's process-wide TimeFieldFormat.
+	return l.Level(lv).Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format(logTimeFormat))
+	})), nil
 }
+
+// logTimeFormat is RFC 3339 with microseconds, fixed width so that lines
+// sort as text.
+const logTimeFormat = "2006-01-02T15:04:05.000000Z07:00"

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -107,23 +105,7 @@ func TestCLIOversizeEventInOldLog(t *testing.T) {
 	// events --follow: history first (past seq 2), then live.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := exec.CommandContext(ctx, binary, "--nats-url", a.natsURL, "--host", a.host, "events", "--follow")
-	stdout, err := f.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Process.Kill(); _ = f.Wait() }()
-	got := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			got <- sc.Text()
-		}
-		close(got)
-	}()
+	got := a.cliLines(ctx, "events", "--follow")
 	next := func() string {
 		t.Helper()
 		select {

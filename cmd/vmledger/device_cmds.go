@@ -86,13 +86,7 @@ func newDetachDeviceCmd(g *globals) *cobra.Command {
 
 // readSpec reads a device spec as strictly as readConfig reads a config.
 func readSpec(path string, stdin io.Reader) (domains.DeviceSpec, error) {
-	js, err := readYAMLFile("spec", path, stdin, maxSpecFile)
-	if err != nil {
-		return domains.DeviceSpec{}, err
-	}
 	var s domains.DeviceSpec
-	if err := domains.DecodeStrict(js, &s); err != nil {
-		return domains.DeviceSpec{}, usagef("spec %s: %w", path, err)
-	}
-	return s, nil
+	err := readYAMLInto("spec", path, stdin, maxSpecFile, func(js []byte) error { return domains.DecodeStrict(js, &s) })
+	return s, err
 }

@@ -36,7 +36,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // 2 MiB tmpfs, filled up) refuses the define that hits ENOSPC and every
 // later one, and says so: an error-level log line, vmledger_store_healthy 0
 // and vmledger_store_failures_total 1 in its metrics, 503 with the reason
-// on /healthz. Once the filler file is deleted it recovers without a
+// on /healthz and /readyz. Once the filler file is deleted it recovers without a
 // restart: /healthz answers 200, a define succeeds with the next
 // sequence, and log verify passes on the file afterwards.
 func TestAgentDiskFullRecovers(t *testing.T) {
@@ -77,6 +77,10 @@ func TestAgentDiskFullRecovers(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "no space left on device") {
 		t.Fatalf("healthz while broken: %d %q", code, body)
 	}
+	// Issue 15, point 9: not ready while the store is broken.
+	if code, body := httpGet(t, "http://"+a.metrics+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no space left on device") {
+		t.Errorf("readyz while broken: %d %q, want 503 with the reason", code, body)
+	}
 	_, m := httpGet(t, metrics)
 	for _, re := range []string{`(?m)^vmledger_store_healthy 0$`, `(?m)^vmledger_store_failures_total 1$`} {
 		if !regexp.MustCompile(re).MatchString(m) {
@@ -99,6 +103,9 @@ func TestAgentDiskFullRecovers(t *testing.T) {
 			t.Fatalf("healthz still failing 60s after the disk was freed")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := httpGet(t, "http://"+a.metrics+"/readyz"); code != http.StatusOK {
+		t.Errorf("readyz after recovery: %d %q", code, body)
 	}
 	out := a.mustCLI("define", bigDefine(t, work, "after"))
 	if want := fmt.Sprintf("seq %d)", defined+1); !strings.Contains(out, want) {

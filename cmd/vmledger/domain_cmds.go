@@ -3,14 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/vmledger/vmledger/cmd/vmledger/internal/yamlinput"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
 )
@@ -32,6 +30,10 @@ func newDefineCmd(g *globals) *cobra.Command {
 		Use:   "define FILE",
 		Short: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin)",
 		Long: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin).\n\n" +
+			"As virsh define: a config whose name exists (and without a UUID, or with that domain's) updates that\n" +
+			"domain; the same config again changes nothing and says so (exit 0). A running domain keeps what it\n" +
+			"runs until its next start: info shows what is pending, config --live what runs. Left out, vcpus is 1\n" +
+			"and machine is pc.\n\n" +
 			"The file is read strictly: unknown fields, keys in another case, a key given twice, a second\n" +
 			"YAML document and the all-zero UUID are errors. Names must not parse as UUIDs; vcpus, memory\n" +
 			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
@@ -44,6 +46,14 @@ func newDefineCmd(g *globals) *cobra.Command {
 			var res domains.Result
 			if err := g.call(cmd.Context(), api.VerbDefine, api.DefineRequest{CommandID: orRandom(cmdID), Config: cfg}, &res); err != nil {
 				return err
+			}
+			switch {
+			case res.Unchanged:
+				return g.printResult(cmd, res, "is already defined with this configuration: nothing changed")
+			case res.Updated && res.State.Active():
+				return g.printResult(cmd, res, "updated: the new config applies at the next start (vmledger info shows what is pending)")
+			case res.Updated:
+				return g.printResult(cmd, res, "updated")
 			}
 			return g.printResult(cmd, res, "defined")
 		},
@@ -61,41 +71,12 @@ const maxConfigFile = 1 << 20
 // case, keys given twice and a second YAML document are errors, so a typo
 // never silently becomes a default or an override.
 func readConfig(path string, stdin io.Reader) (domains.Config, error) {
-	js, err := readYAMLFile("config", path, stdin, maxConfigFile)
-	if err != nil {
-		return domains.Config{}, err
-	}
-	cfg, err := domains.DecodeConfig(js)
-	if err != nil {
-		return domains.Config{}, usagef("config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// readYAMLFile reads a JSON or YAML file ('-': stdin) of at most max
-// bytes, strictly (yamlinput.ToJSON), and returns it as JSON.
-func readYAMLFile(what, path string, stdin io.Reader, max int64) ([]byte, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, usagef("read %s: %w", what, err)
-		}
-		defer f.Close()
-		r = f
-	}
-	raw, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, usagef("read %s: %w", what, err)
-	}
-	if int64(len(raw)) > max {
-		return nil, usagef("%s %s: larger than %d bytes", what, path, max)
-	}
-	js, err := yamlinput.ToJSON(raw) // strict: cmd/vmledger/internal/yamlinput
-	if err != nil {
-		return nil, usagef("%s %s: %w", what, path, err)
-	}
-	return js, nil
+	var cfg domains.Config
+	err := readYAMLInto("config", path, stdin, maxConfigFile, func(js []byte) (err error) {
+		cfg, err = domains.DecodeConfig(js)
+		return err
+	})
+	return cfg, err
 }
 
 func newUndefineCmd(g *globals) *cobra.Command {
@@ -164,11 +145,15 @@ func (g *globals) printResult(cmd *cobra.Command, res domains.Result, what strin
 func newListCmd(g *globals) *cobra.Command {
 	var state string
 	var allHosts bool
+	var lf *listFlags
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List domains (of --host, or with --all-hosts of every agent on the cluster)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkState(state); err != nil {
+				return err
+			}
 			if allHosts {
 				return listAllHosts(cmd.Context(), g, cmd.OutOrStdout(), state)
 			}
@@ -178,6 +163,9 @@ func newListCmd(g *globals) *cobra.Command {
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			if short, err := lf.print(cmd.OutOrStdout(), rep); short {
+				return err
 			}
 			w := newTable(cmd.OutOrStdout())
 			fmt.Fprintln(w, "NAME\tUUID\tSTATE\tREASON\tVERSION\tMANAGED SAVE")
@@ -192,6 +180,7 @@ func newListCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only domains in this state (running, paused, \"shut off\", ...)")
+	lf = addListFlags(cmd) // virsh_cmds.go
 	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "every agent that answers discovery on the cluster, with a HOST column; a host that does not answer is reported and fails the exit code")
 	addJSON(cmd, g)
 	return cmd

@@ -93,7 +93,7 @@ NATS outage (history request plus de-duplication by sequence).`,
 			if err != nil {
 				return err
 			}
-			out := eventPrinter(cmd.OutOrStdout(), g.json)
+			out := eventPrinter(cmd.Context(), cmd.OutOrStdout(), g.json, newDomainNames(g, c))
 			if follow {
 				err := c.Follow(cmd.Context(), o, out)
 				if cmd.Context().Err() != nil {
@@ -133,7 +133,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o.After = rg.after(o.After)
-			err = drain(cmd.Context(), g, c, o, rg.filter(eventPrinter(cmd.OutOrStdout(), g.json)))
+			err = drain(cmd.Context(), g, c, o, rg.filter(eventPrinter(cmd.Context(), cmd.OutOrStdout(), g.json, newDomainNames(g, c))))
 			if errors.Is(err, errRangeEnd) {
 				return nil
 			}
@@ -174,7 +174,9 @@ func drain(ctx context.Context, g *globals, c *bus.Client, o bus.FollowOptions, 
 	}
 }
 
-func eventPrinter(w io.Writer, asJSON bool) func(domains.Event) error {
+// eventPrinter prints events as JSON lines, or as text lines that name
+// each event's domain (names finds it; nil: "-").
+func eventPrinter(ctx context.Context, w io.Writer, asJSON bool, names *domainNames) func(domains.Event) error {
 	return func(e domains.Event) error {
 		if asJSON {
 			// The bus's form: a placeholder stays a placeholder.
@@ -185,7 +187,11 @@ func eventPrinter(w io.Writer, asJSON bool) func(domains.Event) error {
 			_, err = w.Write(append(b, '\n'))
 			return err
 		}
-		printEvent(w, e)
+		name := "-"
+		if names != nil {
+			name = names.name(ctx, e)
+		}
+		printEvent(w, e, name)
 		return nil
 	}
 }

@@ -30,6 +30,7 @@ type globals struct {
 	ident   string
 	timeout time.Duration
 	json    bool
+	tls     tlsFlags // security_flags.go
 }
 
 const defaultNATSURL = "nats://127.0.0.1:4222"
@@ -46,6 +47,7 @@ func (g *globals) register(root *cobra.Command) {
 		"embedded NATS identity: operator, readonly or console, read from nats-users/ROLE.nk beside --nats-token-file; the server enforces its rights (env VMLEDGER_NATS_IDENTITY)")
 	f.StringVar(&g.nkey, "nats-nkey", os.Getenv("VMLEDGER_NATS_NKEY"),
 		"NATS nkey seed file, e.g. a copy of the agent's nats-users/readonly.nk; its role (for the reply inbox) is --nats-identity or the file's base name (env VMLEDGER_NATS_NKEY)")
+	g.tls.register(f)
 	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for a slow agent (nothing listening, refused credentials and no agent for --host fail at once)")
 }
 
@@ -85,6 +87,7 @@ func (g *globals) dial(ctx context.Context) (*nats.Conn, *bus.Client, error) {
 		return nil, nil, usagef("--nats-identity %s: want operator, readonly or console (or agent)", domains.Quote(g.ident))
 	}
 	co := bus.ConnectOptions{Name: "vmledger-cli", CredsFile: g.creds, FailFast: true}
+	g.tls.apply(&co)
 	from := ""
 	if file, role := g.identity(); file != "" {
 		co.NKeyFile, co.InboxPrefix, from = file, role.InboxPrefix(), "the identity in "+file
@@ -93,7 +96,7 @@ func (g *globals) dial(ctx context.Context) (*nats.Conn, *bus.Client, error) {
 	}
 	nc, err := bus.Connect(cctx, g.natsURL, co)
 	if err != nil {
-		return nil, nil, domains.Errorf(domains.CodeUnavailable, "%w%s", err, g.connectHint(err, from))
+		return nil, nil, domains.Errorf(domains.CodeUnavailable, "%w%s%s", err, g.connectHint(err, from), g.tls.hint(err))
 	}
 	return nc, bus.NewClient(nc, g.host), nil
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -320,15 +319,9 @@ func TestGuestAgentRestart(t *testing.T) {
 	if d.State != "running" || d.Live == nil || d.Live.PID != pid {
 		t.Fatalf("after restart: %+v", d)
 	}
-	out := a.mustCLI("history", "keep", "--json", "--after", strconv.FormatUint(before, 10))
 	var types []string
 	var adj int64
-	dec := json.NewDecoder(strings.NewReader(out))
-	for dec.More() {
-		var e plainEvent
-		if err := dec.Decode(&e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range historyAfter(t, a, "keep", before) {
 		types = append(types, e.Type)
 		if e.Type == "rtc-changed" {
 			var p rtcPayload

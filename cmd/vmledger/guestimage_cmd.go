@@ -14,6 +14,7 @@ import (
 
 func newGuestImageCmd() *cobra.Command {
 	var linuxDir, name string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "guest-image PATH | --linux DIR",
 		Short: "Write the project's tiny test guest to PATH, or build the Linux test guest into DIR",
@@ -44,10 +45,13 @@ it directly (os: kernel, initrd, cmdline), ready for "vmledger define -".`,
 				if err != nil {
 					return err
 				}
-				return printLinuxConfig(cmd.OutOrStdout(), img, name)
+				return printLinuxConfig(cmd.OutOrStdout(), img, name, asJSON)
 			}
 			if err := guest.WriteImage(args[0]); err != nil {
 				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"path": args[0], "boot_sector_bytes": len(guest.Image()), "disk_bytes": guest.DiskSize})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (a %d-byte boot sector in a %d-byte disk)\n", args[0], len(guest.Image()), guest.DiskSize)
 			return nil
@@ -55,6 +59,7 @@ it directly (os: kernel, initrd, cmdline), ready for "vmledger define -".`,
 	}
 	cmd.Flags().StringVar(&linuxDir, "linux", "", "build the Linux test guest into `DIR` and print a config for it")
 	cmd.Flags().StringVar(&name, "name", "linux", "the domain name in the printed config (with --linux)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (with --linux: the config as JSON)")
 	return cmd
 }
 
@@ -74,14 +79,18 @@ type linuxGuestConfig struct {
 // (which lives in RAM) with room to spare.
 const linuxGuestMemoryMiB = 256
 
-func printLinuxConfig(w io.Writer, img linuxguest.Image, name string) error {
-	b, err := yaml.Marshal(linuxGuestConfig{
+func printLinuxConfig(w io.Writer, img linuxguest.Image, name string, asJSON bool) error {
+	c := linuxGuestConfig{
 		Name: name, MemoryMiB: linuxGuestMemoryMiB, VCPUs: 1,
 		Clock:    domains.Clock{Offset: domains.OffsetUTC},
 		Serial:   domains.Serial{Log: true},
 		Features: []string{domains.FeatureVMCOREINFO},
 		OS:       img.OS(),
-	})
+	}
+	if asJSON {
+		return printJSON(w, c)
+	}
+	b, err := yaml.Marshal(c)
 	if err != nil {
 		return err
 	}

@@ -140,9 +140,9 @@ func eventsAllHosts(ctx context.Context, g *globals, out io.Writer, f eventFilte
 	}
 	defer nc.Close()
 	var mu sync.Mutex
-	printer := func(host string) func(domains.Event) error {
+	printer := func(host string, c *bus.Client) func(domains.Event) error {
 		var b strings.Builder
-		inner := eventPrinter(&b, g.json)
+		inner := eventPrinter(ctx, &b, g.json, newDomainNames(g, c))
 		return func(e domains.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -180,7 +180,7 @@ func eventsAllHosts(ctx context.Context, g *globals, out io.Writer, f eventFilte
 	}
 	if !follow {
 		for _, p := range plans {
-			if err := drain(ctx, g, p.c, p.o, printer(p.host)); err != nil {
+			if err := drain(ctx, g, p.c, p.o, printer(p.host, p.c)); err != nil {
 				return fmt.Errorf("host %s: %w", p.host, err)
 			}
 		}
@@ -191,7 +191,7 @@ func eventsAllHosts(ctx context.Context, g *globals, out io.Writer, f eventFilte
 	errs := make(chan error, len(plans))
 	for _, p := range plans {
 		go func(p plan) {
-			err := p.c.Follow(fctx, p.o, printer(p.host))
+			err := p.c.Follow(fctx, p.o, printer(p.host, p.c))
 			switch {
 			case fctx.Err() != nil:
 				err = nil // ended by the user or by another host's end

@@ -87,7 +87,7 @@ func printJob(w io.Writer, j *domains.JobInfo) {
 	if j.Async {
 		kind = "asynchronous"
 	}
-	fmt.Fprintf(w, "Job:        %s\nKind:       %s (%s)\nStarted:    %s\n", j.ID, j.Kind, kind, j.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "Job:        %s\nKind:       %s (%s)\nStarted:    %s\n", j.ID, j.Kind, kind, fmtTime(j.Started))
 	if j.CommandID != "" {
 		fmt.Fprintf(w, "Command ID: %s\n", j.CommandID)
 	}

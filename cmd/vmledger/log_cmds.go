@@ -107,6 +107,7 @@ func exportFile(cmd *cobra.Command, s *store.Store, path string) error {
 
 func newLogImportCmd() *cobra.Command {
 	var dir string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "import FILE --state-dir D",
 		Short: "Build a new log in an empty state directory from an export ('-' for stdin)",
@@ -134,10 +135,14 @@ and then nothing is left behind.`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"events": n, "log": filepath.Join(dir, agent.DBFile)})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d events into %s\n", n, filepath.Join(dir, agent.DBFile))
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	addStateDir(cmd, &dir)
 	return cmd
 }

@@ -124,7 +124,7 @@ func printInspection(w io.Writer, in *inspection) {
 		fmt.Fprintf(t, "As of:\t%s (%d events folded)\n", in.At, in.Folded)
 	}
 	if !in.First.IsZero() {
-		fmt.Fprintf(t, "Recorded:\t%s to %s\n", in.First.Format(time.RFC3339Nano), in.Last.Format(time.RFC3339Nano))
+		fmt.Fprintf(t, "Recorded:\t%s to %s\n", fmtTime(in.First), fmtTime(in.Last))
 	}
 	if in.Snapshot != 0 {
 		fmt.Fprintf(t, "Newest snapshot:\tseq %d\n", in.Snapshot)

@@ -4,16 +4,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/vmledger/vmledger/domains"
-	"github.com/vmledger/vmledger/store"
 )
 
 // Exit codes, stable for scripts (docs/cli.md).
@@ -29,41 +25,15 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	cmd, err := newRoot().ExecuteContextC(ctx)
 	stop()
-	os.Exit(exitCode(err))
+	os.Exit(reportError(os.Stderr, cmd, os.Args[1:], err)) // cli_errors.go
 }
 
 // usageError marks errors in how the command was called.
 type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
-
-func exitCode(err error) int {
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintln(os.Stderr, "error:", err)
-	var u usageError
-	if errors.As(err, &u) {
-		return exitUsage
-	}
-	var c corruptError
-	if errors.As(err, &c) || errors.Is(err, store.ErrCorrupt) {
-		return exitCorrupt // a damaged log: verify's finding, or a file refused at open
-	}
-	switch domains.CodeOf(err) {
-	case domains.CodeInvalid:
-		return exitUsage
-	case domains.CodeNotFound:
-		return exitNotFound
-	case domains.CodeConflict:
-		return exitConflict
-	case domains.CodeUnavailable:
-		return exitUnavailable
-	}
-	return exitInternal
-}
 
 func newRoot() *cobra.Command {
 	g := &globals{}
@@ -83,13 +53,14 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
 	g.register(root)
+	setVersion(root)
 	root.AddCommand(
 		newAgentCmd(),
 		newDefineCmd(g), newUndefineCmd(g), newListCmd(g), newInfoCmd(g), newConfigCmd(g),
 		newLifecycleCmd(g, "start", "Boot a shut-off domain"),
-		newLifecycleCmd(g, "shutdown", "Ask the guest to power off (ACPI)"),
+		newShutdownCmd(g), // shutdown_cmd.go
 		newLifecycleCmd(g, "destroy", "Stop a domain at once (kill QEMU)"),
 		newLifecycleCmd(g, "suspend", "Pause a running domain's vCPUs"),
 		newLifecycleCmd(g, "resume", "Resume a paused domain"),
@@ -98,6 +69,10 @@ Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 not found,
 		newLogCmd(g), newJobCmd(g), newDumpInfoCmd(g), newDumpReadCmd(), newDumpCmd(g),
 		newSaveCmd(g), newRestoreCmd(g), newManagedSaveCmd(g), newManagedSaveRemoveCmd(g), newSaveImageCmd(),
 		newAttachDeviceCmd(g), newDetachDeviceCmd(g),
+		newMigrateCmd(g), newVersionCmd(g),
 	)
+	root.AddCommand(newVirshCmds(g)...) // virsh_cmds.go
+	guardGroups(root)
+	registerCompletions(root, g)
 	return root
 }

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +28,7 @@ func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 
 
 func printInfo(w io.Writer, d domains.Domain) {
 	t := newTable(w)
-	c := d.Config
+	c := d.LiveConfig() // what runs; the next start's differences follow
 	fmt.Fprintf(t, "Name:\t%s\n", c.Name)
 	fmt.Fprintf(t, "UUID:\t%s\n", c.UUID)
 	st := string(d.State)
@@ -47,8 +47,14 @@ func printInfo(w io.Writer, d domains.Domain) {
 	if l := d.Live; l != nil {
 		fmt.Fprintf(t, "Accelerator:\t%s\n", l.Accel)
 		fmt.Fprintf(t, "PID:\t%d\n", l.PID)
-		fmt.Fprintf(t, "Started:\t%s\n", l.Started.Format(time.RFC3339))
+		fmt.Fprintf(t, "Started:\t%s\n", fmtTime(l.Started))
 		fmt.Fprintf(t, "RTC adjustment:\t%+ds\n", l.RTC)
+		if len(l.Taints) > 0 {
+			fmt.Fprintf(t, "Tainted:\t%s (qemu-monitor-command)\n", strings.Join(l.Taints, ", "))
+		}
+	}
+	if d.Autostart {
+		fmt.Fprintf(t, "Autostart:\tyes\n")
 	}
 	for _, dev := range d.Devices() { // the live device set
 		kind := dev.Kind
@@ -57,15 +63,20 @@ func printInfo(w io.Writer, d domains.Domain) {
 		}
 		fmt.Fprintf(t, "Device:\t%s (%s): %s\n", dev.ID, kind, dev.State)
 	}
+	for _, ch := range d.PendingChanges() {
+		fmt.Fprintf(t, "Next start:\t%s %s (running: %s)\n", ch.Field, ch.Next, ch.Running)
+	}
 	if j := d.Job; j != nil {
-		fmt.Fprintf(t, "Job:\t%s %s (since %s; vmledger job info)\n", j.Kind, j.ID, j.Started.Format(time.RFC3339))
+		fmt.Fprintf(t, "Job:\t%s %s (since %s; vmledger job info)\n", j.Kind, j.ID, fmtTime(j.Started))
 	}
 	fmt.Fprintf(t, "Version:\t%d\n", d.Version)
 	fmt.Fprintf(t, "Last seq:\t%d\n", d.LastSeq)
 	_ = t.Flush()
 }
 
-func printEvent(w io.Writer, e domains.Event) {
+// printEvent prints one event as a line: sequence, time, domain name and
+// UUID, version, type, payload.
+func printEvent(w io.Writer, e domains.Event, name string) {
 	var p []byte
 	if t, ok := e.Payload.(bus.Truncated); ok {
 		// An event too large for the bus (an older log): say so where the
@@ -74,7 +85,7 @@ func printEvent(w io.Writer, e domains.Event) {
 	} else {
 		p, _ = json.Marshal(e.Payload)
 	}
-	fmt.Fprintf(w, "%d\t%s\t%s\tv%d\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339Nano), e.Domain, e.Version, e.Type, p)
+	fmt.Fprintf(w, "%d\t%s\t%s\t%s\tv%d\t%s\t%s\n", e.Seq, fmtTime(e.Time), name, e.Domain, e.Version, e.Type, p)
 }
 
 func stderrOf() io.Writer { return os.Stderr }

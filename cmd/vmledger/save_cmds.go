@@ -173,9 +173,8 @@ func (g *globals) runJob(cmd *cobra.Command, f jobFlags, verb string, req any, w
 	if err != nil {
 		return err
 	}
-	if end.Type == domains.TypeJobFailed {
-		p, _ := end.Payload.(domains.JobFailed)
-		return domains.Errorf(domains.CodeInternal, "%s job %s of domain %s failed (%s): %s", p.Kind, p.ID, res.Name, p.Reason, p.Error)
+	if err := jobFailure(end, res); err != nil {
+		return err
 	}
 	var d domains.Domain
 	if err := g.call(cmd.Context(), api.VerbInfo, api.DomainRequest{Domain: res.Domain.String()}, &d); err != nil {
@@ -184,6 +183,16 @@ func (g *globals) runJob(cmd *cobra.Command, f jobFlags, verb string, req any, w
 	res.State = d.State
 	res.Seqs = append(res.Seqs, end.Seq)
 	return g.printResult(cmd, res, what)
+}
+
+// jobFailure is the error for a job that ended in job-failed, nil for one
+// that completed.
+func jobFailure(end domains.Event, res domains.Result) error {
+	if end.Type != domains.TypeJobFailed {
+		return nil
+	}
+	p, _ := end.Payload.(domains.JobFailed)
+	return domains.Errorf(domains.CodeInternal, "%s job %s of domain %s failed (%s): %s", p.Kind, p.ID, res.Name, p.Reason, p.Error)
 }
 
 // followJob shows the job's progress (a bar on w, fed from
@@ -224,7 +233,11 @@ func (g *globals) followJob(ctx context.Context, w io.Writer, res domains.Result
 			if p := j.Progress; p.Total > 0 && pb.GetMax64() != int64(p.Total) {
 				pb.ChangeMax64(int64(p.Total))
 			}
-			pb.Describe(string(j.Kind) + " " + j.Progress.Phase)
+			desc := string(j.Kind) + " " + j.Progress.Phase
+			if j.Progress.Pass > 0 { // a live migration's RAM pass
+				desc += fmt.Sprintf(" pass %d", j.Progress.Pass)
+			}
+			pb.Describe(desc)
 			_ = pb.Set64(int64(j.Progress.Done))
 			continue
 		case <-tick.C:
@@ -318,7 +331,7 @@ unfinished image is reported with the part and offset (exit 6).`,
 }
 
 func newSaveImageDefineCmd() *cobra.Command {
-	var running, paused bool
+	var running, paused, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "define FILE CONFIG [--running|--paused]",
 		Short: "Replace the domain config inside a save image (virsh save-image-define)",
@@ -368,10 +381,14 @@ restore leaves the guest in.`,
 			if _, err := migrate.Rewrite(args[0], raw, wasRunning); err != nil {
 				return domains.Errorf(domains.CodeInternal, "%w", err)
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"image": args[0], "name": cfg.Name, "uuid": cfg.UUID, "was_running": wasRunning})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Save image %s: config of domain %s replaced\n", args[0], cfg.Name)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&running, "running", false, "restore leaves the guest running")
 	cmd.Flags().BoolVar(&paused, "paused", false, "restore leaves the guest paused")
 	return cmd

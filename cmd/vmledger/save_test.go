@@ -535,6 +535,7 @@ func TestManagedSave(t *testing.T) {
 	// --force-boot discards the image and boots.
 	a.mustCLI("managedsave", "ms")
 	a.mustCLI("start", "ms", "--force-boot")
+	removedBecause(t, tap, domains.ManagedSaveDiscarded)
 	ev = tap.next(t, "started", 30*time.Second)
 	for {
 		payload(t, ev, &sp)
@@ -548,6 +549,7 @@ func TestManagedSave(t *testing.T) {
 	// managedsave-remove discards it; start then boots.
 	a.mustCLI("managedsave", "ms")
 	a.mustCLI("managedsave-remove", "ms")
+	removedBecause(t, tap, domains.ManagedSaveRemovedByUser)
 	managed(false)
 	if _, _, code := a.cli("managedsave-remove", "ms"); code != exitNotFound {
 		t.Fatalf("managedsave-remove without an image: exit %d, want %d", code, exitNotFound)
@@ -557,6 +559,16 @@ func TestManagedSave(t *testing.T) {
 		t.Fatalf("start after managedsave-remove: %s", d.State)
 	}
 	a.mustCLI("destroy", "ms")
+}
+
+// removedBecause waits for managed-save-removed and checks its reason.
+func removedBecause(t testing.TB, tap *eventTap, reason string) {
+	t.Helper()
+	var p domains.ManagedSaveRemoved
+	payload(t, tap.next(t, string(domains.TypeManagedSaveRemoved), 10*time.Second), &p)
+	if p.Reason != reason || filepath.Base(p.Path) == "" {
+		t.Fatalf("managed-save-removed %+v, want reason %s", p, reason)
+	}
 }
 
 // Acceptance a on the Linux guest: the RTC set from inside Linux (date -s,

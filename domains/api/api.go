@@ -41,7 +41,9 @@ func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
 		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
-		VerbAttachDevice, VerbDetachDevice, VerbDump}
+		VerbAttachDevice, VerbDetachDevice, VerbDump,
+		VerbMigrate, VerbMigratePrepare, VerbMigrateFinish, VerbMigrateCancel,
+		VerbReboot, VerbAutostart, VerbMonitorCommand, VerbVCPUInfo, VerbDomTime}
 }
 
 // DefineRequest carries a domain configuration.
@@ -135,6 +137,12 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	if res, ok, err := h.handleSave(ctx, verb, body); ok {
 		return res, err
 	}
+	if res, ok, err := h.handleMigrate(ctx, verb, body); ok {
+		return res, err
+	}
+	if res, ok, err := h.handleVirsh(ctx, verb, body); ok {
+		return res, err
+	}
 	switch verb {
 	case VerbDefine:
 		r, err := decodeDefine(body)
@@ -155,6 +163,11 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 		var r ListRequest
 		if err := decode(body, &r); err != nil {
 			return nil, err
+		}
+		if r.State != "" {
+			if _, err := domains.ParseState(r.State); err != nil {
+				return nil, err
+			}
 		}
 		return h.list(r), nil
 	case VerbAttachDevice, VerbDetachDevice:

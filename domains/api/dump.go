@@ -22,9 +22,9 @@ type DumpRequest struct {
 	After     string `json:"after,omitempty"` // "" | live | crash | reset
 }
 
-// dumper is the service's dump (owner.Service has it); a Service
+// DumpService is the service's dump (owner.Service has it); a Service
 // without it answers unavailable.
-type dumper interface {
+type DumpService interface {
 	Dump(ctx context.Context, cmdID, ref string, o domains.DumpOptions) (domains.Result, error)
 }
 
@@ -36,7 +36,7 @@ func (h Handler) dump(ctx context.Context, body []byte) (any, error) {
 	if r.Domain == "" {
 		return nil, domains.Errorf(domains.CodeInvalid, "missing \"domain\" (a name or UUID)")
 	}
-	d, ok := h.Svc.(dumper)
+	d, ok := h.Svc.(DumpService)
 	if !ok {
 		return nil, domains.Errorf(domains.CodeUnavailable, "dump is not available")
 	}

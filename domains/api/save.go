@@ -38,7 +38,7 @@ type RestoreRequest struct {
 type SaveService interface {
 	Save(ctx context.Context, cmdID, ref string, o domains.SaveOptions) (domains.Result, error)
 	ManagedSave(ctx context.Context, cmdID, ref string, o domains.SaveOptions) (domains.Result, error)
-	ManagedSaveRemove(ctx context.Context, ref string) (domains.Result, error)
+	ManagedSaveRemove(ctx context.Context, cmdID, ref string) (domains.Result, error)
 	Restore(ctx context.Context, cmdID string, o domains.RestoreOptions) (domains.Result, error)
 	HasManagedSave(id uuid.UUID) bool
 }
@@ -88,7 +88,7 @@ func (h Handler) handleSave(ctx context.Context, verb string, body []byte) (res 
 		if r.Path != "" || r.Compression != "" || r.Running || r.Paused {
 			return nil, true, domains.Errorf(domains.CodeInvalid, "%q takes only \"domain\"", verb)
 		}
-		res, err = svc.ManagedSaveRemove(ctx, r.Domain)
+		res, err = svc.ManagedSaveRemove(ctx, r.CommandID, r.Domain)
 	}
 	return res, true, err
 }

@@ -27,7 +27,7 @@ func (s saveSvc) ManagedSave(_ context.Context, _, ref string, _ domains.SaveOpt
 	return domains.Result{Job: "j"}, nil
 }
 
-func (s saveSvc) ManagedSaveRemove(_ context.Context, ref string) (domains.Result, error) {
+func (s saveSvc) ManagedSaveRemove(_ context.Context, _, ref string) (domains.Result, error) {
 	*s.calls = append(*s.calls, "managedsave-remove "+ref)
 	return domains.Result{}, nil
 }

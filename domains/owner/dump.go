@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,6 +26,12 @@ type memoryAccess interface {
 	RAMFile() string
 	// CPUStates reads each vCPU's registers.
 	CPUStates(ctx context.Context) ([]coredump.CPUState, error)
+}
+
+// dimmAccess lists the guest's hot-plugged memory (DIMMs), each in a
+// file of its own, which a dump holds at the DIMM's addresses.
+type dimmAccess interface {
+	DIMMs(ctx context.Context) ([]coredump.FileRange, error)
 }
 
 // qemuDumper is QEMU's own dump-guest-memory, into f.
@@ -201,14 +208,29 @@ func writeOwn(ctx context.Context, cfg domains.Config, mem memoryAccess, out *os
 	if err != nil {
 		return err
 	}
+	var src io.ReaderAt = ram
+	if dm, ok := mem.(dimmAccess); ok {
+		dimms, err := dm.DIMMs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(dimms) > 0 {
+			all, err := coredump.AddFiles(ram, cfg.MemoryMiB<<20, m, dimms)
+			if err != nil {
+				return err
+			}
+			defer all.Close()
+			src, m = all, all.Map
+		}
+	}
 	cpus, err := mem.CPUStates(ctx)
 	if err != nil {
 		return err
 	}
 	// Linux's VMCOREINFO, when the guest published one; its absence is
 	// no failure (the tiny guest has none).
-	info, _ := coredump.FindVMCoreInfo(ctx, ram, m)
-	_, err = coredump.Write(ctx, out, ram, m, coredump.Options{
+	info, _ := coredump.FindVMCoreInfo(ctx, src, m)
+	_, err = coredump.Write(ctx, out, src, m, coredump.Options{
 		Format: coredump.Format(o.Format), Flattened: o.Flattened, CPUs: cpus, VMCoreInfo: info,
 		Progress: func(done, total uint64) { progress(done*coredump.PageSize, total*coredump.PageSize) },
 	})

@@ -253,6 +253,9 @@ type Job struct {
 	sl     *slot
 	domain domains.Domain
 	guest  domains.Guest
+	// final are facts recorded with the job's end, in the same append
+	// (a migration's undefined: job-completed must come first).
+	final []domains.Payload
 }
 
 // ID is the job's ID, as in its events.
@@ -391,7 +394,7 @@ func (s *Service) endAsync(h *Job, runErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	for try, wait := 0, 100*time.Millisecond; try < 5; try, wait = try+1, wait*2 {
-		err := h.Record(ctx, p)
+		err := h.Record(ctx, append([]domains.Payload{p}, h.final...)...)
 		if err == nil {
 			break
 		}

@@ -23,6 +23,9 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 		if _, ok := domains.Next(d.State, domains.TypeStarted); !ok {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is already %s", d.Config.Name, d.State)
 		}
+		if err := ownedHere(d); err != nil {
+			return domains.Result{}, err
+		}
 		if s.driver == nil {
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "this agent has no hypervisor")
 		}
@@ -58,6 +61,7 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 // decides; its shutdown and stopped events follow when it does.
 func (s *Service) Shutdown(ctx context.Context, cmdID, ref string) (domains.Result, error) {
 	return s.act(ctx, cmdID, ref, domains.JobShutdown, domains.TypeShutdown, func(ctx context.Context, g lifecycle) (domains.Payload, error) {
+		s.cancelReboot(ctx, g) // a shutdown now means power off (reboot.go)
 		return nil, g.Powerdown(ctx)
 	})
 }
@@ -163,9 +167,15 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKi
 		defer unlock()
 		// In shutdown, the guest is on its way out: pausing it there would
 		// strand it (there is no resume from "in shutdown"), and pressing
-		// the button twice does nothing more.
-		if _, ok := domains.Next(d.State, t); !ok || d.State == domains.StateShutdown && (t == domains.TypeShutdown || t == domains.TypePaused) {
+		// the button twice does nothing more. Only a fake reboot resumes
+		// from it (reboot.go).
+		if _, ok := domains.Next(d.State, t); !ok || d.State == domains.StateShutdown && (t == domains.TypeShutdown || t == domains.TypePaused || t == domains.TypeResumed) {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "cannot %s domain %q: it is %s", verbOf(t), d.Config.Name, d.State)
+		}
+		if t == domains.TypeResumed {
+			if err := ownedHere(d); err != nil { // handed off: paused until released
+				return domains.Result{}, err
+			}
 		}
 		h := s.guest(d.Config.UUID)
 		if h == nil {
@@ -180,18 +190,10 @@ func (s *Service) act(ctx context.Context, cmdID, ref string, kind domains.JobKi
 			return domains.Result{}, coded(domains.CodeUnavailable, "%s %q: %w", verbOf(t), d.Config.Name, err)
 		}
 		if p == nil {
+			// No event (the guest decides), but the command is recorded.
 			res := domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}
-			if cmdID != "" {
-				// No event (the guest decides), but the command is recorded,
-				// so that a retry does not act again.
-				// The guest was acted on: as with events, the caller giving
-				// up must not leave that unrecorded.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-				defer cancel()
-				req := domains.AppendRequest{Domain: d.Config.UUID, ExpectedVersion: domains.AnyVersion, CommandID: cmdID, Result: encodeResult(res), CommandDigest: s.commandDigest(cmdID)}
-				if _, err := s.log.Append(rctx, req); err != nil {
-					return domains.Result{}, coded(domains.CodeUnavailable, "record command %s: %w", cmdID, err)
-				}
+			if err := s.recordCommand(ctx, cmdID, res); err != nil {
+				return domains.Result{}, err
 			}
 			return res, nil
 		}

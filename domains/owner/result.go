@@ -17,10 +17,13 @@ type storedResult struct {
 	Count  int           `json:"count"`
 	State  domains.State `json:"state"`
 	Job    string        `json:"job,omitempty"`
+	// Define's outcome (domains.Result).
+	Updated   bool `json:"updated,omitempty"`
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 func encodeResult(r domains.Result) []byte {
-	b, _ := json.Marshal(storedResult{Domain: r.Domain, Name: r.Name, Count: len(r.Seqs), State: r.State, Job: r.Job})
+	b, _ := json.Marshal(storedResult{Domain: r.Domain, Name: r.Name, Count: len(r.Seqs), State: r.State, Job: r.Job, Updated: r.Updated, Unchanged: r.Unchanged})
 	return b
 }
 
@@ -29,7 +32,7 @@ func decodeResult(rec domains.CommandRecord) (domains.Result, error) {
 	if err := json.Unmarshal(rec.Result, &s); err != nil {
 		return domains.Result{}, domains.Errorf(domains.CodeInternal, "stored command result: %w", err)
 	}
-	r := domains.Result{Domain: s.Domain, Name: s.Name, State: s.State, Seqs: make([]uint64, s.Count), Job: s.Job}
+	r := domains.Result{Domain: s.Domain, Name: s.Name, State: s.State, Seqs: make([]uint64, s.Count), Job: s.Job, Updated: s.Updated, Unchanged: s.Unchanged}
 	for i := range r.Seqs {
 		r.Seqs[i] = rec.FirstSeq + uint64(i)
 	}

@@ -285,22 +285,30 @@ func (s *Service) runSave(ctx context.Context, j *Job, path string, comp migrate
 	// record (stopped, saved), not the watcher's (crashed).
 	uctx, cancel := undoCtx(ctx)
 	defer cancel()
-	h := s.guest(d.Config.UUID)
-	return j.act(uctx, func() error {
+	return j.endGuest(uctx, "save", domains.TransferCompleted{Kind: domains.TypeSaveCompleted, Path: path, Bytes: uint64(st.ImageBytes)},
+		domains.Stopped{Reason: domains.StopSaved})
+}
+
+// endGuest kills the job's QEMU and records its end (ps): the end is
+// this job's to record (stopped, saved or migrated), not the watcher's
+// (crashed), so the watcher lets go of it first.
+func (j *Job) endGuest(ctx context.Context, what string, ps ...domains.Payload) error {
+	id, g := j.domain.Config.UUID, j.guest
+	h := j.s.guest(id)
+	return j.act(ctx, func() error {
 		if h != nil {
-			s.forget(d.Config.UUID, h)
+			j.s.forget(id, h)
 		}
-		if err := g.Kill(uctx); err != nil {
-			return fmt.Errorf("save: end QEMU: %w", err)
+		if err := g.Kill(ctx); err != nil {
+			return fmt.Errorf("%s: end QEMU: %w", what, err)
 		}
 		select {
 		case <-g.Done():
 			return nil
-		case <-uctx.Done():
-			return fmt.Errorf("save: QEMU did not exit: %w", uctx.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("%s: QEMU did not exit: %w", what, ctx.Err())
 		}
-	}, domains.TransferCompleted{Kind: domains.TypeSaveCompleted, Path: path, Bytes: uint64(st.ImageBytes)},
-		domains.Stopped{Reason: domains.StopSaved})
+	}, ps...)
 }
 
 // Restore verifies the whole image at o.Path, defines the domain from its
@@ -347,6 +355,9 @@ func (s *Service) restore(ctx context.Context, cmdID, path string, o domains.Res
 	if cur, err := s.Get(cfg.UUID.String()); err == nil {
 		if cur.State.Active() {
 			return domains.Result{}, domains.Errorf(domains.CodeConflict, "cannot restore domain %q: it is %s", cur.Config.Name, cur.State)
+		}
+		if err := ownedHere(cur); err != nil {
+			return domains.Result{}, err
 		}
 	}
 	// The domain as the image recorded it: defined, or updated (virsh
@@ -509,22 +520,43 @@ func (s *Service) ManagedSave(ctx context.Context, cmdID, ref string, o domains.
 }
 
 // ManagedSaveRemove discards the domain's managed save image (virsh
-// managedsave-remove).
-func (s *Service) ManagedSaveRemove(ctx context.Context, ref string) (domains.Result, error) {
-	d, err := s.Get(ref)
+// managedsave-remove) and records managed-save-removed.
+func (s *Service) ManagedSaveRemove(ctx context.Context, cmdID, ref string) (domains.Result, error) {
+	return s.once(ctx, cmdID, requestDigest(string(domains.JobManagedSaveRemove), ref, nil), func() (domains.Result, error) {
+		d, unlock, err := s.acquire(ctx, ref, domains.JobManagedSaveRemove, cmdID)
+		if err != nil {
+			return domains.Result{}, err
+		}
+		defer unlock()
+		if !s.HasManagedSave(d.Config.UUID) {
+			return domains.Result{}, domains.Errorf(domains.CodeNotFound, "domain %q has no managed save image", d.Config.Name)
+		}
+		if d.State.Active() {
+			// Only a shut-off domain has one (a start restores it).
+			return domains.Result{}, domains.Errorf(domains.CodeConflict, "domain %q is %s", d.Config.Name, d.State)
+		}
+		return s.discardManaged(ctx, cmdID, d, domains.ManagedSaveRemovedByUser)
+	})
+}
+
+// discardManaged removes the managed save image and records it. The image
+// is first renamed aside, so that a failed append puts it back and the
+// log and the file never disagree: recorded means gone.
+func (s *Service) discardManaged(ctx context.Context, cmdID string, d domains.Domain, reason string) (domains.Result, error) {
+	path := s.managedPath(d.Config.UUID)
+	aside := path + ".removing"
+	if err := os.Rename(path, aside); err != nil {
+		return domains.Result{}, domains.Errorf(domains.CodeInternal, "discard the managed save image of %q: %w", d.Config.Name, err)
+	}
+	res, err := s.commit(ctx, cmdID, d.Config.UUID, domains.ManagedSaveRemoved{Path: path, Reason: reason})
 	if err != nil {
+		if rerr := os.Rename(aside, path); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("the image stays at %s: %w", aside, rerr))
+		}
 		return domains.Result{}, err
 	}
-	if j := s.currentJob(d.Config.UUID); j != nil && j.async() {
-		return domains.Result{}, busy(d.Config.Name, j.snapshot())
-	}
-	if !s.HasManagedSave(d.Config.UUID) {
-		return domains.Result{}, domains.Errorf(domains.CodeNotFound, "domain %q has no managed save image", d.Config.Name)
-	}
-	if err := os.Remove(s.managedPath(d.Config.UUID)); err != nil {
-		return domains.Result{}, domains.Errorf(domains.CodeInternal, "remove the managed save image of %q: %w", d.Config.Name, err)
-	}
-	return domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, Seqs: []uint64{}, State: d.State}, nil
+	_ = os.Remove(aside) // recorded: a file left over only wastes space
+	return res, nil
 }
 
 // startManaged is start's first step: a shut-off domain with a managed
@@ -550,8 +582,8 @@ func (s *Service) startManaged(ctx context.Context, cmdID, ref string, o domains
 		return domains.Result{}, false, nil
 	}
 	if o.ForceBoot {
-		if err := os.Remove(path); err != nil {
-			return domains.Result{}, true, domains.Errorf(domains.CodeInternal, "discard the managed save image of %q: %w", d.Config.Name, err)
+		if _, err := s.discardManaged(ctx, "", d, domains.ManagedSaveDiscarded); err != nil {
+			return domains.Result{}, true, err
 		}
 		return domains.Result{}, false, nil
 	}

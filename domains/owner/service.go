@@ -24,22 +24,24 @@ type Service struct {
 	notify func(domains.Event) // optional observer of committed events (metrics)
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
-	images     PathGuard // save images' paths (save.go)
-	managedDir string    // managed save images (save.go)
-	dumpDir    string    // on_crash dumps (oncrash.go)
+	images     PathGuard     // save images' paths (save.go)
+	managedDir string        // managed save images (save.go)
+	dumpDir    string        // on_crash dumps (oncrash.go)
+	peers      MigrationPeer // the other agents, for migrate (migrate.go)
 
 	mu   sync.RWMutex // guards proj
 	proj *domains.Projection
 
-	lmu    sync.Mutex
-	slots  map[uuid.UUID]*slot        // one per domain: its job and fold lock (jobs.go)
-	guests map[uuid.UUID]*guestHandle // running guests
-	flight map[string]*inflight       // command IDs being executed
+	lmu     sync.Mutex
+	slots   map[uuid.UUID]*slot        // one per domain: its job and fold lock (jobs.go)
+	guests  map[uuid.UUID]*guestHandle // running guests
+	flight  map[string]*inflight       // command IDs being executed
+	inbound map[uuid.UUID]*inbound     // incoming migrations (migrate_in.go)
 
-	defineMu sync.Mutex // names are unique across domains
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	hintTO   time.Duration
+	naming map[string]chan struct{} // names being defined (reserveName)
+	wg     sync.WaitGroup
+	closed chan struct{}
+	hintTO time.Duration
 }
 
 // Options configure a Service.
@@ -59,14 +61,17 @@ type Options struct {
 	ManagedSaveDir string
 	// DumpDir is where on_crash writes its dumps (oncrash.go).
 	DumpDir string
+	// Peers reaches the other agents' migration verbs (nil: migrate
+	// answers unavailable).
+	Peers MigrationPeer
 }
 
 // NewService builds a service over an already replayed projection.
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
-		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir,
-		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{},
+		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
+		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{}, naming: map[string]chan struct{}{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}
 	if s.clock == nil {
@@ -222,15 +227,18 @@ func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause str
 	}
 	res := domains.Result{Domain: id, Name: name, State: state, Seqs: make([]uint64, len(evs))}
 	if len(payloads) == 1 {
-		if js, ok := payloads[0].(domains.JobStarted); ok {
-			res.Job = js.ID // the command started this job
+		switch p := payloads[0].(type) {
+		case domains.JobStarted:
+			res.Job = p.ID // the command started this job
+		case domains.ConfigUpdated:
+			res.Updated = true // define of an existing domain
 		}
 	}
 	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID, CommandDigest: s.commandDigest(cmdID)}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
 	if cmdID != "" {
-		req.Result = encodeResult(domains.Result{Domain: id, Name: res.Name, State: res.State, Seqs: res.Seqs, Job: res.Job})
+		req.Result = encodeResult(res)
 	}
 	// Events record what already happened: the caller giving up must not
 	// cut the recording short, so the append and the fold run on a context

@@ -226,12 +226,19 @@ func TestServiceDefine(t *testing.T) {
 		if _, err := e.svc.Define(e.ctx, "", cfg); err != nil {
 			t.Fatal(err)
 		}
-		// Equal after normalization counts as the same.
-		cfg.Machine = ""
-		_, err := e.svc.Define(e.ctx, "", cfg)
-		wantCode(t, err, domains.ErrConflict)
+		// Equal after normalization counts as the same: a no-op that
+		// says so (virsh define of an unchanged file), no event.
+		cfg.Machine, cfg.VCPUs = "", 0
+		res, err := e.svc.Define(e.ctx, "again", cfg)
+		if err != nil || !res.Unchanged || res.Updated || len(res.Seqs) != 0 || res.Domain != uuidA {
+			t.Fatalf("define again: %+v %v, want unchanged", res, err)
+		}
 		if e.log.LastSeq() != 1 {
 			t.Fatalf("log at %d", e.log.LastSeq())
+		}
+		// Recorded: a retry gets the same reply.
+		if again, err := e.svc.Define(e.ctx, "again", cfg); err != nil || !again.Unchanged {
+			t.Fatalf("retry: %+v %v", again, err)
 		}
 	})
 	t.Run("changed config", func(t *testing.T) {
@@ -243,7 +250,7 @@ func TestServiceDefine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(res.Seqs, []uint64{2}) || res.State != domains.StateShutoff || res.Name != "web" {
+		if !reflect.DeepEqual(res.Seqs, []uint64{2}) || res.State != domains.StateShutoff || res.Name != "web" || !res.Updated {
 			t.Fatalf("result %+v", res)
 		}
 		if ev := e.lastEvent(); ev.Type != domains.TypeConfigUpdated || ev.Version != 2 {
@@ -271,10 +278,21 @@ func TestServiceDefine(t *testing.T) {
 		e.svc.Define(e.ctx, "", cfgNamed("web", uuidA, clockUTC))
 		_, err := e.svc.Define(e.ctx, "", cfgNamed("web", uuidB, clockUTC))
 		wantCode(t, err, domains.ErrConflict)
-		_, err = e.svc.Define(e.ctx, "", cfgNamed("web", uuid.Nil, clockUTC))
-		wantCode(t, err, domains.ErrConflict)
 		if e.log.LastSeq() != 1 {
 			t.Fatalf("log at %d", e.log.LastSeq())
+		}
+	})
+	t.Run("existing name without uuid updates it", func(t *testing.T) {
+		e := newEnv(t)
+		e.svc.Define(e.ctx, "", cfgNamed("web", uuidA, clockUTC))
+		c := cfgNamed("web", uuid.Nil, clockUTC)
+		c.MemoryMiB *= 2
+		res, err := e.svc.Define(e.ctx, "", c)
+		if err != nil || res.Domain != uuidA || !res.Updated {
+			t.Fatalf("define by name: %+v %v, want an update of %s", res, err, uuidA)
+		}
+		if ev := e.lastEvent(); ev.Type != domains.TypeConfigUpdated || ev.Domain != uuidA {
+			t.Fatalf("event %+v", ev)
 		}
 	})
 	t.Run("rename", func(t *testing.T) {
@@ -296,7 +314,7 @@ func TestServiceDefine(t *testing.T) {
 			"zero memory":  func(c *domains.Config) { c.MemoryMiB = 0 },
 			"bad name":     func(c *domains.Config) { c.Name = "a.b" },
 			"bad clock":    func(c *domains.Config) { c.Clock.Offset = "sundial" },
-			"update to 0":  func(c *domains.Config) { c.UUID, c.VCPUs = uuidA, 0 },
+			"update vcpus": func(c *domains.Config) { c.UUID, c.VCPUs = uuidA, domains.MaxVCPUs+1 },
 			"relative dir": func(c *domains.Config) { c.Disks = []domains.Disk{{Target: "vda", Path: "x.img"}} },
 		} {
 			c := cfgNamed("other", uuidB, clockUTC)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +16,9 @@ import (
 type guestHandle struct {
 	id    uuid.UUID
 	guest domains.Guest
+	// reboot holds the command ID of a reboot the guest has not acted on
+	// yet (reboot.go).
+	reboot atomic.Pointer[string]
 }
 
 func (s *Service) guest(id uuid.UUID) *guestHandle {
@@ -165,6 +169,9 @@ func (s *Service) hint(h *guestHandle, ev domains.GuestEvent) {
 		at = time.Time{}
 	}
 	s.record(ctx, h.id, at, p)
+	if ev.Kind == domains.GuestShutdown {
+		s.fakeReboot(ctx, h) // a reboot pending: reset instead of stop
+	}
 }
 
 // runDiff re-reads whether the vCPUs run and returns the event that brings
@@ -219,13 +226,19 @@ func (s *Service) exited(h *guestHandle) {
 	s.record(ctx, h.id, time.Time{}, domains.Stopped{Reason: reason, Detail: detail})
 }
 
-// record appends a guest-reported fact, retrying a failing log a few times
-// (a fact QEMU reported once is not reported again), as long as the fact
-// still fits the domain's state. The caller holds the domain's lock.
+// record appends a guest-reported fact, retrying a failing log (a fact
+// QEMU reported once is not reported again) for up to factTimeout, as long
+// as the fact still fits the domain's state. A full disk breaks the log
+// until the store recovers, which takes as long as the disk stays full:
+// giving up sooner left the log saying "running" over a QEMU that had
+// exited (TestGuestFactsOutlastABrokenLog). The caller holds the domain's
+// lock; commands on the domain could not append meanwhile anyway.
 func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p domains.Payload) {
-	for try, wait := 0, 100*time.Millisecond; ; try, wait = try+1, wait*2 {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), factTimeout)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
 		_, err := s.commitAt(ctx, at, "", id, p)
-		if err == nil || try == 4 {
+		if err == nil {
 			return
 		}
 		select {
@@ -243,6 +256,9 @@ func (s *Service) record(ctx context.Context, id uuid.UUID, at time.Time, p doma
 		}
 	}
 }
+
+// factTimeout bounds how long record retries one fact.
+const factTimeout = 10 * time.Minute
 
 // monitorGrace is how long a watcher waits, after QMP went away, for QEMU
 // to exit before it concludes that only the monitor was lost.
@@ -278,7 +294,9 @@ func (s *Service) Recover(ctx context.Context) error {
 	if s.driver == nil {
 		return jobErr
 	}
-	errs := []error{jobErr}
+	// Before any QEMU is reattached or settled: an incoming one is paused
+	// and would pass for a started guest.
+	errs := []error{jobErr, s.recoverIncoming(ctx)}
 	for _, d := range s.List() {
 		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 		var err error
@@ -309,6 +327,16 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	// A guest that panicked while no agent watched it gets its on_crash
+	// policy now, once it is watched and the recover job has let go of
+	// the domain (the policy's dump is a job of its own): deferred first,
+	// so it runs after release and watch.
+	var panicked bool
+	defer func() {
+		if h := s.guest(id); panicked && h != nil {
+			go s.crashPolicy(h, d.Config)
+		}
+	}()
 	defer release()
 	if !d.State.Active() || s.guest(id) != nil {
 		return nil
@@ -330,6 +358,9 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// append must not leave a QEMU whose exit nobody notices.
 	defer s.watch(id, g)
 	errs := []error{err}
+	if err := s.finishReboot(ctx, id, g, d); err != nil { // reboot.go
+		errs = append(errs, err)
+	}
 	if p := s.runDiff(ctx, &guestHandle{id: id, guest: g}, d); p != nil {
 		if _, err := s.commit(ctx, "", id, p); err != nil {
 			errs = append(errs, err)
@@ -338,7 +369,18 @@ func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	if err := s.deviceDiff(ctx, id, g, d); err != nil { // devices.go
 		errs = append(errs, err)
 	}
-	if st, err := g.Status(ctx); err == nil && !st.RTC.IsZero() && d.Live != nil {
+	st, err := g.Status(ctx)
+	if err == nil && st.Status == "guest-panicked" && d.Config.KeepsPanicked() {
+		// It panicked unwatched, or the last agent died inside the
+		// policy (then the policy runs again, dump included).
+		var cerr error
+		if d.State != domains.StateCrashed {
+			_, cerr = s.commit(ctx, "", id, domains.Crashed{Reason: "guest-panicked", Info: "found panicked when the agent reconnected"})
+			errs = append(errs, cerr)
+		}
+		panicked = cerr == nil && d.Config.CrashAction() != domains.CrashPreserve
+	}
+	if err == nil && !st.RTC.IsZero() && d.Live != nil {
 		adj := int64(st.RTC.Sub(s.clock.Now()).Round(time.Second) / time.Second)
 		if diff := adj - d.Live.RTC; diff > 2 || diff < -2 {
 			if _, err := s.commit(ctx, "", id, domains.RTCChanged{Offset: adj - d.Live.ClockBase, Adjustment: adj}); err != nil {

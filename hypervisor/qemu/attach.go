@@ -39,6 +39,11 @@ func (d *Driver) AttachGuest(ctx context.Context, cfg domains.Config) (*Guest, e
 		closeFD(pidfd)
 		return nil, err
 	}
+	// A reboot the last agent left pending dies with it: QEMU exits on
+	// power-off again (virsh.go).
+	if err := setShutdownAction(ctx, mon, false); err != nil {
+		d.log.Warn().Err(err).Str("domain", cfg.UUID.String()).Msg("cannot reset qemu's shutdown action")
+	}
 	return d.adopt(p, cfg.UUID, pid, pidfd, mon, accel), nil
 }
 

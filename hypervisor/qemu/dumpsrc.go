@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/vmledger/vmledger/coredump"
 )
 
 // The memory access a core dump needs (domains/owner/dump.go declares it):
@@ -72,4 +74,34 @@ func (g *Guest) QEMUDump(ctx context.Context, f *os.File, format string, progres
 			return errors.New("qemu: dump: QEMU reports the dump failed")
 		}
 	}
+}
+
+// DIMMs are the guest's pc-dimm memory devices (query-memory-devices),
+// each with its memory-backend-file (dimm-<id>.ram in the run directory),
+// so that a dump also holds hot-plugged memory. A DIMM whose backend is
+// not one of ours is an error: a dump without it would be silently short.
+func (g *Guest) DIMMs(ctx context.Context) ([]coredump.FileRange, error) {
+	var devs []struct {
+		Type string `json:"type"`
+		Data struct {
+			ID     string `json:"id"`
+			Addr   uint64 `json:"addr"`
+			Size   uint64 `json:"size"`
+			Memdev string `json:"memdev"`
+		} `json:"data"`
+	}
+	if err := g.mon.Execute(ctx, "query-memory-devices", nil, &devs); err != nil {
+		return nil, fmt.Errorf("qemu: query-memory-devices: %w", err)
+	}
+	out := make([]coredump.FileRange, 0, len(devs))
+	for _, d := range devs {
+		if d.Type != "dimm" {
+			return nil, fmt.Errorf("qemu: memory device %q of type %q cannot be dumped", d.Data.ID, d.Type)
+		}
+		if d.Data.Memdev != "/objects/"+memObject(d.Data.ID) {
+			return nil, fmt.Errorf("qemu: DIMM %q is backed by %q, not by its own file", d.Data.ID, d.Data.Memdev)
+		}
+		out = append(out, coredump.FileRange{Addr: d.Data.Addr, Size: d.Data.Size, Path: dimmFile(g.paths, d.Data.ID)})
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmledger/vmledger/hypervisor/qmp"
 	"github.com/vmledger/vmledger/hypervisor/qmp/qmptest"
@@ -117,6 +118,50 @@ func TestQEMUDumpFake(t *testing.T) {
 				}
 			case err == nil || !strings.Contains(err.Error(), tt.want):
 				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDIMMsFake: query-memory-devices gives each DIMM's address, size and
+// file in the run directory; a memory device a dump could not hold (not a
+// DIMM, or not backed by its own file) is an error, never a silently
+// short dump.
+func TestDIMMsFake(t *testing.T) {
+	dimm := func(id, memdev string) map[string]any {
+		return map[string]any{"type": "dimm", "data": map[string]any{
+			"id": id, "addr": 1 << 32, "size": 128 << 20, "memdev": memdev, "slot": 0, "node": 0}}
+	}
+	tests := []struct {
+		name string
+		ret  []map[string]any
+		want string // "" success
+	}{
+		{"none", []map[string]any{}, ""},
+		{"one", []map[string]any{dimm("m1", "/objects/mem-m1")}, ""},
+		{"other backend", []map[string]any{dimm("m1", "/objects/ram0")}, "not by its own file"},
+		{"not a dimm", []map[string]any{{"type": "virtio-mem", "data": map[string]any{"id": "v1"}}}, "cannot be dumped"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := fakeGuest(t, qmptest.Expect("query-memory-devices", qmptest.Return(tt.ret)))
+			got, err := g.DIMMs(ctxFor(t, 5*time.Second))
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("error %v, want %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.ret) {
+				t.Fatalf("%d DIMMs, want %d", len(got), len(tt.ret))
+			}
+			for _, d := range got {
+				if d.Addr != 1<<32 || d.Size != 128<<20 || d.Path != dimmFile(g.paths, "m1") {
+					t.Fatalf("DIMM %+v", d)
+				}
 			}
 		})
 	}

@@ -78,7 +78,7 @@ func (d *Driver) start(ctx context.Context, spec domains.StartSpec, incoming boo
 	g := newGuest(d.log, id, l.paths, d.accel, l.proc, l.mon)
 	g.drv = d
 	g.log.Info().Str("accel", d.accel).Bool("paused", spec.Paused).
-		Dur("took", time.Since(t0)).Msg("qemu started")
+		Dur("took_ms", time.Since(t0)).Msg("qemu started")
 	return g, nil
 }
 

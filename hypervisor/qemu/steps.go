@@ -26,7 +26,7 @@ func runSteps(ctx context.Context, log zerolog.Logger, steps []step) error {
 	for i, s := range steps {
 		t0 := time.Now()
 		err := s.do(ctx)
-		log.Debug().Str("step", s.name).Dur("took", time.Since(t0)).Err(err).Msg("start step")
+		log.Debug().Str("step", s.name).Dur("took_ms", time.Since(t0)).Err(err).Msg("start step")
 		if err == nil {
 			continue
 		}

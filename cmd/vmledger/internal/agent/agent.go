@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,11 @@ type Config struct {
 	// routes there and join NATSRoutes (one cluster of several agents).
 	NATSClusterListen string
 	NATSRoutes        []string
+	// Stream, StreamReplicas, NATSJetStream: the relay's JetStream mode
+	// and the embedded server's JetStream (jetstream.go).
+	Stream         string
+	StreamReplicas int
+	NATSJetStream  bool
 	MetricsAddr       string // empty: no metrics endpoint
 	SnapshotEvery     uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
@@ -58,6 +64,7 @@ type Config struct {
 	// <StateDir>/images, made at start).
 	AllowDirs []string
 	Log       zerolog.Logger
+	Security  // TLS, exposure, confinement (security.go)
 	// Ready, if set, is called once the agent serves commands.
 	Ready func(Info)
 }
@@ -92,6 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cancel()
 		return errors.Join(err, st.unwind(uctx))
 	}
+	a.ready.Store(true) // before "agent ready": whoever reads that line may probe /readyz
 	// The URL may carry a token (--nats-url nats://TOKEN@...): never log it.
 	info := Info{Host: cfg.Host, NATSURL: bus.RedactURL(a.natsURL), MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
 	tokenFile := ""
@@ -104,6 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(info)
 	}
 	<-ctx.Done()
+	a.ready.Store(false)
 	a.log.Info().Msg("agent stopping")
 	uctx, cancel := stopCtx()
 	defer cancel()
@@ -134,6 +143,7 @@ type agent struct {
 
 	history  *bus.HistoryService
 	commands *bus.CommandService
+	ready    atomic.Bool // every step has run; cleared when stopping (readyz)
 }
 
 func (a *agent) validate() error {
@@ -174,10 +184,13 @@ func (a *agent) validate() error {
 			return domains.Errorf(domains.CodeInvalid, "--nats-no-auth with --nats-cluster-listen %s: routes without the token must stay on loopback", domains.Quote(c.NATSClusterListen))
 		}
 	}
+	if err := a.validateSecurity(); err != nil {
+		return err
+	}
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 10000
 	}
-	return nil
+	return validateJetStream(c)
 }
 
 func (a *agent) steps() []step {
@@ -194,6 +207,7 @@ func (a *agent) steps() []step {
 			}
 			return nil
 		}},
+		{name: "autostart", do: a.autostart}, // autostart.go
 		{name: "snapshots", do: a.startSnapshots, undo: a.stopSnapshots},
 		{name: "relay", do: a.startRelay, undo: a.stopRelay},
 		{name: "history service", do: a.startHistory, undo: func(ctx context.Context) error { return a.history.Stop(ctx) }},
@@ -255,13 +269,7 @@ func (a *agent) private(path string, fi os.FileInfo, fix string) error {
 }
 
 // isLoopback reports whether a listen host reaches this machine only.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(host string) bool { return bus.IsLoopback(host) }
 
 func (a *agent) openStore(context.Context) error {
 	// The gauges are read at scrape time; each part may not exist yet (the
@@ -319,7 +327,7 @@ func (a *agent) loadProjection(ctx context.Context) error {
 		return err
 	}
 	a.proj = p
-	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took", time.Since(t0)).Msg("projection loaded")
+	a.log.Info().Uint64("last_seq", p.LastSeq()).Int("domains", p.Len()).Dur("took_ms", time.Since(t0)).Msg("projection loaded")
 	return nil
 }
 
@@ -388,7 +396,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 			}
 		}
 		eo := bus.EmbeddedOptions{Host: host, Port: port, Token: token, Logger: a.log, ServerName: "vmledger-" + a.cfg.Host,
-			Identities: ids, ReadVerbs: ReadVerbs()}
+			Identities: ids, ReadVerbs: ReadVerbs(), JetStream: a.embeddedJetStream(), TLS: a.cfg.serverTLS()}
 		if a.cfg.NATSClusterListen != "" {
 			ch, cp, err := splitListen(a.cfg.NATSClusterListen)
 			if err != nil {
@@ -415,7 +423,7 @@ func (a *agent) startNATS(ctx context.Context) error {
 		// own identity.
 		co.Token, co.NKeyFile = "", IdentityFile(a.cfg.StateDir, bus.RoleAgent)
 	}
-	nc, err := bus.Connect(ctx, url, co)
+	nc, err := a.connectNATS(ctx, url, co)
 	if err != nil {
 		if a.embedded != nil {
 			_ = a.embedded.Shutdown(ctx)
@@ -444,7 +452,7 @@ func (a *agent) startService(context.Context) error {
 		return err
 	}
 	a.svc = owner.NewService(owner.Options{
-		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir),
+		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir), Peers: newPeers(a.nc),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
@@ -479,8 +487,11 @@ func (a *agent) stopService(context.Context) error {
 	return nil
 }
 
-func (a *agent) startRelay(context.Context) error {
-	a.relay = bus.NewRelay(a.nc, a.store, bus.RelayOptions{Host: a.cfg.Host, Logger: a.log})
+func (a *agent) startRelay(ctx context.Context) error {
+	a.relay = bus.NewRelay(a.nc, a.store, a.relayOptions())
+	if err := a.ensureStream(ctx); err != nil {
+		return err
+	}
 	// Events an older log holds that are too large for NATS go out as
 	// placeholders (docs/bus.md, Limits): worth an alert, not a stall.
 	if err := a.metrics.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -511,13 +522,16 @@ func (a *agent) stopRelay(ctx context.Context) error {
 
 func (a *agent) startHistory(ctx context.Context) error {
 	// Not ctx: SIGTERM must not cancel requests in flight; Stop drains them.
-	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log})
+	h, err := bus.StartHistory(context.WithoutCancel(ctx), a.nc, a.store, bus.HistoryOptions{Host: a.cfg.Host, Logger: a.log,
+		Version: Version, Consoles: consoleLookup{a}})
 	a.history = h
 	return err
 }
 
 func (a *agent) startCommands(ctx context.Context) error {
-	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, bus.CommandOptions{
+	h := observed{next: api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, lookup: a.svc, metrics: a.metrics.commands,
+		log: a.log.With().Str("component", "commands").Logger(), reads: ReadVerbs()}
+	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, h, bus.CommandOptions{
 		Host: a.cfg.Host, Verbs: api.Verbs(), Version: Version, Logger: a.log,
 	})
 	a.commands = c
@@ -535,7 +549,12 @@ func (a *agent) startMetrics(context.Context) error {
 	a.metricsAddr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/healthz", healthz(a.store.Health))
+	mux.Handle("/healthz", probe("event log", a.store.Health))
+	mux.Handle("/readyz", probe("agent", a.readiness))
+	if err := a.registerDomainMetrics(); err != nil {
+		ln.Close()
+		return err
+	}
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.metricsSrv.Serve(ln) }()
 	return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
 )
 
@@ -23,7 +24,7 @@ import (
 
 // ConsoleSubject is the subject of a domain's console stream, dir "out" or "in".
 func ConsoleSubject(host string, id uuid.UUID, dir string) string {
-	return "vmledger.console." + host + "." + id.String() + "." + dir
+	return bus.ConsoleSubject(host, id, dir)
 }
 
 // consoles keeps one bridge per running domain.
@@ -151,4 +152,17 @@ func (a *agent) stopConsoles(context.Context) error {
 	a.consoleStop()
 	a.consoles.closeAll()
 	return nil
+}
+
+// consoleLookup answers the API service's console endpoint from the
+// projection: a domain's console is bridged while it is active and the
+// agent has a hypervisor (startConsoles).
+type consoleLookup struct{ a *agent }
+
+func (c consoleLookup) ConsoleDomain(ref string) (bus.ConsoleDomain, error) {
+	d, err := c.a.svc.Get(ref)
+	if err != nil {
+		return bus.ConsoleDomain{}, err
+	}
+	return bus.ConsoleDomain{UUID: d.Config.UUID, Name: d.Config.Name, State: d.State, Live: d.State.Active() && c.a.driver != nil}, nil
 }

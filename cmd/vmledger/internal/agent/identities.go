@@ -23,7 +23,7 @@ func IdentityFile(stateDir string, r bus.Role) string {
 
 // ReadVerbs are the verbs that change nothing, open to bus.RoleReadOnly.
 func ReadVerbs() []string {
-	return []string{api.VerbList, api.VerbInfo, api.VerbConfig, api.VerbJobInfo}
+	return []string{api.VerbList, api.VerbInfo, api.VerbConfig, api.VerbJobInfo, api.VerbVCPUInfo, api.VerbDomTime}
 }
 
 // loadOrCreateIdentities reads each role's seed, making the missing ones

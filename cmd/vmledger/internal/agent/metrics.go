@@ -22,6 +22,7 @@ type metrics struct {
 	snapshotsErr prometheus.Counter
 	storeOK      prometheus.GaugeFunc
 	storeBroken  prometheus.Counter
+	commands     commandMetrics
 }
 
 func newMetrics(domains, relayLag, lastSeq, storeHealthy func() float64) *metrics {
@@ -43,6 +44,7 @@ func newMetrics(domains, relayLag, lastSeq, storeHealthy func() float64) *metric
 		snapshotsErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmledger_snapshot_errors_total", Help: "Projection snapshots that failed to save.",
 		}),
+		commands: newCommandMetrics(),
 		storeBroken: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmledger_store_failures_total", Help: "Times the event log stopped accepting appends (a commit failed: disk full, I/O error).",
 		}),
@@ -56,6 +58,7 @@ func newMetrics(domains, relayLag, lastSeq, storeHealthy func() float64) *metric
 	}, relayLag)
 	m.lastSeq = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmledger_last_seq", Help: "Last committed sequence."}, lastSeq)
 	m.reg.MustRegister(m.appended, m.batches, m.appendLat, m.events, m.domains, m.relayLag, m.lastSeq, m.snapshotsErr, m.storeOK, m.storeBroken,
+		m.commands.total, m.commands.duration, buildInfoGauge(),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -67,14 +70,15 @@ func (m *metrics) Committed(events, batch int, latency time.Duration) {
 	m.appendLat.Observe(latency.Seconds())
 }
 
-// healthz answers 200 "ok" while the agent can record events, else 503 with
-// the reason: a load balancer or a supervisor can act on it.
-func healthz(health func() error) http.Handler {
+// probe answers 200 "ok" while check passes, else 503 with the reason: a
+// load balancer or a supervisor can act on it. /healthz checks that the
+// agent can record events; /readyz that it also serves (readiness).
+func probe(what string, check func() error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := health(); err != nil {
+		if err := check(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "event log: %v\n", err)
+			fmt.Fprintf(w, "%s: %v\n", what, err)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -1,4 +1,4 @@
-package yamlinput_test
+package main
 
 import (
 	"errors"
@@ -7,14 +7,14 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/vmledger/vmledger/cmd/vmledger/internal/yamlinput"
 	"github.com/vmledger/vmledger/domains"
 )
 
-// FuzzConfigYAML: a config file in YAML (or JSON) never panics the
-// decoder; a refused one is refused as invalid with a bounded message;
-// an accepted one, printed as `config --yaml` prints it, is accepted
-// again as the same config (define reads what config prints).
+// FuzzConfigYAML: a config file in YAML (or JSON), as define reads it
+// (checkYAML, then YAMLToJSON and DecodeConfig), never panics; a refused
+// one is refused as invalid with a bounded message; an accepted one,
+// printed as `config --yaml` prints it, is accepted again as the same
+// config (define reads what config prints).
 func FuzzConfigYAML(f *testing.F) {
 	for _, s := range []string{
 		"name: a\nmemory_mib: 16\n", "name: a\nname: b\n", "name: a\n---\nname: b\n",
@@ -24,14 +24,21 @@ func FuzzConfigYAML(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		js, err := yamlinput.ToJSON(raw)
+	decode := func(raw []byte) (domains.Config, bool, error) {
+		if _, err := checkYAML(raw); err != nil {
+			return domains.Config{}, false, nil // YAML's own message; the CLI bounds the file to 1 MiB
+		}
+		js, err := yaml.YAMLToJSON(raw)
 		if err != nil {
-			return // YAML's own message; the CLI bounds the file to 1 MiB
+			return domains.Config{}, false, nil
 		}
 		c, err := domains.DecodeConfig(js)
-		if err != nil {
-			if !errors.Is(err, domains.ErrInvalid) || len(err.Error()) > 2048 {
+		return c, err == nil, err
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, ok, err := decode(raw)
+		if !ok {
+			if err != nil && (!errors.Is(err, domains.ErrInvalid) || len(err.Error()) > 2048) {
 				t.Fatalf("error not invalid or too long: %.300v", err)
 			}
 			return
@@ -40,13 +47,9 @@ func FuzzConfigYAML(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted config does not print as YAML: %v", err)
 		}
-		js2, err := yamlinput.ToJSON(y)
-		if err != nil {
-			t.Fatalf("printed YAML refused: %v\n%s", err, y)
-		}
-		c2, err := domains.DecodeConfig(js2)
-		if err != nil {
-			t.Fatalf("printed config refused: %v\n%s", err, y)
+		c2, ok, err := decode(y)
+		if !ok {
+			t.Fatalf("printed config refused (%v):\n%s", err, y)
 		}
 		if !reflect.DeepEqual(c.Normalize(), c2.Normalize()) {
 			t.Fatalf("YAML round trip changed the config:\n%+v\n%+v\n%s", c, c2, y)
