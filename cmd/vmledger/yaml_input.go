@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -12,11 +10,12 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 
+	"github.com/vmledger/vmledger/cmd/vmledger/internal/yamlcheck"
 	"github.com/vmledger/vmledger/domains"
 )
 
 // readYAMLInto reads a JSON or YAML file ('-': stdin) of at most max
-// bytes, strictly (checkYAML), and hands it to decode as JSON. An error
+// bytes, strictly (yamlcheck.Check), and hands it to decode as JSON. An error
 // about one field (domains.FieldError) is told with the field's line, so
 // a typo in a YAML file is found where the user wrote it.
 func readYAMLInto(what, path string, stdin io.Reader, max int64, decode func(js []byte) error) error {
@@ -36,7 +35,7 @@ func readYAMLInto(what, path string, stdin io.Reader, max int64, decode func(js 
 	if int64(len(raw)) > max {
 		return usagef("%s %s: larger than %d bytes", what, path, max)
 	}
-	doc, err := checkYAML(raw)
+	doc, err := yamlcheck.Check(raw)
 	if err != nil {
 		// "line N: ..." from the parser reads as the field errors do.
 		if n, rest, ok := strings.Cut(err.Error(), ": "); ok && strings.HasPrefix(n, "line ") {
@@ -46,7 +45,7 @@ func readYAMLInto(what, path string, stdin io.Reader, max int64, decode func(js 
 	}
 	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so this takes both
 	if err != nil {
-		return usagef("%s %s: %s", what, path, yamlMessage(err))
+		return usagef("%s %s: %s", what, path, yamlcheck.Message(err))
 	}
 	if err := decode(js); err != nil {
 		var fe *domains.FieldError
@@ -58,72 +57,6 @@ func readYAMLInto(what, path string, stdin io.Reader, max int64, decode func(js 
 		return usagef("%s %s: %w", what, path, err)
 	}
 	return nil
-}
-
-// checkYAML parses raw (YAML or JSON) and refuses what YAMLToJSON would
-// let pass silently: a key given twice in one mapping (the last would
-// win) and more than one document (all but the first would be ignored).
-// It returns the document's tree (nil when empty), which has lines.
-func checkYAML(raw []byte) (*yamlv3.Node, error) {
-	dec := yamlv3.NewDecoder(bytes.NewReader(raw))
-	var doc yamlv3.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, nil
-		}
-		return nil, errors.New(yamlMessage(err))
-	}
-	var next yamlv3.Node
-	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
-		return nil, errors.New("more than one YAML document (a config file holds one)")
-	}
-	if err := duplicateKeys(&doc, ""); err != nil {
-		return nil, err
-	}
-	return &doc, nil
-}
-
-// duplicateKeys finds the first key given twice in one mapping.
-func duplicateKeys(n *yamlv3.Node, path string) error {
-	switch n.Kind {
-	case yamlv3.DocumentNode:
-		for _, c := range n.Content {
-			if err := duplicateKeys(c, path); err != nil {
-				return err
-			}
-		}
-	case yamlv3.SequenceNode:
-		for i, c := range n.Content {
-			if err := duplicateKeys(c, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	case yamlv3.MappingNode:
-		seen := map[string]int{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			at := k.Value
-			if path != "" {
-				at = path + "." + k.Value
-			}
-			if first, ok := seen[k.Value]; ok {
-				return fmt.Errorf("line %d: key %s given twice (first on line %d)", k.Line, domains.Quote(at), first)
-			}
-			seen[k.Value] = k.Line
-			if err := duplicateKeys(n.Content[i+1], at); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// yamlMessage is a YAML library error without the library's prefixes.
-func yamlMessage(err error) string {
-	m := err.Error()
-	m = strings.TrimPrefix(m, "error converting YAML to JSON: ")
-	m = strings.TrimPrefix(m, "yaml: ")
-	return m
 }
 
 // lineOf is the line of the field at path ("disks[0].format", or

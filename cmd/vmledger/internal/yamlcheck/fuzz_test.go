@@ -1,4 +1,4 @@
-package main
+package yamlcheck_test
 
 import (
 	"errors"
@@ -7,11 +7,12 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/vmledger/vmledger/cmd/vmledger/internal/yamlcheck"
 	"github.com/vmledger/vmledger/domains"
 )
 
 // FuzzConfigYAML: a config file in YAML (or JSON), as define reads it
-// (checkYAML, then YAMLToJSON and DecodeConfig), never panics; a refused
+// (Check, then YAMLToJSON and DecodeConfig, as readYAMLInto does), never panics; a refused
 // one is refused as invalid with a bounded message; an accepted one,
 // printed as `config --yaml` prints it, is accepted again as the same
 // config (define reads what config prints).
@@ -25,7 +26,7 @@ func FuzzConfigYAML(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	decode := func(raw []byte) (domains.Config, bool, error) {
-		if _, err := checkYAML(raw); err != nil {
+		if _, err := yamlcheck.Check(raw); err != nil {
 			return domains.Config{}, false, nil // YAML's own message; the CLI bounds the file to 1 MiB
 		}
 		js, err := yaml.YAMLToJSON(raw)
