@@ -32,7 +32,7 @@ test: vet
 FUZZTIME ?= 8s
 FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
 	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
-	./cmd/vmledger/internal/yamlcheck:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
+	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
 	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
 	./store:FuzzImport
 fuzz:

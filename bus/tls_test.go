@@ -162,7 +162,7 @@ func TestExternalServerTLS(t *testing.T) {
 	ca := bustest.NewCA(t, "vmledger-test")
 	cert, key := ca.IssueServer("server")
 	ccert, ckey := ca.Issue("client")
-	x := bustest.StartExternalConfig(t, fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n  verify: true\n  timeout: 5\n}\n", cert, key, ca.File))
+	x := bustest.StartExternalConfig(t, bustest.ServerTLSConfig(cert, key, ca))
 	url := strings.Replace(x.URL(), "nats://", "tls://", 1)
 	nc, err := dialTLS(url, bus.ConnectOptions{CAFile: ca.File, CertFile: ccert, KeyFile: ckey})
 	if err != nil {

@@ -141,7 +141,8 @@ func relScript() []relStep {
 }
 
 // afterRelease01 are the types added after release 0.1 wrote its file.
-var afterRelease01 = map[domains.Type]bool{domains.TypeJobStarted: true, domains.TypeJobCompleted: true, domains.TypeJobFailed: true}
+var afterRelease01 = map[domains.Type]bool{domains.TypeJobStarted: true, domains.TypeJobCompleted: true, domains.TypeJobFailed: true,
+	domains.TypeManagedSaveRemoved: true, domains.TypeAutostartSet: true, domains.TypeMonitorCommand: true}
 
 // writeReleaseLog builds the release file at path: appends through the
 // store with fixed times, a snapshot in the middle, then the schema-1

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -116,4 +117,10 @@ func serial(tb testing.TB) *big.Int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// ServerTLSConfig is the tls block of a nats-server configuration file
+// (StartExternalConfig) with verify: clients need a certificate of ca.
+func ServerTLSConfig(certFile, keyFile string, ca *CA) string {
+	return fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n  verify: true\n  timeout: 5\n}\n", certFile, keyFile, ca.File)
 }

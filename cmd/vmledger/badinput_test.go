@@ -68,7 +68,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"unknown field", "start", `{"domain":"web1","bogus":1}`, "invalid", "bogus"},
 		{"unknown verb", "frobnicate", `{}`, "invalid", "frobnicate"},
 		{"zero memory", "define", cfg(`,"memory_mib":0`), "invalid", "memory_mib"},
-		{"duplicate name", "define", `{"config":{"name":"web1","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}}`, "conflict", "web1"},
+		{"duplicate name", "define", `{"config":{"name":"web1","uuid":"0b7d7d64-8c4c-4f5e-9a53-2b7e8f0e6d41","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}}`, "conflict", "web1"},
 		{"bad uuid", "define", cfg(`,"uuid":"not-a-uuid"`), "invalid", "uuid"},
 		{"unknown clock offset", "define", `{"config":{"name":"web2","memory_mib":64,"vcpus":1,"clock":{"offset":"martian"}}}`, "invalid", "clock.offset"},
 		{"clock given twice", "define", cfg(`,"clock":{"offset":"localtime"}`), "invalid", "given twice"},

@@ -58,6 +58,7 @@ func TestCLIErrorsInUsersTerms(t *testing.T) {
 		{"bool flag", []string{"list", "--json=maybe"}, 2, []string{"true or false"}},
 		{"bad point", []string{"info", "web1", "--at", "yesterday"}, 2, []string{"RFC 3339"}},
 		{"bad event type", []string{"events", "--type", "exploded"}, 2, []string{`"exploded"`}},
+		{"bad event type, no agent", []string{"history", "web1", "--type", "exploded", "--nats-url", "nats://127.0.0.1:1"}, 2, []string{`"exploded"`}},
 		{"bad regex", []string{"console", "web1", "--send", "x", "--until", "(("}, 2, []string{"--until"}},
 		{"bad address", []string{"dump-read", filepath.Join(dir, "nope"), "zz", "4"}, 2, []string{`"zz"`}},
 		{"state of a shut-off domain", []string{"suspend", "web1"}, 4, []string{"web1"}},

@@ -35,7 +35,7 @@ func BenchmarkCommandLatency(b *testing.B) {
 		bins = append(bins, [2]string{"ref", ref})
 	}
 	requireQEMU(b)
-	img := filepath.Join(b.TempDir(), "tiny.img")
+	img := filepath.Join(diskDir(b), "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,7 @@ var completionStates = []domains.State{domains.StateRunning, domains.StatePaused
 // registerCompletions wires shell completion (cobra's "completion bash|zsh|
 // fish|powershell" command and its hidden __complete): verbs come from the
 // command tree; a DOMAIN argument from the agent, asked with a short
-// deadline and silent on failure; --state and --type from the model's
+// deadline and silent on failure (also for --domain); --state and --type from the model's
 // own lists. It runs after every AddCommand, so a verb whose usage line
 // starts "VERB DOMAIN" gets domain completion without registering it.
 func registerCompletions(root *cobra.Command, g *globals) {
@@ -38,6 +38,11 @@ func registerCompletions(root *cobra.Command, g *globals) {
 		}
 		if f := c.Flags().Lookup("state"); f != nil && f.Value.Type() == "string" {
 			_ = c.RegisterFlagCompletionFunc("state", fixedCompletion(statesAsStrings()))
+		}
+		if f := c.Flags().Lookup("domain"); f != nil && f.Value.Type() == "string" {
+			_ = c.RegisterFlagCompletionFunc("domain", func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+				return g.domainNames(cmd.Context(), toComplete), cobra.ShellCompDirectiveNoFileComp
+			})
 		}
 		if f := c.Flags().Lookup("type"); f != nil {
 			_ = c.RegisterFlagCompletionFunc("type", fixedCompletion(typesAsStrings()))

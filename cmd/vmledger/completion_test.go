@@ -44,6 +44,7 @@ func TestShellCompletion(t *testing.T) {
 		{[]string{"list", "--state", "r"}, []string{"running"}},
 		{[]string{"list", "--state", "sh"}, []string{"shut off"}},
 		{[]string{"events", "--type", "started,stop"}, []string{"started,stopped"}},
+		{[]string{"events", "--domain", ""}, []string{"db1", "web1"}},
 	} {
 		got, dir := completions(t, a.cli, tc.args...)
 		slices.Sort(got)

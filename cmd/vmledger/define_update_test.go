@@ -20,7 +20,7 @@ import (
 // and the next start applies it.
 func TestCLIDefineUpdatesByName(t *testing.T) {
 	a := guestAgent(t, t.TempDir(), "tcg")
-	dir := t.TempDir()
+	dir := diskDir(t)
 	img := filepath.Join(dir, "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)

@@ -52,7 +52,7 @@ func TestDeviceHotplugLinux(t *testing.T) {
 	cfg := map[string]any{"name": "lxhp", "memory_mib": 256, "vcpus": 1, "clock": map[string]any{"offset": "utc"},
 		"os": img.OS(), "serial": map[string]any{"log": true}, "max_memory_mib": 1024, "memory_slots": 2}
 	b, _ := json.Marshal(cfg)
-	dir := t.TempDir()
+	dir := diskDir(t)
 	a.mustCLI("define", writeFile(t, dir, "lxhp.json", string(b)))
 	dom := "lxhp"
 	id := infoOf(t, a, dom).Config.UUID.String()

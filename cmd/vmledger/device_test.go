@@ -74,7 +74,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 	a.mustCLI("start", dom)
 	nc := natsConn(t, a)
 	tap := tapEvents(t, nc, a.host, uuidOf(t, infoOf(t, a, dom).Config.UUID.String()).String())
-	dir := t.TempDir()
+	dir := diskDir(t)
 	img := filepath.Join(dir, "usb.img")
 	blk := filepath.Join(dir, "blk.img")
 	for _, f := range []string{img, blk} {
@@ -91,7 +91,7 @@ func TestDeviceHotplugTinyGuest(t *testing.T) {
 		{"bus", "kind: disk\nid: d1\ntarget: vdz\npath: " + img + "\nbus: scsi\n", "must be virtio, ide, sata or usb"},
 		{"kind", "kind: gpu\nid: g1\n", "must be disk, nic, serial or memory"},
 		{"missing", "kind: disk\nid: d2\ntarget: vdy\npath: " + dir + "/nope.img\n", "nope.img"},
-		{"protected", "kind: disk\nid: d3\ntarget: vdx\npath: " + a.stateDir + "/events.db\n", "which guests may not use"},
+		{"protected", "kind: disk\nid: d3\ntarget: vdx\npath: " + a.stateDir + "/events.db\n", "not allowed"}, // outside --allow-dir
 		{"memory", "kind: memory\nid: m1\nsize_mib: 128\n", "memory hotplug needs both"},
 		{"otherfields", "kind: nic\nid: n1\npath: /x\n", "fields that a nic does not have"},
 		{"unknownfield", "kind: nic\nid: n1\ncolour: red\n", "unknown field"},
@@ -237,7 +237,7 @@ func TestDeviceSetReReadOnReconnect(t *testing.T) {
 	dom := "rr"
 	uid := defineTiny(t, a, dom, "{offset: utc}")
 	a.mustCLI("start", dom)
-	dir := t.TempDir()
+	dir := diskDir(t)
 	blk := filepath.Join(dir, "blk.img")
 	if err := os.WriteFile(blk, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)

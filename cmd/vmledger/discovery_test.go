@@ -97,4 +97,3 @@ func TestMicroDiscoveryAndStats(t *testing.T) {
 		}
 	}
 }
-

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,9 +15,14 @@ import (
 )
 
 // bigDefine is a config whose disk path makes its defined event ~2.5 KB,
-// so that a few defines need new pages of the log.
+// so that a few defines need new pages of the log. The directories exist
+// and are allowed (define checks a disk's directory, docs/security.md).
 func bigDefine(t *testing.T, dir, name string) string {
-	path := "/var/lib/" + strings.Repeat("a", 60) + strings.Repeat("/"+strings.Repeat("b", 200), 12) + ".qcow2"
+	deep := filepath.Join(diskDir(t), strings.Repeat(strings.Repeat("b", 200)+"/", 12))
+	if err := os.MkdirAll(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(deep, strings.Repeat("a", 60)+".qcow2")
 	return writeFile(t, dir, name+".json", fmt.Sprintf(
 		`{"name":%q,"memory_mib":64,"vcpus":1,"disks":[{"target":"vda","path":%q,"format":"qcow2","bus":"virtio"}]}`, name, path))
 }

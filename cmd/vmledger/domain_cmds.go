@@ -26,6 +26,7 @@ func orRandom(id string) string {
 
 func newDefineCmd(g *globals) *cobra.Command {
 	var cmdID string
+	var fromLibvirt bool
 	cmd := &cobra.Command{
 		Use:   "define FILE",
 		Short: "Define a domain (or update its config) from a JSON or YAML file ('-' for stdin)",
@@ -39,7 +40,7 @@ func newDefineCmd(g *globals) *cobra.Command {
 			"and disks must fit the machine type (docs/cli.md, \"Config file\").",
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := readConfig(args[0], cmd.InOrStdin())
+			cfg, err := readDefineInput(args[0], cmd.InOrStdin(), fromLibvirt)
 			if err != nil {
 				return err
 			}
@@ -59,6 +60,7 @@ func newDefineCmd(g *globals) *cobra.Command {
 		},
 	}
 	addCommandID(cmd, &cmdID)
+	addFromLibvirt(cmd, &fromLibvirt)
 	addJSON(cmd, g)
 	return cmd
 }

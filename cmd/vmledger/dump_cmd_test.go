@@ -23,7 +23,7 @@ import (
 // config lines (on_crash, ...).
 func defineTinyWith(t testing.TB, a *agentProc, name string, mib int, extra string) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := diskDir(t)
 	img := filepath.Join(dir, "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)

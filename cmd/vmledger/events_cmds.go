@@ -28,13 +28,23 @@ func (f *eventFilter) register(cmd *cobra.Command, withDomain bool) {
 	cmd.Flags().Uint64Var(&f.after, "after", 0, "start after this global sequence")
 }
 
+// checkTypes refuses a --type that is no event type.
+func (f *eventFilter) checkTypes() error {
+	for _, t := range f.types {
+		if !domains.Type(t).Valid() {
+			return usagef("--type %s: not an event type (see docs/events.md)", domains.Quote(t))
+		}
+	}
+	return nil
+}
+
 // resolve turns the filter into bus options, looking a name up once.
 func (f *eventFilter) resolve(ctx context.Context, g *globals, c *bus.Client) (bus.FollowOptions, error) {
 	o := bus.FollowOptions{After: f.after}
+	if err := f.checkTypes(); err != nil {
+		return o, err
+	}
 	for _, t := range f.types {
-		if !domains.Type(t).Valid() {
-			return o, usagef("--type %s: not an event type (see docs/events.md)", domains.Quote(t))
-		}
 		o.Types = append(o.Types, domains.Type(t))
 	}
 	if f.domain == "" {
@@ -77,6 +87,9 @@ events are committed; the stream resumes exactly where it stopped after a
 NATS outage (history request plus de-duplication by sequence).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkTypes(); err != nil {
+				return err // before connecting: a typo needs no agent
+			}
 			if allHosts {
 				err := eventsAllHosts(cmd.Context(), g, cmd.OutOrStdout(), f, follow)
 				if follow && cmd.Context().Err() != nil {
@@ -120,6 +133,9 @@ func newHistoryCmd(g *globals) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := rg.parse(); err != nil {
+				return err
+			}
+			if err := f.checkTypes(); err != nil {
 				return err
 			}
 			nc, c, err := g.dial(cmd.Context())

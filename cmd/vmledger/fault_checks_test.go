@@ -169,21 +169,34 @@ func (r *faultRig) checkLog(ctx context.Context) string {
 }
 
 func (r *faultRig) ledgerAgrees(bySeq map[uint64]domains.Event) string {
-	l := r.fc.l
+	why, lost := r.fc.l.agrees(bySeq)
+	r.lost += lost
+	return why
+}
+
+// agrees compares the ledger with the log's events by sequence: every
+// acknowledged sequence is there as acknowledged, every followed event
+// is the log's. It returns what differs and how many acknowledged
+// sequences are missing.
+func (l *ledger) agrees(bySeq map[uint64]domains.Event) (string, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.gaps) > 0 {
-		return "follower: " + strings.Join(l.gaps, "; ")
+		return "follower: " + strings.Join(l.gaps, "; "), 0
 	}
+	lost, why := 0, ""
 	for seq, a := range l.acked {
 		e, ok := bySeq[seq]
-		if !ok {
-			r.lost++
-			return fmt.Sprintf("acknowledged seq %d (%s of %s) is not in the log", seq, a.verb, a.domain)
+		switch {
+		case !ok:
+			lost++
+			why = fmt.Sprintf("%d acknowledged sequences are not in the log, e.g. %d (%s of %s)", lost, seq, a.verb, a.domain)
+		case e.Domain != a.domain || e.CommandID != a.cmdID:
+			why = fmt.Sprintf("seq %d holds %s of %s by command %q, acknowledged as %s of %s by %q", seq, e.Type, e.Domain, e.CommandID, a.verb, a.domain, a.cmdID)
 		}
-		if e.Domain != a.domain || e.CommandID != a.cmdID {
-			return fmt.Sprintf("seq %d holds %s of %s by command %q, acknowledged as %s of %s by %q", seq, e.Type, e.Domain, e.CommandID, a.verb, a.domain, a.cmdID)
-		}
+	}
+	if why != "" {
+		return why, lost
 	}
 	for seq, f := range l.followed {
 		if seq > uint64(len(bySeq)) {
@@ -191,10 +204,10 @@ func (r *faultRig) ledgerAgrees(bySeq map[uint64]domains.Event) string {
 		}
 		e, ok := bySeq[seq]
 		if !ok || e.Domain != f.Domain || e.Version != f.Version || e.Type != f.Type || e.CommandID != f.CommandID {
-			return fmt.Sprintf("the follower got seq %d as %s v%d %s, the log has %+v", seq, f.Domain, f.Version, f.Type, e)
+			return fmt.Sprintf("the follower got seq %d as %s v%d %s, the log has %+v", seq, f.Domain, f.Version, f.Type, e), 0
 		}
 	}
-	return ""
+	return "", 0
 }
 
 func (r *faultRig) followerCaughtUp(last uint64) string {

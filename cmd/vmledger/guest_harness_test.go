@@ -74,7 +74,7 @@ func shortRunDir(t testing.TB) string {
 // defineTiny defines the tiny guest with the given clock and returns its UUID.
 func defineTiny(t testing.TB, a *agentProc, name, clock string) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := diskDir(t)
 	img := filepath.Join(dir, "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "vmledger")
+	cleanFiles := setupTestFiles() // confine_harness_test.go
 	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
@@ -41,6 +42,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	linuxguesttest.Cleanup()
+	cleanFiles()
 	os.Exit(code)
 }
 
@@ -98,6 +100,9 @@ func startAgentBin(t testing.TB, bin, stateDir string, env []string, extra ...st
 	t.Helper()
 	a := &agentProc{t: t, host: "testhost", stateDir: stateDir, done: make(chan struct{}), scanned: make(chan struct{}), stderr: &lockedBuffer{}}
 	args := append([]string{"agent", "--state-dir", stateDir, "--host", a.host, "--nats-listen", "127.0.0.1:0", "--log-level", "info"}, extra...)
+	if bin == binary {
+		args = append(args, allowArgs(t, stateDir, extra)...)
+	}
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()

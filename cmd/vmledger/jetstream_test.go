@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,16 +68,7 @@ func TestAgentJetStreamExactlyOnce(t *testing.T) {
 				wg.Wait()
 			}
 			cons := func(url string) jetstream.Consumer {
-				nc, err := nats.Connect(url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(nc.Close)
-				js, err := jetstream.New(nc)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c, err := js.CreateOrUpdateConsumer(ctx, "FLEET", jetstream.ConsumerConfig{Durable: "fleet", AckPolicy: jetstream.AckExplicitPolicy})
+				c, err := jetStreamClient(t, url).CreateOrUpdateConsumer(ctx, "FLEET", jetstream.ConsumerConfig{Durable: "fleet", AckPolicy: jetstream.AckExplicitPolicy})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -146,6 +138,22 @@ func waitForCLI(t *testing.T, a *agentProc, args ...string) {
 	}
 }
 
+// jetStreamClient is a JetStream client on a plain connection to url,
+// closed at the end of the test.
+func jetStreamClient(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // takeSeqs fetches want messages from a durable consumer, acking each,
 // then checks nothing more is there; it returns their Vmledger-Seq.
 func takeSeqs(t *testing.T, c jetstream.Consumer, want int) []uint64 {
@@ -191,4 +199,37 @@ func logLastSeq(t *testing.T, db string) uint64 {
 	}
 	defer s.Close()
 	return s.LastSeq()
+}
+
+// TestAgentRefusesJetStreamSetups: a JetStream setup that cannot work
+// fails the start with exit 2 and says why: a bad stream name, embedded
+// JetStream with an external server or with routes, a replica count out
+// of range, and a stream that exists but does not capture this host's
+// events.
+func TestAgentRefusesJetStreamSetups(t *testing.T) {
+	srv := bustest.StartExternalJetStream(t)
+	js := jetStreamClient(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "NARROW", Subjects: []string{"vmledger.evt.other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad stream name", []string{"--jetstream", "a.b"}, "must be 1-64 letters"},
+		{"embedded JetStream with an external server", []string{"--nats-jetstream", "--nats-url", srv.URL()}, "--nats-jetstream is the embedded server's"},
+		{"embedded JetStream with routes", []string{"--nats-jetstream", "--nats-cluster-listen", "127.0.0.1:0"}, "single host"},
+		{"replicas out of range", []string{"--jetstream", "FLEET", "--jetstream-replicas", "9"}, "want 1 to 5"},
+		{"stream not capturing this host", []string{"--jetstream", "NARROW", "--nats-url", srv.URL()}, "not this host's events"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stderr, code := agentRefuses(t, t.TempDir(), append([]string{"--accel", "none"}, tc.args...)...)
+			if code != exitUsage || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, want %d with %q in:\n%s", code, exitUsage, tc.want, stderr)
+			}
+		})
+	}
 }

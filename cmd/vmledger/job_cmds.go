@@ -93,6 +93,9 @@ func printJob(w io.Writer, j *domains.JobInfo) {
 	}
 	if p := j.Progress; p != nil {
 		fmt.Fprintf(w, "Phase:      %s\nProgress:   %s\nRate:       %s/s\n", p.Phase, progressText(*p), bytesText(p.Rate))
+		if p.Pass > 0 { // a live migration
+			fmt.Fprintf(w, "Pass:       %d (%s left in it, %d pages dirtied/s)\n", p.Pass, bytesText(p.Remaining), p.DirtyRate)
+		}
 	}
 }
 

@@ -231,7 +231,7 @@ func BenchmarkLinuxBoot(b *testing.B) {
 // takes as it is; a bad --name is refused before anything is built.
 func TestGuestImageLinux(t *testing.T) {
 	linuxguesttest.Image(t) // skips (outside CI) without the packages
-	dir := t.TempDir()
+	dir := diskDir(t)
 	out, errs, code := runCLI(t, "guest-image", "--linux", filepath.Join(dir, "lg"), "--name", "lx1")
 	if code != 0 {
 		t.Fatalf("guest-image --linux: exit %d: %s", code, errs)

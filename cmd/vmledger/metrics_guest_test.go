@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,9 +49,12 @@ func TestAgentMetricsAndLogsWithGuest(t *testing.T) {
 	if _, _, code := a.cli("start", "nosuch"); code != exitNotFound {
 		t.Fatalf("start nosuch: exit %d, want %d", code, exitNotFound)
 	}
-	// A failed start: QEMU cannot open the disk; its own words must reach
-	// the client and the agent's log.
-	bad := writeFile(t, dir, "bad.yaml", "name: bad1\nmemory_mib: 16\nvcpus: 1\ndisks: [{target: hda, path: "+filepath.Join(dir, "missing.img")+", format: raw, bus: ide}]\n")
+	// A failed start: QEMU cannot open the disk (an allowed file, not the
+	// qcow2 its config says: a missing one the agent refuses itself,
+	// docs/security.md); its own words must reach the client and the
+	// agent's log.
+	notQcow2 := writeFile(t, diskDir(t), "notqcow2.img", "not a qcow2 image")
+	bad := writeFile(t, dir, "bad.yaml", "name: bad1\nmemory_mib: 16\nvcpus: 1\ndisks: [{target: hda, path: "+notQcow2+", format: qcow2, bus: ide}]\n")
 	a.mustCLI("define", bad)
 	_, errs, code := a.cli("start", "bad1")
 	if code == 0 {
@@ -137,7 +139,7 @@ func TestAgentMetricsAndLogsWithGuest(t *testing.T) {
 			started = l["uuid"] == id && l["result"] == "ok" && l["command_id"] != "" && l["level"] == "info"
 		case l["verb"] == "start" && l["domain"] == "bad1":
 			msg, _ := l["error"].(string)
-			failed = l["result"] != "ok" && l["level"] != "info" && strings.Contains(msg, "missing.img") && strings.Contains(msg, "qemu.log")
+			failed = l["result"] != "ok" && l["level"] != "info" && strings.Contains(msg, "not in qcow2 format") && strings.Contains(msg, "qemu.log")
 		case l["verb"] == "destroy" && l["domain"] == "tiny1":
 			destroyed = l["uuid"] == id && l["result"] == "ok"
 		}

@@ -116,6 +116,53 @@ func TestMigrateDestinationKilledInFinish(t *testing.T) {
 	src.mustCLI("destroy", "fin")
 }
 
+// TestMigrateDestinationKilledFinishing: the destination agent SIGKILLed
+// the moment a plain subscriber sees its finishing (the grant taken),
+// then restarted: wherever the kill landed (before the resume, between
+// the resume and its record, after the record), the guest ends on exactly
+// one host, that host's log says so (finished and the source confirmed,
+// or torn-down and the source cancelled), and no QEMU is left elsewhere.
+func TestMigrateDestinationKilledFinishing(t *testing.T) {
+	p := startMigrationPair(t, "tcg")
+	const seed = 405
+	id, con := runFilled(t, p, "fk", seed)
+	tap := tapEvents(t, p.nc, "beta", id)
+	dcon := tapConsole(t, p.nc, "beta", id)
+	p.src.mustCLI("migrate", "fk", "--to", "beta", "--detach")
+	deadline := time.Now().Add(120 * time.Second)
+	for !strings.HasPrefix(tapPath(tap), "idle>preparing>prepared>finishing") {
+		if time.Now().After(deadline) {
+			t.Fatalf("beta never finishing: %q", tapPath(tap))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.dst.kill()
+	p.dst = restartMigrationAgent(t, p.dst, p.cl.Nodes[1].URL(), "tcg")
+	on := runsOn(t, p, "fk")
+	t.Logf("killed at %q; the guest ends on %s", tapPath(tap), on)
+	switch on {
+	case "beta":
+		waitPath(t, p.nc, "alpha", id, "idle>begun>performing>handed-off>confirmed", 150*time.Second)
+		waitPath(t, p.nc, "beta", id, "idle>preparing>prepared>finishing>finished", 10*time.Second)
+		if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(p.dst, id))), seed); err != nil {
+			t.Fatalf("RAM on beta: %v", err)
+		}
+		readRTC(t, dcon)
+		p.dst.mustCLI("destroy", "fk")
+	default:
+		sl := waitPath(t, p.nc, "alpha", id, "idle>begun>performing>handed-off>cancelled!", 150*time.Second)
+		if jf := jobFailed(t, "alpha", sl); !strings.Contains(jf.Error, "restarted") {
+			t.Fatalf("alpha: job-failed %+v, want the destination's restart as the reason", jf)
+		}
+		waitPath(t, p.nc, "beta", id, "idle>preparing>prepared>finishing>torn-down!", 10*time.Second)
+		if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(p.src, id))), seed); err != nil {
+			t.Fatalf("RAM on alpha: %v", err)
+		}
+		readRTC(t, con)
+		p.src.mustCLI("destroy", "fk")
+	}
+}
+
 // TestMigrateNATSNodeKilled: during a bandwidth-capped perform, the NATS
 // node under the source's agent, or under the destination's, is
 // SIGKILLed; the agents fail over to the other nodes. The migration

@@ -99,10 +99,16 @@ func logOf(t testing.TB, nc *nats.Conn, host, id string) []domains.Event {
 	c := bus.NewClient(nc, host)
 	var out []domains.Event
 	after := uint64(0)
+	// An agent failing over to another node is unreachable for a moment.
+	unreachable := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		page, err := c.History(ctx, bus.HistoryRequest{After: after, Domain: uuid.MustParse(id)})
 		cancel()
+		if domains.CodeOf(err) == domains.CodeUnavailable && time.Now().Before(unreachable) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

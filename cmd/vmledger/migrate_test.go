@@ -31,7 +31,7 @@ func TestMigrateLive(t *testing.T) {
 	y2030 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	t0 := time.Now()
 	adj := setRTC(t, src, srcTap, id, "mig", y2030)
-	usbImg := filepath.Join(t.TempDir(), "usb.img")
+	usbImg := filepath.Join(diskDir(t), "usb.img")
 	if err := os.WriteFile(usbImg, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,8 @@ func TestMigrateLive(t *testing.T) {
 // over 12 MiB of page mix, so there is time): the source cancels and the
 // guest runs on there, its RAM intact; the destination tears down, drops
 // the definition it made and leaves no QEMU; job-failed says aborted; a
-// migration afterwards goes through.
+// migration afterwards goes through; with --keep-source alpha keeps a
+// definition it may not start, until the guest migrates back (epoch 2).
 func TestMigrateAbort(t *testing.T) {
 	p := startMigrationPair(t, "tcg")
 	src, dst := p.src, p.dst
@@ -138,15 +139,33 @@ func TestMigrateAbort(t *testing.T) {
 		t.Fatalf("beta still defines the domain:\n%s", out)
 	}
 	waitNoQEMU(t, dst, 10*time.Second)
-	// Clean enough to go again.
-	src.mustCLI("migrate", "ab", "--to", "beta", "--no-progress")
+	// Clean enough to go again, keeping the source's definition: alpha
+	// keeps a record it does not own and may not start.
+	src.mustCLI("migrate", "ab", "--to", "beta", "--no-progress", "--keep-source")
 	if d := infoOf(t, dst, "ab"); d.State != domains.StateRunning || d.Migration.Epoch != 1 {
 		t.Fatalf("beta after the second migration: %s %+v", d.State, d.Migration)
 	}
 	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(dst, id))), seed); err != nil {
 		t.Fatalf("RAM on beta: %v", err)
 	}
-	dst.mustCLI("destroy", "ab")
+	if d := infoOf(t, src, "ab"); d.State != domains.StateShutoff || d.OwnedHere() {
+		t.Fatalf("alpha's kept definition: %s, migration %+v", d.State, d.Migration)
+	}
+	if out := src.mustCLI("info", "ab"); !strings.Contains(out, "source confirmed, peer beta, epoch 1 (not owned here)") {
+		t.Fatalf("info of the kept definition on alpha:\n%s", out)
+	}
+	if _, errs, code := src.cli("start", "ab"); code != exitConflict || !strings.Contains(errs, "not owned") {
+		t.Fatalf("start of the kept definition on alpha: exit %d, want %d (not owned)\n%s", code, exitConflict, errs)
+	}
+	// Back to alpha: the grant of epoch 2 gives it ownership again.
+	dst.mustCLI("migrate", "ab", "--to", "alpha", "--no-progress")
+	if d := infoOf(t, src, "ab"); d.State != domains.StateRunning || !d.OwnedHere() || d.Migration.Epoch != 2 {
+		t.Fatalf("alpha after the migration back: %s, migration %+v", d.State, d.Migration)
+	}
+	if err := pagemix.Default.Verify(guestArea(mapRAM(t, ramPath(src, id))), seed); err != nil {
+		t.Fatalf("RAM back on alpha: %v", err)
+	}
+	src.mustCLI("destroy", "ab")
 }
 
 // Acceptance b (two of the four phases; the destination agent killed in
@@ -172,6 +191,34 @@ func TestMigrateFailures(t *testing.T) {
 	}
 	p := startMigrationPairWith(t, "tcg", nil, []string{"--qemu", wrapper})
 
+	t.Run("refused with nothing recorded", func(t *testing.T) {
+		defineTiny(t, p.src, "stopped1", utcVariable)
+		runFilled(t, p, "rf", 1)
+		before := [2]uint64{lastSeqCLI(t, p.src), lastSeqCLI(t, p.dst)}
+		for _, c := range []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"nosuch", "--to", "beta"}, exitNotFound, "not found"},
+			{[]string{"stopped1", "--to", "beta"}, exitConflict, "shut off"},
+			{[]string{"rf"}, exitUsage, "--to"},
+			{[]string{"rf", "--to", "alpha"}, exitUsage, "this host"},
+			{[]string{"rf", "--to", "be ta"}, exitUsage, "host name"},
+			{[]string{"rf", "--to", "beta", "--listen", "beta.example"}, exitUsage, "IP address"},
+			{[]string{"rf", "--to", "beta", "--bandwidth", "-1"}, exitUsage, "negative"},
+			{[]string{"rf", "--to", "gamma"}, exitUnavailable, "gamma"},
+		} {
+			_, errs, code := p.src.cli(append([]string{"migrate"}, c.args...)...)
+			if code != c.code || !strings.Contains(errs, c.want) {
+				t.Errorf("migrate %v: exit %d, want %d with %q\n%s", c.args, code, c.code, c.want, errs)
+			}
+		}
+		if after := [2]uint64{lastSeqCLI(t, p.src), lastSeqCLI(t, p.dst)}; after != before {
+			t.Fatalf("refused migrations appended events: last seqs %v, before %v", after, before)
+		}
+		p.src.mustCLI("destroy", "rf")
+	})
 	t.Run("destination QEMU killed in prepare", func(t *testing.T) {
 		id, con := runFilled(t, p, "kp", 5)
 		writeFile(t, dir, "kill-incoming", "")

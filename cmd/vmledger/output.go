@@ -69,6 +69,13 @@ func printInfo(w io.Writer, d domains.Domain) {
 	if j := d.Job; j != nil {
 		fmt.Fprintf(t, "Job:\t%s %s (since %s; vmledger job info)\n", j.Kind, j.ID, fmtTime(j.Started))
 	}
+	if m := d.Migration; m != nil {
+		owner := "owned here"
+		if !d.OwnedHere() {
+			owner = "not owned here"
+		}
+		fmt.Fprintf(t, "Migration:\t%s %s, peer %s, epoch %d (%s)\n", m.Role, m.Phase, m.Peer, m.Epoch, owner)
+	}
 	fmt.Fprintf(t, "Version:\t%d\n", d.Version)
 	fmt.Fprintf(t, "Last seq:\t%d\n", d.LastSeq)
 	_ = t.Flush()

@@ -103,7 +103,7 @@ func checkAgrees(t *testing.T, run, id string, state domains.State, live *domain
 
 // qemusOf lists the live processes whose command line names the run
 // directory (a zombie's command line is empty).
-func qemusOf(t *testing.T, run string) []int {
+func qemusOf(t testing.TB, run string) []int {
 	t.Helper()
 	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var pids []int

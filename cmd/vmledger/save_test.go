@@ -30,7 +30,7 @@ const utcVariable = "{offset: variable, adjustment: 0, basis: utc}"
 // defineTinyMem is defineTiny with a memory size.
 func defineTinyMem(t testing.TB, a *agentProc, name string, mib int) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := diskDir(t)
 	img := filepath.Join(dir, "tiny.img")
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)
@@ -622,7 +622,7 @@ func TestSaveRestoreHotpluggedDevice(t *testing.T) {
 	a := guestAgent(t, t.TempDir(), "tcg")
 	defineTiny(t, a, "hps", utcVariable)
 	a.mustCLI("start", "hps")
-	dir := t.TempDir()
+	dir := diskDir(t)
 	disk := filepath.Join(dir, "usb.img")
 	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)

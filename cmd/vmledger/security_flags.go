@@ -47,6 +47,13 @@ func (t *tlsFlags) hint(err error) string {
 		return "; the server's certificate is not signed by --nats-tls-ca " + t.ca
 	case strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") || strings.Contains(msg, "unknown certificate"):
 		return "; the server wants a client certificate of its CA: give --nats-tls-cert and --nats-tls-key"
+	case strings.Contains(msg, "after TLS handshake"):
+		// TLS 1.3: a refused client certificate shows only as the
+		// server closing the connection.
+		if t.cert == "" {
+			return "; the server closed the connection after the TLS handshake: it probably wants a client certificate of its CA (--nats-tls-cert, --nats-tls-key)"
+		}
+		return "; the server closed the connection after the TLS handshake: is --nats-tls-cert signed by the CA it trusts?"
 	case errors.Is(err, os.ErrNotExist) && (t.ca != "" || t.cert != ""):
 		return "; a --nats-tls-* file does not exist"
 	}

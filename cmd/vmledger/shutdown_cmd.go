@@ -104,16 +104,20 @@ func (g *globals) shutdown(cmd *cobra.Command, ref, cmdID string, wait time.Dura
 			}
 		})
 	}()
-	var res domains.Result
+	res := domains.Result{Domain: d.Config.UUID, Name: d.Config.Name, State: d.State, Seqs: []uint64{}}
+	began := false
 	if err := call(api.VerbShutdown, cmdID, &res); err != nil {
-		return err
+		if d.State != domains.StateShutdown || !errors.Is(err, domains.ErrConflict) {
+			return err
+		}
+		began = true // powering off already: wait for it
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	every := firstRepress
 	again := time.NewTimer(every)
 	defer again.Stop()
-	presses, began := 1, false
+	presses := 1
 	for {
 		select {
 		case e := <-evs:

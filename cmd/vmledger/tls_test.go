@@ -88,3 +88,26 @@ func TestAgentRefusesClearTextBeyondLoopback(t *testing.T) {
 		})
 	}
 }
+
+// Issue 14 c: an external nats-server (Debian's) with mutual TLS, by a
+// tls:// URL: the agent connects with its --nats-tls-* client flags and
+// the CLI with its own; a CLI without a client certificate is refused.
+func TestAgentExternalServerTLS(t *testing.T) {
+	ca := bustest.NewCA(t, "vmledger-test")
+	cert, key := ca.IssueServer("nats")
+	acert, akey := ca.Issue("agent")
+	x := bustest.StartExternalConfig(t, bustest.ServerTLSConfig(cert, key, ca))
+	url := strings.Replace(x.URL(), "nats://", "tls://", 1)
+	a := startAgent(t, t.TempDir(), "--nats-url", url, "--nats-tls-ca", ca.File, "--nats-tls-cert", acert, "--nats-tls-key", akey)
+	cfg := writeFile(t, t.TempDir(), "ext.json", `{"name":"ext","memory_mib":64,"vcpus":1,"clock":{"offset":"utc"}}`)
+	tlsFlags := []string{"--nats-url", url, "--host", a.host, "--timeout", "20s", "--nats-tls-ca", ca.File, "--nats-tls-cert", acert, "--nats-tls-key", akey}
+	if out, errs, code := runCLI(t, append(tlsFlags, "define", cfg)...); code != 0 {
+		t.Fatalf("define over TLS: exit %d %s %s", code, out, errs)
+	}
+	if out, errs, code := runCLI(t, append(tlsFlags, "list")...); code != 0 || !strings.Contains(out, "ext") {
+		t.Fatalf("list over TLS: exit %d %q %s", code, out, errs)
+	}
+	if _, errs, code := runCLI(t, "--nats-url", url, "--host", a.host, "--nats-tls-ca", ca.File, "list"); code != exitUnavailable || !strings.Contains(errs, "--nats-tls-cert") {
+		t.Fatalf("list without a client certificate: exit %d %s", code, errs)
+	}
+}

@@ -51,9 +51,9 @@ func (s countingSvc) AbortJob(context.Context, string) (domains.JobInfo, error) 
 	*s.calls++
 	return domains.JobInfo{}, nil
 }
-func (s countingSvc) List() []domains.Domain              { *s.calls++; return nil }
+func (s countingSvc) List() []domains.Domain             { *s.calls++; return nil }
 func (s countingSvc) Get(string) (domains.Domain, error) { *s.calls++; return domains.Domain{}, nil }
-func (s countingSvc) LastSeq() uint64                     { return 0 }
+func (s countingSvc) LastSeq() uint64                    { return 0 }
 func (s countingSvc) Save(context.Context, string, string, domains.SaveOptions) (domains.Result, error) {
 	return s.hit()
 }

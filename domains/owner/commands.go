@@ -36,6 +36,9 @@ func (s *Service) Define(ctx context.Context, cmdID string, cfg domains.Config) 
 		if err := cfg.Validate(); err != nil {
 			return domains.Result{}, err
 		}
+		if err := s.checkPaths(cfg); err != nil {
+			return domains.Result{}, err
+		}
 		release, err := s.enter(ctx, cfg.UUID, cfg.Name, domains.JobDefine, cmdID)
 		if err != nil {
 			return domains.Result{}, err

@@ -76,6 +76,10 @@ func (s *Service) AttachDevice(ctx context.Context, cmdID, ref string, spec doma
 				spec.USBPort = ports[spec.ID]
 			}
 		}
+		use, err := s.confinedDevice(spec, live)
+		if err != nil {
+			return domains.Result{}, err
+		}
 		if live {
 			if bus := spec.Disk().EffectiveBus(); spec.Kind == domains.KindDisk && bus != domains.BusVirtio && bus != domains.BusUSB {
 				return domains.Result{}, domains.Errorf(domains.CodeInvalid, "device %s: bus %s cannot be hot-plugged (virtio or usb)", domains.Quote(spec.ID), bus)
@@ -84,10 +88,10 @@ func (s *Service) AttachDevice(ctx context.Context, cmdID, ref string, spec doma
 			if err != nil {
 				return domains.Result{}, err
 			}
-			if err := dv.CheckDevice(spec); err != nil {
+			if err := dv.CheckDevice(use); err != nil {
 				return domains.Result{}, err
 			}
-			if err := dv.AttachDevice(ctx, spec); err != nil {
+			if err := dv.AttachDevice(ctx, use); err != nil {
 				return domains.Result{}, coded(domains.CodeUnavailable, "attach %s to %q: %w", spec.ID, d.Config.Name, err)
 			}
 		}

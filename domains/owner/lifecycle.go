@@ -29,8 +29,12 @@ func (s *Service) Start(ctx context.Context, cmdID, ref string, o domains.StartO
 		if s.driver == nil {
 			return domains.Result{}, domains.Errorf(domains.CodeUnavailable, "this agent has no hypervisor")
 		}
+		cfg, err := s.confined(d.Config)
+		if err != nil {
+			return domains.Result{}, err
+		}
 		base := domains.ClockBase(d.Config.Clock, s.clock.Now())
-		g, err := s.driver.Start(ctx, domains.StartSpec{Config: d.Config, ClockBase: base, Paused: o.Paused})
+		g, err := s.driver.Start(ctx, domains.StartSpec{Config: cfg, ClockBase: base, Paused: o.Paused})
 		if err != nil {
 			return domains.Result{}, coded(domains.CodeUnavailable, "start domain %q: %w", d.Config.Name, err)
 		}

@@ -24,7 +24,13 @@ type MigrationPeer interface {
 	Prepare(ctx context.Context, host string, req domains.MigrationPrepare) (domains.MigrationPrepared, error)
 	Finish(ctx context.Context, host string, req domains.MigrationFinish) (domains.MigrationFinished, error)
 	Cancel(ctx context.Context, host string, req domains.MigrationCancel) error
+	// Lookup asks host's agent for the domain (found false: not defined
+	// there); an error means the agent does not answer.
+	Lookup(ctx context.Context, host, id string) (d domains.Domain, found bool, err error)
 }
+
+// lookupTimeout bounds migrate's check that the destination answers.
+const lookupTimeout = 10 * time.Second
 
 // How long the source waits for the destination's answer to prepare (a
 // QEMU start on a loaded host) and to finish (the stream's end was seen
@@ -74,6 +80,17 @@ func (s *Service) Migrate(ctx context.Context, cmdID, ref string, o domains.Migr
 	}
 	if err := ownedHere(d); err != nil {
 		return domains.Result{}, err
+	}
+	// Checked before anything is recorded: a destination that does not
+	// answer, or runs the domain already, is refused with nothing logged.
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	there, found, err := s.peers.Lookup(lctx, o.To, d.Config.UUID.String())
+	cancel()
+	switch {
+	case err != nil:
+		return domains.Result{}, coded(domains.CodeUnavailable, "migrate %q: destination %s: %w", d.Config.Name, o.To, err)
+	case found && there.State.Active():
+		return domains.Result{}, domains.Errorf(domains.CodeConflict, "migrate %q: it is %s on %s already", d.Config.Name, there.State, o.To)
 	}
 	return s.RunAsync(ctx, cmdID, ref, domains.JobMigrate, o, func(ctx context.Context, j *Job) error {
 		return s.runMigrate(ctx, j, o)

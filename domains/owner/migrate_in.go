@@ -221,7 +221,11 @@ func (r *incoming) prepare(ctx context.Context) (string, error) {
 	// The -rtc base QEMU starts with: RTC_CHANGE offsets here are
 	// relative to it (the guest's RTC itself comes in the stream).
 	base := domains.ClockBase(d.Config.Clock, r.s.clock.Now())
-	g, err := r.s.driver.(incomingDriver).StartIncomingGuest(ctx, domains.StartSpec{Config: d.Config, ClockBase: base, Paused: true})
+	cfg, err := r.s.confined(d.Config) // its files, checked here too (confine.go)
+	if err != nil {
+		return "", err
+	}
+	g, err := r.s.driver.(incomingDriver).StartIncomingGuest(ctx, domains.StartSpec{Config: cfg, ClockBase: base, Paused: true})
 	if err != nil {
 		return "", err
 	}

@@ -417,12 +417,16 @@ func (s *Service) runRestore(ctx context.Context, j *Job, path string, sum migra
 		}
 		_ = j.Record(uctx, domains.TransferFailed{Kind: domains.TypeRestoreFailed, Path: path, Error: err.Error()})
 	}()
+	cfg, err := s.confined(d.Config)
+	if err != nil {
+		return err
+	}
 	base := domains.ClockBase(d.Config.Clock, s.clock.Now())
 	drv := s.driver.(incomingDriver)
 	pr := &progressReader{j: j, total: uint64(sum.StreamBytes), phase: "memory"}
 	err = migrate.Feed(ctx, path, sum, func(ctx context.Context) (migrate.Target, error) {
 		var err error
-		g, err = drv.StartIncomingGuest(ctx, domains.StartSpec{Config: d.Config, ClockBase: base, Paused: true})
+		g, err = drv.StartIncomingGuest(ctx, domains.StartSpec{Config: cfg, ClockBase: base, Paused: true})
 		if err != nil {
 			return nil, err
 		}

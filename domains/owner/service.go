@@ -25,6 +25,7 @@ type Service struct {
 	// optional observer of asynchronous jobs' progress (the bus)
 	onProgress func(uuid.UUID, domains.JobInfo)
 	images     PathGuard     // save images' paths (save.go)
+	paths      ConfigGuard   // a config's host files (confine.go)
 	managedDir string        // managed save images (save.go)
 	dumpDir    string        // on_crash dumps (oncrash.go)
 	peers      MigrationPeer // the other agents, for migrate (migrate.go)
@@ -59,6 +60,9 @@ type Options struct {
 	// ManagedSaveDir is where managedsave keeps its images (save.go).
 	Images         PathGuard
 	ManagedSaveDir string
+	// Paths confines the host files configs name (confine.go); nil:
+	// unchecked (tests of the logic with fake drivers and fake paths).
+	Paths ConfigGuard
 	// DumpDir is where on_crash writes its dumps (oncrash.go).
 	DumpDir string
 	// Peers reaches the other agents' migration verbs (nil: migrate
@@ -70,7 +74,7 @@ type Options struct {
 func NewService(o Options) *Service {
 	s := &Service{
 		log: o.Log, driver: o.Driver, clock: o.Time, host: o.Host, notify: o.OnCommit, onProgress: o.OnProgress, proj: o.Projection,
-		images: o.Images, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
+		images: o.Images, paths: o.Paths, managedDir: o.ManagedSaveDir, dumpDir: o.DumpDir, peers: o.Peers, inbound: map[uuid.UUID]*inbound{},
 		slots: map[uuid.UUID]*slot{}, guests: map[uuid.UUID]*guestHandle{}, flight: map[string]*inflight{}, naming: map[string]chan struct{}{},
 		closed: make(chan struct{}), hintTO: 10 * time.Second,
 	}

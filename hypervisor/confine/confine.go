@@ -5,7 +5,9 @@
 // resolved) lies in an allowed directory: the check compares directories
 // by device and inode, so a bind mount or a second name of an allowed
 // directory is recognised and a symlink out of it is not. Devices, FIFOs
-// and sockets are refused: only regular files are read or written.
+// and sockets are refused: only regular files are read or written, and
+// the block or character devices named by AllowDevice (matched by device
+// number, wherever their node is).
 package confine
 
 import (
@@ -24,8 +26,15 @@ type dirID struct{ dev, ino uint64 }
 
 // Dirs is a set of allowed directories.
 type Dirs struct {
-	names []string
-	ids   map[dirID]string
+	names   []string
+	ids     map[dirID]string
+	devices map[devID]string // AllowDevice
+}
+
+// devID is a device node's kind (block or character) and number.
+type devID struct {
+	block bool
+	rdev  uint64
 }
 
 // New checks that each directory exists and is a directory.
@@ -44,6 +53,66 @@ func New(dirs []string) (*Dirs, error) {
 		d.ids[id] = abs
 	}
 	return d, nil
+}
+
+// AllowDevice allows the block or character device path names (symlinks
+// followed), by its device number: any node of that device is allowed,
+// no other device is.
+func (d *Dirs) AllowDevice(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("allowed device %q: %w", path, err)
+	}
+	id, ok := deviceOf(fi)
+	if !ok {
+		return fmt.Errorf("allowed device %q: not a block or character device (%s)", path, fi.Mode().Type())
+	}
+	if d.devices == nil {
+		d.devices = map[devID]string{}
+	}
+	d.devices[id] = path
+	return nil
+}
+
+func deviceOf(fi os.FileInfo) (devID, bool) {
+	m := fi.Mode()
+	if m&os.ModeDevice == 0 {
+		return devID{}, false
+	}
+	return devID{block: m&os.ModeCharDevice == 0, rdev: uint64(fi.Sys().(*syscall.Stat_t).Rdev)}, true
+}
+
+// allowedDevice is the real path of path if it is an allowed device.
+func (d *Dirs) allowedDevice(path string) (string, bool) {
+	if len(d.devices) == 0 {
+		return "", false
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", false
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", false
+	}
+	id, ok := deviceOf(fi)
+	if !ok {
+		return "", false
+	}
+	_, ok = d.devices[id]
+	return real, ok
+}
+
+// Check is the test of a path a configuration names (a disk, a kernel)
+// at define: an existing file passes as Resolve would let it be used; a
+// missing one passes if its directory is allowed (it is checked again,
+// and must exist, when it is used).
+func (d *Dirs) Check(path string) error {
+	_, err := d.Resolve(path, false)
+	if errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrOutside) {
+		_, err = d.Resolve(path, true)
+	}
+	return err
 }
 
 // Names are the allowed directories, for messages.
@@ -78,6 +147,11 @@ func (d *Dirs) Resolve(path string, create bool) (string, error) {
 		}
 	}
 	clean := filepath.Clean(path)
+	if !create {
+		if real, ok := d.allowedDevice(clean); ok {
+			return real, nil
+		}
+	}
 	dir, base := filepath.Split(clean)
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -110,6 +184,9 @@ func (d *Dirs) Resolve(path string, create bool) (string, error) {
 		real = target
 	}
 	if !fi.Mode().IsRegular() {
+		if _, dev := deviceOf(fi); dev {
+			return "", d.refuse(path, "is a device ("+fi.Mode().Type().String()+"), not allowed by --allow-device")
+		}
 		return "", d.refuse(path, "is not a regular file ("+fi.Mode().Type().String()+")")
 	}
 	return real, nil

@@ -68,3 +68,57 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("device: %v, want ErrOutside", err)
 	}
 }
+
+// TestDevicesAndCheck: a device is refused unless AllowDevice named it
+// (by number: another node or a symlink to it passes, another device
+// does not); Check at define lets a missing file through only where
+// its directory is allowed.
+func TestDevicesAndCheck(t *testing.T) {
+	allowed, other := t.TempDir(), t.TempDir()
+	d, err := New([]string{allowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Resolve("/dev/null", false); !errors.Is(err, ErrOutside) {
+		t.Fatalf("/dev/null before AllowDevice: %v", err)
+	}
+	if err := d.AllowDevice(filepath.Join(allowed)); err == nil {
+		t.Fatal("AllowDevice took a directory")
+	}
+	if err := d.AllowDevice("/dev/null"); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(other, "null-link")
+	if err := os.Symlink("/dev/null", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path string
+		ok   bool
+	}{{"/dev/null", true}, {link, true}, {"/dev/zero", false}, {"/dev/full", false}} {
+		got, err := d.Resolve(c.path, false)
+		if c.ok != (err == nil) {
+			t.Fatalf("Resolve(%q) = %q, %v; want ok %v", c.path, got, err, c.ok)
+		}
+		if c.ok && got != "/dev/null" {
+			t.Fatalf("Resolve(%q) = %q, want /dev/null", c.path, got)
+		}
+	}
+	if _, err := d.Resolve("/dev/null", true); err == nil {
+		t.Fatal("an allowed device accepted as a file to create")
+	}
+	for _, c := range []struct {
+		name, path string
+		ok         bool
+	}{
+		{"missing file in an allowed directory", filepath.Join(allowed, "later.img"), true},
+		{"missing file elsewhere", filepath.Join(other, "later.img"), false},
+		{"missing directory", filepath.Join(allowed, "nodir", "later.img"), false},
+		{"an allowed device", "/dev/null", true},
+		{"another device", "/dev/zero", false},
+	} {
+		if err := d.Check(c.path); c.ok != (err == nil) {
+			t.Fatalf("%s: Check(%q) = %v, want ok %v", c.name, c.path, err, c.ok)
+		}
+	}
+}

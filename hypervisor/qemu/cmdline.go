@@ -78,6 +78,7 @@ func CommandLine(spec domains.StartSpec, p Paths, accel string, now time.Time) (
 	a.add("-S") // configure and check before any guest instruction runs
 	a.add("-nodefaults", "-no-user-config")
 	a.add("-display", "none")
+	a.add("-sandbox", Sandbox) // seccomp (user.go)
 	a.add("-machine", fmt.Sprintf("%s,accel=%s,memory-backend=ram0", cfg.Machine, accel))
 	a.add("-object", fmt.Sprintf("memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=on", cfg.MemoryMiB, esc(p.RAM)))
 	a.add("-smp", fmt.Sprint(cfg.VCPUs))

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -45,7 +46,7 @@ func addDisks(a *argv, cfg domains.Config) error {
 		if d.ReadOnly {
 			ro = ",read-only=on"
 		}
-		a.add("-blockdev", fmt.Sprintf("driver=file,node-name=%s,filename=%s%s", file, esc(d.Path), ro))
+		a.add("-blockdev", fmt.Sprintf("driver=%s,node-name=%s,filename=%s%s", fileDriver(d.Path), file, esc(d.Path), ro))
 		a.add("-blockdev", fmt.Sprintf("driver=%s,node-name=%s,file=%s%s", d.Format, node, file, ro))
 
 		var dev string
@@ -143,4 +144,16 @@ func addDevices(a *argv, devs []domains.Device) {
 		}
 		a.add("-device", b.String())
 	}
+}
+
+// fileDriver is QEMU's protocol driver for a disk's host file: file for
+// a regular file, host_device for a block device (allowed by the agent's
+// --allow-device; QEMU's file driver refuses devices). The one look at
+// the file system in CommandLine: a path that does not exist (as in the
+// golden tests) is a file.
+func fileDriver(path string) string {
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		return "host_device"
+	}
+	return "file"
 }

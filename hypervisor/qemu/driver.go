@@ -41,7 +41,10 @@ type Options struct {
 	// state directory: its event log). RunDir is always protected: it holds
 	// every guest's RAM file and sockets.
 	Protected []string
-	Log       zerolog.Logger
+	// User, if set, is the unprivileged user QEMU runs as (user.go): the
+	// run directory and the files the driver makes in it are its.
+	User string
+	Log  zerolog.Logger
 }
 
 // Driver starts and re-attaches QEMU guests. It holds no per-guest state:
@@ -49,6 +52,7 @@ type Options struct {
 type Driver struct {
 	runDir    string
 	protected []string
+	user      runAs // user.go
 	binary    string
 	accel     string
 	log       zerolog.Logger
@@ -77,8 +81,15 @@ func New(o Options) (*Driver, error) {
 	if n := len(runDir) + 1 + 36 + len("/serial.sock"); n >= maxSocketPath {
 		return nil, fmt.Errorf("qemu: run dir %q is too long: socket paths would be %d bytes, the limit is %d", runDir, n, maxSocketPath-1)
 	}
+	as, err := lookupUser(o.User)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("qemu: run dir: %w", err)
+	}
+	if err := as.give(runDir); err != nil {
+		return nil, err
 	}
 	bin := o.Binary
 	if bin == "" {
@@ -92,7 +103,7 @@ func New(o Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Driver{runDir: runDir, binary: path, accel: accel, log: o.Log}
+	d := &Driver{runDir: runDir, binary: path, accel: accel, log: o.Log, user: as}
 	for _, dir := range append([]string{runDir}, o.Protected...) {
 		if abs, err := filepath.Abs(dir); err == nil {
 			d.protected = append(d.protected, filepath.Clean(abs))

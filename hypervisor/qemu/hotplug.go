@@ -59,7 +59,7 @@ func deviceFiles(p Paths) []string {
 }
 
 // createMemFile makes a fresh sparse file of zeros (see ramFile).
-func createMemFile(path string, mib uint64) error {
+func createMemFile(path string, mib uint64, as runAs) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -70,6 +70,9 @@ func createMemFile(path string, mib uint64) error {
 	err = f.Truncate(int64(mib) << 20)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = as.give(path)
 	}
 	if err != nil {
 		os.Remove(path)
@@ -128,7 +131,7 @@ func (g *Guest) AttachDevice(ctx context.Context, spec domains.DeviceSpec) (err 
 	dev := map[string]any{"id": spec.ID}
 	switch spec.Kind {
 	case domains.KindDisk:
-		file := map[string]any{"driver": "file", "node-name": fileNode(spec.ID), "filename": spec.Path}
+		file := map[string]any{"driver": fileDriver(spec.Path), "node-name": fileNode(spec.ID), "filename": spec.Path}
 		format := map[string]any{"driver": diskFormat(spec.Format), "node-name": diskNode(spec.ID), "file": fileNode(spec.ID)}
 		if spec.ReadOnly {
 			file["read-only"], format["read-only"] = true, true
@@ -167,7 +170,11 @@ func (g *Guest) AttachDevice(ctx context.Context, spec domains.DeviceSpec) (err 
 		}
 	case domains.KindMemory:
 		path := dimmFile(g.paths, spec.ID)
-		if err := createMemFile(path, spec.SizeMiB); err != nil {
+		as := sameUser
+		if g.drv != nil {
+			as = g.drv.user
+		}
+		if err := createMemFile(path, spec.SizeMiB, as); err != nil {
 			return err
 		}
 		u = append(u, removeFile(path))

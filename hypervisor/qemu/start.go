@@ -127,6 +127,9 @@ func (l *launch) runDir(context.Context) error {
 	if err := os.Chmod(l.paths.Dir, 0o700); err != nil {
 		return err
 	}
+	if err := l.d.user.give(l.paths.Dir); err != nil {
+		return err
+	}
 	switch pid, pidfd, err := findQEMU(l.paths, l.spec.Config.UUID); {
 	case err == nil:
 		closeFD(pidfd)
@@ -166,6 +169,9 @@ func (l *launch) ramFile(context.Context) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = l.d.user.give(l.paths.RAM)
+	}
 	if err != nil {
 		os.Remove(l.paths.RAM)
 		return err
@@ -175,7 +181,7 @@ func (l *launch) ramFile(context.Context) error {
 		os.Remove(f)
 	}
 	for _, m := range l.spec.Config.DIMMs {
-		if err := createMemFile(dimmFile(l.paths, m.ID), m.SizeMiB); err != nil {
+		if err := createMemFile(dimmFile(l.paths, m.ID), m.SizeMiB, l.d.user); err != nil {
 			return err
 		}
 	}
@@ -196,7 +202,8 @@ func (l *launch) spawn(context.Context) error {
 	cmd := exec.Command(l.d.binary, l.args...)
 	cmd.Dir = l.paths.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: l.d.user.credential()}
+	cmd.Env = qemuEnv(os.Environ())
 	log := l.d.log
 	paths := l.paths
 	l.proc, err = startChild(cmd, func() { removeRuntimeFiles(log, paths) })

@@ -33,7 +33,7 @@ func TestStartFailure(t *testing.T) {
 		{name: "missing disk", edit: func(s *domains.StartSpec) { s.Config.Disks[0].Path = "/nonexistent/disk.img" },
 			want: "No such file or directory"},
 		{name: "not qemu", binary: "/bin/false", want: "exited (exit status 1) before its monitor answered"},
-		{name: "invalid config", edit: func(s *domains.StartSpec) { s.Config.VCPUs = 0 }, want: "vcpus 0"},
+		{name: "invalid config", edit: func(s *domains.StartSpec) { s.Config.VCPUs = 1 << 20 }, want: "vcpus 1048576"}, // 0 is no longer invalid: it defaults to 1
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,7 +82,6 @@ func report(b *testing.B, wall, down time.Duration) {
 	b.ReportMetric(float64(down.Microseconds())/1e3/float64(b.N), "ms/downtime")
 }
 
-
 func newBenchHost(b *testing.B) *qemu.Driver {
 	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
 		b.Skip(err)
@@ -102,6 +101,3 @@ func shortDir(b testing.TB) string {
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
-
-
-

@@ -34,7 +34,9 @@ var cache struct {
 func Image(t testing.TB) linuxguest.Image {
 	t.Helper()
 	cache.once.Do(func() {
-		cache.dir, cache.err = os.MkdirTemp("", "vmledger-linuxguest-")
+		// Under VMLEDGER_TEST_FILES when set: the directory a test agent
+		// allows (--allow-dir) for the files its guests use.
+		cache.dir, cache.err = os.MkdirTemp(os.Getenv("VMLEDGER_TEST_FILES"), "vmledger-linuxguest-")
 		if cache.err != nil {
 			return
 		}

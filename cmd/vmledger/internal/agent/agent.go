@@ -53,15 +53,16 @@ type Config struct {
 	Stream         string
 	StreamReplicas int
 	NATSJetStream  bool
-	MetricsAddr       string // empty: no metrics endpoint
-	SnapshotEvery     uint64 // events between projection snapshots
+	MetricsAddr    string // empty: no metrics endpoint
+	SnapshotEvery  uint64 // events between projection snapshots
 	// Accel is auto (KVM where /dev/kvm opens, else TCG), kvm, tcg, or
 	// none (no hypervisor: lifecycle verbs answer unavailable).
 	Accel      string
 	RunDir     string // per-guest sockets, pid files, RAM; default <StateDir>/run
 	QEMUBinary string
-	// AllowDirs are the directories save and restore may use (default
-	// <StateDir>/images, made at start).
+	// AllowDirs are the directories every file a command names (disks,
+	// kernels, initrds, save images, dumps) must lie in (default
+	// <StateDir>/images, made at start; docs/security.md).
 	AllowDirs []string
 	Log       zerolog.Logger
 	Security  // TLS, exposure, confinement (security.go)
@@ -130,6 +131,7 @@ type agent struct {
 	natsURL     string
 	natsToken   string
 	svc         *owner.Service
+	reconciler  atomic.Pointer[owner.Service] // svc, for the store's writer goroutine (reconcile.go)
 	metrics     *metrics
 	relay       *bus.Relay
 	metricsAddr string
@@ -318,6 +320,7 @@ func (a *agent) storeHealth(err error) {
 		return
 	}
 	a.log.Info().Uint64("last_seq", a.store.LastSeq()).Msg("event log: recovered, changes accepted again")
+	a.reconcileSoon()
 }
 
 func (a *agent) loadProjection(ctx context.Context) error {
@@ -342,7 +345,7 @@ func (a *agent) startHypervisor(ctx context.Context) error {
 		a.cfg.RunDir = filepath.Join(a.cfg.StateDir, "run")
 	}
 	d, err := qemu.New(qemu.Options{RunDir: a.cfg.RunDir, Binary: a.cfg.QEMUBinary, Accel: a.cfg.Accel,
-		Protected: []string{a.cfg.StateDir}, Log: a.log.With().Str("component", "qemu").Logger()})
+		Protected: []string{a.cfg.StateDir}, User: a.cfg.QEMUUser, Log: a.log.With().Str("component", "qemu").Logger()})
 	if err != nil {
 		// Only a QEMU that is simply not installed makes "auto" fall back
 		// to no hypervisor. Anything the user named (--qemu, a run
@@ -452,7 +455,7 @@ func (a *agent) startService(context.Context) error {
 		return err
 	}
 	a.svc = owner.NewService(owner.Options{
-		Images: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir), Peers: newPeers(a.nc),
+		Images: images, Paths: images, ManagedSaveDir: managed, DumpDir: filepath.Join(a.cfg.StateDir, DumpsDir), Peers: newPeers(a.nc),
 		// The guard refuses an event the bus could never carry whole
 		// (docs/bus.md, Limits) before the log sees it.
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
@@ -472,6 +475,7 @@ func (a *agent) startService(context.Context) error {
 		},
 	})
 	a.proj = nil // the service owns it now
+	a.reconciler.Store(a.svc)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -55,11 +56,24 @@ func (o observed) Handle(ctx context.Context, verb string, body []byte) (any, er
 			name, id = d.Config.Name, d.Config.UUID.String()
 		}
 	}
+	defer func() {
+		// A panic is the command service's to turn into an internal
+		// error (bus.CommandService.call); it is still one command.
+		if p := recover(); p != nil {
+			o.record(verb, name, id, ref.CommandID, start, fmt.Errorf("handler panicked: %v", p))
+			panic(p)
+		}
+	}()
 	res, err := o.next.Handle(ctx, verb, body)
-	took := time.Since(start)
 	if r, ok := res.(domains.Result); ok && r.Name != "" {
 		name, id = r.Name, r.Domain.String()
 	}
+	o.record(verb, name, id, ref.CommandID, start, err)
+	return res, err
+}
+
+func (o observed) record(verb, name, id, cmdID string, start time.Time, err error) {
+	took := time.Since(start)
 	code := "ok"
 	if err != nil {
 		code = string(domains.CodeOf(err))
@@ -78,7 +92,6 @@ func (o observed) Handle(ctx context.Context, verb string, body []byte) (any, er
 	default:
 		ev = o.log.Warn().Err(err)
 	}
-	ev.Str("verb", verb).Str("domain", name).Str("uuid", id).Str("command_id", ref.CommandID).
+	ev.Str("verb", verb).Str("domain", name).Str("uuid", id).Str("command_id", cmdID).
 		Str("result", code).Float64("duration_ms", float64(took.Microseconds())/1000).Msg("command")
-	return res, err
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/hypervisor/confine"
 )
 
@@ -32,7 +33,12 @@ func (a *agent) imageDirs() (*confine.Dirs, string, error) {
 	}
 	d, err := confine.New(dirs)
 	if err != nil {
-		return nil, "", fmt.Errorf("--allow-dir: %w", err)
+		return nil, "", domains.Errorf(domains.CodeInvalid, "--allow-dir: %w", err)
+	}
+	for _, dev := range a.cfg.AllowDevices {
+		if err := d.AllowDevice(dev); err != nil {
+			return nil, "", domains.Errorf(domains.CodeInvalid, "--allow-device: %w", err)
+		}
 	}
 	return d, managed, nil
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -9,7 +10,11 @@ import (
 	"github.com/vmledger/vmledger/bus"
 	"github.com/vmledger/vmledger/domains"
 	"github.com/vmledger/vmledger/domains/api"
+	"github.com/vmledger/vmledger/domains/owner"
 )
+
+// The service is what the migration verbs need.
+var _ api.MigrateService = (*owner.Service)(nil)
 
 // peers reaches the other agents' migration verbs over the bus
 // (owner.MigrationPeer): one client per host, as bus.NewClient asks.
@@ -40,6 +45,14 @@ func (p *peers) Prepare(ctx context.Context, host string, req domains.MigrationP
 func (p *peers) Finish(ctx context.Context, host string, req domains.MigrationFinish) (res domains.MigrationFinished, err error) {
 	err = p.client(host).Call(ctx, api.VerbMigrateFinish, req, &res)
 	return res, err
+}
+
+func (p *peers) Lookup(ctx context.Context, host, id string) (d domains.Domain, found bool, err error) {
+	err = p.client(host).Call(ctx, api.VerbInfo, api.DomainRequest{Domain: id}, &d)
+	if errors.Is(err, domains.ErrNotFound) {
+		return d, false, nil
+	}
+	return d, err == nil, err
 }
 
 func (p *peers) Cancel(ctx context.Context, host string, req domains.MigrationCancel) error {
