@@ -34,7 +34,7 @@ FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
 	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
 	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
 	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
-	./store:FuzzImport
+	./store:FuzzImport ./domains/libvirtxml:FuzzConvert
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo ">> fuzz $$t for $(FUZZTIME)"; \
