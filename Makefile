@@ -29,7 +29,7 @@ test: vet
 
 # Every decoder's fuzz target (docs/fuzzing.md), each for FUZZTIME; .ci/run
 # calls it after the suite. A target is PKG:FuzzName. Longer: make fuzz FUZZTIME=10m
-FUZZTIME ?= 8s
+FUZZTIME ?= 6s
 FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
 	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
 	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
