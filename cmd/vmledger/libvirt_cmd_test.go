@@ -63,7 +63,7 @@ func TestDefineFromLibvirt(t *testing.T) {
 	requireQEMU(t)
 	dir := t.TempDir()
 	a := guestAgent(t, dir+"/state", "tcg")
-	img := filepath.Join(dir, "tiny.img")
+	img := filepath.Join(diskDir(t), "tiny.img") // inside the agent's allowed directories
 	if err := guest.WriteImage(img); err != nil {
 		t.Fatal(err)
 	}
