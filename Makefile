@@ -29,12 +29,12 @@ test: vet
 
 # Every decoder's fuzz target (docs/fuzzing.md), each for FUZZTIME; .ci/run
 # calls it after the suite. A target is PKG:FuzzName. Longer: make fuzz FUZZTIME=10m
-FUZZTIME ?= 8s
+FUZZTIME ?= 6s
 FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
 	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
 	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
 	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
-	./store:FuzzImport
+	./store:FuzzImport ./domains/libvirtxml:FuzzConvert
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo ">> fuzz $$t for $(FUZZTIME)"; \
@@ -65,6 +65,8 @@ bench:
 	$(GO) test ./hypervisor/qemu -run '^$$' -bench FirstSerialLine -benchtime 10x
 	$(GO) test ./hypervisor/qemu -run '^$$' -bench Save1GiB -benchtime 1x -timeout 30m
 	$(GO) test ./migrate -run '^$$' -bench 'Writer|Reader' -benchtime 3x
+	$(GO) test ./coredump -run '^$$' -bench Dump1GiB -benchtime 1x -timeout 30m
+	$(GO) test ./coredump -run '^$$' -bench WritePagemix -benchtime 3x
 	$(GO) test ./cmd/vmledger -run '^$$' -bench RTCEventToSubscriber -benchtime 30x
 
 demo: build

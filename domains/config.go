@@ -303,6 +303,13 @@ func (c Config) Normalize() Config {
 			c.Disks[i].Format = "raw"
 		}
 	}
+	for i := range c.Devices {
+		if len(c.Devices[i].Props) == 0 {
+			// "props": {} and no props are the same device (found by
+			// FuzzDecodeConfig: JSON's omitempty drops the empty map).
+			c.Devices[i].Props = nil
+		}
+	}
 	return c
 }
 
