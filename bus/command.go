@@ -238,11 +238,12 @@ func (s *CommandService) call(verb string, body []byte, timeout string) (res any
 	start := time.Now()
 	d := s.o.Timeout
 	if ms, perr := strconv.ParseInt(timeout, 10, 64); perr == nil && ms > 0 {
-		// Keep a tenth (at most 100ms) for the reply's trip back, so a
-		// handler that honours its deadline is heard before the caller
-		// gives up on it.
+		// Keep a tenth (at least 50ms, at most 100ms, never more than
+		// half) for the reply's trip back, so a handler that honours its
+		// deadline is heard before the caller gives up on it; 10ms of a
+		// 100ms deadline was too little under -race on a loaded machine.
 		left := time.Duration(ms) * time.Millisecond
-		d = min(d, left-min(left/10, 100*time.Millisecond))
+		d = min(d, left-min(max(left/10, 50*time.Millisecond), 100*time.Millisecond, left/2))
 	}
 	ctx, cancel := context.WithTimeout(s.base, d)
 	defer func() {
