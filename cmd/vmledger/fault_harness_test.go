@@ -31,7 +31,7 @@ import (
 // seed it printed (the same faults in the same order at the same delays;
 // the machine's timing still differs).
 var (
-	faultDuration = flag.Duration("fault.duration", 75*time.Second, "how long TestFaultHarness injects faults")
+	faultDuration = flag.Duration("fault.duration", 50*time.Second, "how long TestFaultHarness injects faults")
 	faultSeed     = flag.Uint64("fault.seed", 0, "TestFaultHarness's random seed (0: from the clock)")
 )
 
@@ -159,9 +159,13 @@ func (r *faultRig) round(n int, kind string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1 + len(r.guests))
-	go func() { defer wg.Done(); r.fc.definer(ctx, rand.New(rand.NewPCG(r.rng.Uint64(), 1)), n) }()
+	// Seeds are drawn here, not in the goroutines: r.rng is not safe for
+	// concurrent use (and a replay needs the same draws in the same order).
+	seed := r.rng.Uint64()
+	go func() { defer wg.Done(); r.fc.definer(ctx, rand.New(rand.NewPCG(seed, 1)), n) }()
 	for _, g := range r.guests {
-		go func() { defer wg.Done(); r.fc.guestWorker(ctx, rand.New(rand.NewPCG(r.rng.Uint64(), 2)), g.name, g.id) }()
+		seed := r.rng.Uint64()
+		go func() { defer wg.Done(); r.fc.guestWorker(ctx, rand.New(rand.NewPCG(seed, 2)), g.name, g.id) }()
 	}
 	time.Sleep(time.Duration(500+r.rng.IntN(2500)) * time.Millisecond)
 	heal := r.inject(ctx, kind, where)
