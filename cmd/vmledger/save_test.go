@@ -644,18 +644,26 @@ func TestSaveRestoreHotpluggedDevice(t *testing.T) {
 	a.mustCLI("destroy", "hps")
 }
 
+// restartableAgent returns a starter of TCG agents that share one state
+// and run directory (so the next one finds the guests and log of the one
+// killed before it), with imgs allowed.
+func restartableAgent(t *testing.T, imgs string) func() *agentProc {
+	state, run := t.TempDir(), shortRunDir(t)
+	return func() *agentProc {
+		a := startAgentEnv(t, state, nil, "--accel", "tcg", "--run-dir", run, "--allow-dir", imgs)
+		a.runDir = run
+		return a
+	}
+}
+
 // An agent killed during a save: the next agent records the job as
 // interrupted, the guest is where its log says (paused by the save, and
 // QEMU paused too), the image left has the partial magic and is refused,
 // and the guest can be resumed.
 func TestSaveInterruptedByAgentCrash(t *testing.T) {
 	requireQEMU(t)
-	state, run, imgs := t.TempDir(), shortRunDir(t), t.TempDir()
-	start := func() *agentProc {
-		a := startAgentEnv(t, state, nil, "--accel", "tcg", "--run-dir", run, "--allow-dir", imgs)
-		a.runDir = run
-		return a
-	}
+	imgs := t.TempDir()
+	start := restartableAgent(t, imgs)
 	a := start()
 	id := defineTinyMem(t, a, "crash", 768)
 	a.mustCLI("start", "crash")
@@ -695,12 +703,8 @@ func TestSaveInterruptedByAgentCrash(t *testing.T) {
 // be started or destroyed, and the image is still whole for a new restore.
 func TestRestoreInterruptedByAgentCrash(t *testing.T) {
 	requireQEMU(t)
-	state, run, imgs := t.TempDir(), shortRunDir(t), t.TempDir()
-	start := func() *agentProc {
-		a := startAgentEnv(t, state, nil, "--accel", "tcg", "--run-dir", run, "--allow-dir", imgs)
-		a.runDir = run
-		return a
-	}
+	imgs := t.TempDir()
+	start := restartableAgent(t, imgs)
 	a := start()
 	id := defineTinyMem(t, a, "rcrash", 768)
 	a.mustCLI("start", "rcrash")
@@ -721,7 +725,7 @@ func TestRestoreInterruptedByAgentCrash(t *testing.T) {
 	if d.Job != nil {
 		t.Fatalf("a job still runs after the restart: %+v", d.Job)
 	}
-	checkAgrees(t, run, id, d.State, d.Live, 0, 0)
+	checkAgrees(t, b.runDir, id, d.State, d.Live, 0, 0)
 	if d.State == domains.StateRunning {
 		b.mustCLI("destroy", "rcrash")
 	}
@@ -732,6 +736,6 @@ func TestRestoreInterruptedByAgentCrash(t *testing.T) {
 	if d := infoOf(t, b, "rcrash"); d.State != domains.StateRunning {
 		t.Fatalf("after a second restore: %s", d.State)
 	}
-	checkAgrees(t, run, id, domains.StateRunning, infoOf(t, b, "rcrash").Live, 1, 0)
+	checkAgrees(t, b.runDir, id, domains.StateRunning, infoOf(t, b, "rcrash").Live, 1, 0)
 	b.mustCLI("destroy", "rcrash")
 }
