@@ -47,9 +47,16 @@ type CommandOptions struct {
 	// Timeout is the longest any handler call may run; a caller's shorter
 	// deadline (sent in Vmledger-Timeout-Ms) wins. Default 60s.
 	Timeout time.Duration
-	// MaxInFlight bounds concurrent handler calls; default 64. When full,
-	// new requests wait in the subscription's queue.
+	// MaxInFlight bounds concurrent handler calls of the verbs that are
+	// not ReadVerbs; default 64. When full, new requests of those verbs
+	// wait in their endpoint's subscription queue.
 	MaxInFlight int
+	// ReadVerbs change nothing (info, config, list...): they get a pool of
+	// their own, MaxReadsInFlight handlers (default 64), so a read is
+	// answered while slow changes (a suspend through QMP, a define waiting
+	// for its commit) fill the other pool. Each must be one of Verbs.
+	ReadVerbs        []string
+	MaxReadsInFlight int
 	Logger      zerolog.Logger
 }
 
@@ -64,7 +71,9 @@ type CommandService struct {
 	known    map[string]bool
 	base     context.Context
 	cancel   context.CancelFunc
-	sem      chan struct{}
+	sem      chan struct{} // changing verbs
+	readSem  chan struct{} // ReadVerbs
+	reads    map[string]bool
 	mu       sync.Mutex // orders wg.Add against Stop's wg.Wait
 	stopping bool
 	wg       sync.WaitGroup
@@ -96,12 +105,17 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 64
 	}
+	if o.MaxReadsInFlight <= 0 {
+		o.MaxReadsInFlight = 64
+	}
 	s := &CommandService{
 		nc: nc, h: h, o: o,
-		log:   o.Logger.With().Str("component", "commands").Logger(),
-		known: map[string]bool{},
-		sem:   make(chan struct{}, o.MaxInFlight),
-		stats: map[string]*verbStats{},
+		log:     o.Logger.With().Str("component", "commands").Logger(),
+		known:   map[string]bool{},
+		sem:     make(chan struct{}, o.MaxInFlight),
+		readSem: make(chan struct{}, o.MaxReadsInFlight),
+		reads:   map[string]bool{},
+		stats:   map[string]*verbStats{},
 	}
 	for _, v := range o.Verbs {
 		if err := checkToken("verb", v); err != nil {
@@ -112,6 +126,12 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		}
 		s.known[v] = true
 		s.stats[v] = &verbStats{}
+	}
+	for _, v := range o.ReadVerbs {
+		if !s.known[v] {
+			return nil, domains.Errorf(domains.CodeInvalid, "read verb %s is not one of the verbs served", domains.Quote(v))
+		}
+		s.reads[v] = true
 	}
 	s.base, s.cancel = context.WithCancel(ctx)
 	svc, err := micro.AddService(nc, micro.Config{
@@ -203,12 +223,18 @@ func (s *CommandService) Stop(ctx context.Context) error {
 
 // dispatch runs the handler in its own goroutine. micro calls endpoint
 // handlers one at a time per endpoint; running inline would make a slow
-// `start` of one guest hold up the `start` of every other. The semaphore
-// bounds the total; when it is full this blocks the endpoint's
-// subscription, which queues further requests in the client library.
+// `start` of one guest hold up the `start` of every other. A semaphore
+// per pool (reads, changes) bounds the total; when it is full this blocks
+// the endpoint's subscription, which queues further requests in the
+// client library. Every endpoint has its own subscription, so a full
+// change pool does not stop the read endpoints' deliveries.
 func (s *CommandService) dispatch(verb string, body []byte, replyTo, timeout string) {
+	sem := s.sem
+	if s.reads[verb] {
+		sem = s.readSem
+	}
 	select {
-	case s.sem <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-s.base.Done():
 		s.respond(replyTo, verb, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
 		return
@@ -216,7 +242,7 @@ func (s *CommandService) dispatch(verb string, body []byte, replyTo, timeout str
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
-		<-s.sem
+		<-sem
 		s.respond(replyTo, verb, nil, domains.Errorf(domains.CodeUnavailable, "agent is shutting down"))
 		return
 	}
@@ -224,7 +250,7 @@ func (s *CommandService) dispatch(verb string, body []byte, replyTo, timeout str
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		defer func() { <-s.sem }()
+		defer func() { <-sem }()
 		res, err := s.call(verb, body, timeout)
 		s.respond(replyTo, verb, res, err)
 	}()

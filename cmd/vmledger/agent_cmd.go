@@ -27,7 +27,7 @@ func defaultStateDir() string {
 
 func newAgentCmd() *cobra.Command {
 	var cfg agent.Config
-	var level, format string
+	var level, format, profile string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the vmledger daemon: event log, NATS bus, domain service",
@@ -60,7 +60,7 @@ that group or others may enter is set to 0700, with a warning.`,
 			default:
 				return usagef("--accel %s: want auto, kvm, tcg or none", domains.Quote(cfg.Accel))
 			}
-			return agent.Run(cmd.Context(), cfg)
+			return withCPUProfile(profile, func() error { return agent.Run(cmd.Context(), cfg) })
 		},
 	}
 	f := cmd.Flags()
@@ -85,6 +85,7 @@ that group or others may enter is set to 0700, with a warning.`,
 	f.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 10000, "events between projection snapshots")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&format, "log-format", "json", "log format: json or console")
+	registerProfileFlag(f, &profile)
 	return cmd
 }
 
