@@ -299,7 +299,7 @@ func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 			err = domains.Errorf(domains.CodeInternal, "encode result: %w", merr)
 		} else {
 			m = &nats.Msg{Subject: replyTo}
-			m.Data, _ = json.Marshal(reply{Result: b})
+			m.Data = resultEnvelope(b)
 			if max := s.nc.MaxPayload(); int64(len(m.Data)) > max {
 				err = oversizeReply(verb, len(m.Data), max)
 			}
@@ -311,4 +311,12 @@ func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 	if perr := s.nc.PublishMsg(m); perr != nil {
 		s.log.Warn().Err(perr).Msg("command reply not sent; the caller will retry with the same command ID")
 	}
+}
+
+// resultEnvelope is json.Marshal(reply{Result: b}) for the b json.Marshal
+// returned, without re-scanning b (json.Marshal compacts a RawMessage).
+func resultEnvelope(b []byte) []byte {
+	const head, tail = `{"result":`, `}`
+	out := make([]byte, 0, len(head)+len(b)+len(tail))
+	return append(append(append(out, head...), b...), tail...)
 }

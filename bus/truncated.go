@@ -81,7 +81,9 @@ func placeholderOf(e *domains.Event, size int, maxPayload int64, reason string) 
 // that is larger than carriable(maxPayload) or cannot be encoded. size is
 // the full form's size, truncated whether a placeholder was made.
 func wireEvent(e *domains.Event, maxPayload int64) (body []byte, size int, truncated bool) {
-	b, err := json.Marshal(e)
+	// MarshalJSON directly: json.Marshal would compact (re-scan) what it
+	// returns, a third of the encoding's cost on the history path.
+	b, err := e.MarshalJSON()
 	if err != nil {
 		return placeholderOf(e, 0, maxPayload, "the event cannot be encoded as JSON: "+boundMessage(err.Error())), 0, true
 	}
@@ -176,7 +178,7 @@ func CheckEventSize(host string, maxPayload func() int64) func(domains.Event) er
 		if e.Host == "" {
 			e.Host = host
 		}
-		b, err := json.Marshal(e)
+		b, err := e.MarshalJSON() // as wireEvent
 		if err != nil {
 			return domains.Errorf(domains.CodeInvalid, "a %s event for domain %s cannot be encoded as JSON: %w", e.Type, e.Domain, err)
 		}

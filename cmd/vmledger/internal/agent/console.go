@@ -132,16 +132,7 @@ func (a *agent) startConsoles(context.Context) error {
 	// Wake on the service's folds, not on the store's commits: a commit is
 	// visible in the store before the projection has folded it, and a sync
 	// then would miss the domain that just started.
-	a.consoleStop = background(func(ctx context.Context) {
-		for {
-			a.consoles.sync(ctx, a.svc.Active())
-			select {
-			case <-a.folded:
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
+	a.consoleStop = background(a.consoleLoop)
 	return nil
 }
 
