@@ -88,7 +88,7 @@ func BenchmarkAgentLoad(b *testing.B) {
 	qemus := qemusOf(b, run)
 	cpu0, gen0, qcpu0, wall0 := procCPU(b, a.cmd.Process.Pid), procCPU(b, os.Getpid()), loadCPUOf(qemus), time.Now()
 	b.ResetTimer()
-	lat, dropped := loadRun(ctx, fc, names, started, *loadRate, *loadDuration)
+	lat, dropped, lag := loadRun(ctx, fc, names, started, *loadRate, *loadDuration)
 	b.StopTimer()
 	wall := time.Since(wall0)
 	cpu, gen, qcpu := procCPU(b, a.cmd.Process.Pid)-cpu0, procCPU(b, os.Getpid())-gen0, loadCPUOf(qemus)-qcpu0
@@ -117,11 +117,11 @@ func BenchmarkAgentLoad(b *testing.B) {
 	pctCore := func(d time.Duration) float64 { return 100 * d.Seconds() / wall.Seconds() }
 	b.Logf("load (%s, %d guests, %d domains): %d commands answered in %v (%.0f/s asked, %.0f/s answered), %d errors, %d not sent (backlog over 2 s)\n%s\n"+
 		"  agent CPU %.0f%% of one core (%.0f µs per command answered), RSS %d MiB (peak %d MiB)\n"+
-		"  generator (test process) CPU %.0f%% of one core; guests' QEMUs %.0f%% in all (%d QEMUs)\n"+
+		"  generator (test process) CPU %.0f%% of one core, sending late by p99 %v, max %v; guests' QEMUs %.0f%% in all (%d QEMUs)\n"+
 		"  QMP events: %.1f rtc-changed/s from %d guests (1/s asked of each)\n  log %d events; lost %d\n  uptime after: %s",
 		accel, len(started), len(names)+len(guests), total, wall.Round(time.Millisecond), float64(*loadRate), float64(total)/wall.Seconds(), errs, dropped, strings.Join(rows, "\n"),
 		pctCore(cpu), float64(cpu.Microseconds())/float64(max(total, 1)), rss>>20, hwm>>20,
-		pctCore(gen), pctCore(qcpu), len(qemus), rtc, len(started), len(evs), lost, upLoad)
+		pctCore(gen), pct(lag, 99), pct(lag, 100), pctCore(qcpu), len(qemus), rtc, len(started), len(evs), lost, upLoad)
 	for _, v := range slices.Sorted(maps.Keys(lat)) {
 		b.ReportMetric(float64(pct(lat[v].ok, 50).Microseconds()), v+"-p50-µs")
 		b.ReportMetric(float64(pct(lat[v].ok, 99).Microseconds()), v+"-p99-µs")
@@ -276,7 +276,7 @@ func pct(d []time.Duration, p int) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
-	return d[min(len(d)-1, len(d)*p/100)].Round(10 * time.Microsecond)
+	return d[min(len(d)-1, len(d)*p/100)].Round(10 * time.Microsecond) // p 100: the largest
 }
 
 func loadDefineGuests(b *testing.B, fc *faultClient, n int) []guestRef {
@@ -358,9 +358,11 @@ func loadStartGuests(ctx context.Context, fc *faultClient, gs []guestRef, n int)
 
 // loadRun sends rate commands a second for d, each due at its slot, on
 // -load.workers workers, and every second has each guest set its RTC. It
-// returns the latencies per verb and the commands not sent because 2 s
-// of them were queued already.
-func loadRun(ctx context.Context, fc *faultClient, names []string, guests []guestRef, rate int, d time.Duration) (map[string]*loadLat, int) {
+// returns the latencies per verb, the commands not sent because 2 s of
+// them were queued already, and how late each command was handed to the
+// workers (sorted): the generator's own lag, which must stay small for
+// the latencies to be the agent's.
+func loadRun(ctx context.Context, fc *faultClient, names []string, guests []guestRef, rate int, d time.Duration) (map[string]*loadLat, int, []time.Duration) {
 	type job struct {
 		due time.Time
 		n   int
@@ -415,9 +417,11 @@ func loadRun(ctx context.Context, fc *faultClient, names []string, guests []gues
 	t0 := time.Now()
 	n := int(d.Seconds() * float64(rate))
 	dropped := 0
+	lags := make([]time.Duration, 0, n)
 	for i := range n {
 		due := t0.Add(time.Duration(i) * time.Second / time.Duration(rate))
 		time.Sleep(time.Until(due))
+		lags = append(lags, time.Since(due))
 		select {
 		case jobs <- job{due: due, n: i}:
 		default:
@@ -427,7 +431,8 @@ func loadRun(ctx context.Context, fc *faultClient, names []string, guests []gues
 	close(jobs)
 	wg.Wait()
 	close(stop)
-	return lat, dropped
+	slices.Sort(lags)
+	return lat, dropped, lags
 }
 
 // loadOne sends one command of the mix and says which verb it was.
