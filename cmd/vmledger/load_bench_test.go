@@ -102,9 +102,11 @@ func BenchmarkAgentLoad(b *testing.B) {
 	for _, v := range slices.Sorted(maps.Keys(lat)) {
 		d := lat[v]
 		slices.Sort(d.ok)
+		slices.Sort(d.sent)
 		total += len(d.ok)
 		errs += d.errs
-		rows = append(rows, fmt.Sprintf("  %-13s %6d ok %5d err  p50 %9v  p99 %9v", v, len(d.ok), d.errs, pct(d.ok, 50), pct(d.ok, 99)))
+		rows = append(rows, fmt.Sprintf("  %-13s %6d ok %5d err  p50 %9v  p99 %9v  (from sent: p50 %9v  p99 %9v)", v, len(d.ok), d.errs,
+			pct(d.ok, 50), pct(d.ok, 99), pct(d.sent, 50), pct(d.sent, 99)))
 	}
 	evs, err := history(ctx, c)
 	if err != nil {
@@ -268,9 +270,13 @@ func loadWatchBoots(b *testing.B, nc *nats.Conn, host string) func() int {
 	}
 }
 
+// loadLat: per verb, the latencies of the commands answered from when
+// each was due (ok: open loop, the figure) and from when a worker sent it
+// (sent: the time in the agent and on the bus, without the generator's
+// queue), and the errors.
 type loadLat struct {
-	ok   []time.Duration
-	errs int
+	ok, sent []time.Duration
+	errs     int
 }
 
 func pct(d []time.Duration, p int) time.Duration {
@@ -371,7 +377,7 @@ func loadRun(ctx context.Context, fc *faultClient, names []string, guests []gues
 	jobs := make(chan job, rate*2)
 	var mu sync.Mutex
 	lat := map[string]*loadLat{}
-	note := func(verb string, due time.Time, err error) {
+	note := func(verb string, due, sent time.Time, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		l := lat[verb]
@@ -384,6 +390,7 @@ func loadRun(ctx context.Context, fc *faultClient, names []string, guests []gues
 			return
 		}
 		l.ok = append(l.ok, time.Since(due))
+		l.sent = append(l.sent, time.Since(sent))
 	}
 	busy := make([]atomic.Bool, len(guests))
 	paused := make([]bool, len(guests)) // guarded by busy[i]
@@ -394,8 +401,9 @@ func loadRun(ctx context.Context, fc *faultClient, names []string, guests []gues
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 15))
 			for j := range jobs {
+				sent := time.Now()
 				verb, err := loadOne(ctx, fc, rng, names, guests, busy, paused)
-				note(verb, j.due, err)
+				note(verb, j.due, sent, err)
 			}
 		}()
 	}
