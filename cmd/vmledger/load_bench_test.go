@@ -38,6 +38,7 @@ var (
 		"exits to the outer hypervisor (10 idle guests: 2.0 cores under nested KVM, 0.11 under TCG, measured 2026-12-02)")
 	loadStarts     = flag.Int("load.starts", 4, "BenchmarkAgentLoad: guest starts in flight at once")
 	loadWorkers    = flag.Int("load.workers", 256, "BenchmarkAgentLoad: commands in flight at most (open loop: beyond 2 s of backlog a command is not sent, and counted)")
+	loadAgentBin   = flag.String("load.agent", "", "BenchmarkAgentLoad: run this vmledger binary as the agent (a reference build, e.g. of an older commit) instead of this package's")
 	loadCPUProfile = flag.String("load.cpuprofile", "", "BenchmarkAgentLoad: the agent writes a CPU profile of its run to this file (agent --cpuprofile)")
 )
 
@@ -232,7 +233,13 @@ func loadRestart(ctx context.Context, b *testing.B, a *agentProc, nc *nats.Conn,
 // loadAgent is guestAgentIn with agent flags (guestAgentIn's variadic
 // is the environment).
 func loadAgent(b *testing.B, state, run, accel string, extra []string) *agentProc {
-	a := startAgentEnv(b, state, nil, append([]string{"--accel", accel, "--run-dir", run}, extra...)...)
+	args := append([]string{"--accel", accel, "--run-dir", run}, extra...)
+	var a *agentProc
+	if *loadAgentBin != "" {
+		a = startAgentBin(b, *loadAgentBin, state, nil, append(args, allowArgs(b, state, args)...)...)
+	} else {
+		a = startAgentEnv(b, state, nil, args...)
+	}
 	a.runDir = run
 	return a
 }
