@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,7 +58,7 @@ type CommandOptions struct {
 	// for its commit) fill the other pool. Each must be one of Verbs.
 	ReadVerbs        []string
 	MaxReadsInFlight int
-	Logger      zerolog.Logger
+	Logger           zerolog.Logger
 }
 
 // CommandService serves verbs over NATS.
@@ -78,6 +79,9 @@ type CommandService struct {
 	stopping bool
 	wg       sync.WaitGroup
 	stats    map[string]*verbStats
+	// bufs are the reply encoders' buffers (*bytes.Buffer): one reply per
+	// command, where json.Marshal allocated its result and the envelope anew.
+	bufs sync.Pool
 }
 
 // verbStats are the numbers micro cannot keep for us: handlers run outside
@@ -294,12 +298,21 @@ func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 	}
 	var m *nats.Msg
 	if err == nil {
-		b, merr := json.Marshal(res)
-		if merr != nil {
+		buf, _ := s.bufs.Get().(*bytes.Buffer)
+		if buf == nil {
+			buf = new(bytes.Buffer)
+		}
+		defer func() {
+			if buf.Cap() <= maxPooledReply {
+				s.bufs.Put(buf)
+			}
+		}()
+		if merr := resultEnvelope(buf, res); merr != nil {
 			err = domains.Errorf(domains.CodeInternal, "encode result: %w", merr)
 		} else {
-			m = &nats.Msg{Subject: replyTo}
-			m.Data = resultEnvelope(b)
+			// PublishMsg copies Data into the connection's buffer before it
+			// returns, so buf can go back to the pool after.
+			m = &nats.Msg{Subject: replyTo, Data: buf.Bytes()}
 			if max := s.nc.MaxPayload(); int64(len(m.Data)) > max {
 				err = oversizeReply(verb, len(m.Data), max)
 			}
@@ -313,10 +326,20 @@ func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 	}
 }
 
-// resultEnvelope is json.Marshal(reply{Result: b}) for the b json.Marshal
-// returned, without re-scanning b (json.Marshal compacts a RawMessage).
-func resultEnvelope(b []byte) []byte {
-	const head, tail = `{"result":`, `}`
-	out := make([]byte, 0, len(head)+len(b)+len(tail))
-	return append(append(append(out, head...), b...), tail...)
+// maxPooledReply: buffers larger than this (a list of every domain) are
+// left to the collector rather than kept for the next reply.
+const maxPooledReply = 256 << 10
+
+// resultEnvelope writes json.Marshal(reply{Result: json.Marshal(res)})
+// into buf (reset first), encoding res once and without re-scanning it
+// (json.Marshal compacts a RawMessage).
+func resultEnvelope(buf *bytes.Buffer, res any) error {
+	buf.Reset()
+	buf.WriteString(`{"result":`)
+	if err := json.NewEncoder(buf).Encode(res); err != nil {
+		return err
+	}
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+	buf.WriteByte('}')
+	return nil
 }
