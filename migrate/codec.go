@@ -41,8 +41,8 @@ func newCodec(c Compression, chunkSize int) (codec, error) {
 // zstdLevel is libzstd's level for the chunks (builds with cgo): the
 // stream is hundreds of MB that must go to disk about as fast as QEMU
 // produces it. Level -1 costs about 1.7x less CPU than klauspost's
-// fastest on the page mix, for an image of 0.585x the stream against
-// 0.578x (level 1: 0.581x, 1.5x less; -3: 0.598x, too near the 0.6x
+// fastest on the page mix, for chunks of 0.586x the stream against
+// 0.578x (level 1: 0.583x, 1.3x less; -3: 0.599x, too near the 0.6x
 // bound). Negative levels store the literals raw, as the pure-Go setting
 // below does. docs/performance.md, "C zstd through cgo".
 const zstdLevel = -1

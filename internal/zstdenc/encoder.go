@@ -5,7 +5,7 @@
 // decoding always uses klauspost's decoder, which is fast.
 //
 // Why C: on the text-like pages that dominate a dump's and a save's CPU,
-// libzstd's level 1 takes about 1.5x less CPU than klauspost's fastest
+// libzstd's level 1 takes 1.3x to 1.5x less CPU than klauspost's fastest
 // level for a smaller output (docs/performance.md, "C zstd through cgo").
 package zstdenc
 
