@@ -1,0 +1,11 @@
+package owner
+
+import "github.com/vmledger/vmledger/domains"
+
+// Rows lists the domains in state ("" for all) without copying their
+// configs (domains.Projection.Rows): what the list verb answers.
+func (s *Service) Rows(state domains.State) []domains.Row {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proj.Rows(state)
+}
