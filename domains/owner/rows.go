@@ -9,3 +9,10 @@ func (s *Service) Rows(state domains.State) []domains.Row {
 	defer s.mu.RUnlock()
 	return s.proj.Rows(state)
 }
+
+// Len is the number of defined domains (len(List()) without the copies).
+func (s *Service) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proj.Len()
+}

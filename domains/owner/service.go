@@ -118,11 +118,13 @@ func (s *Service) LastSeq() uint64 {
 }
 
 // Snapshot serialises the live projection (for the store's snapshots).
+// It serialises a copy, so the lock is held only for the copy.
 func (s *Service) Snapshot() (seq uint64, data []byte, err error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	data, err = s.proj.MarshalSnapshot()
-	return s.proj.LastSeq(), data, err
+	p := s.proj.Clone()
+	s.mu.RUnlock()
+	data, err = p.MarshalSnapshot()
+	return p.LastSeq(), data, err
 }
 
 // Equal compares the live projection with p (replay checks).
