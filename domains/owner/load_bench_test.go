@@ -37,6 +37,17 @@ func (c *commitCounter) Committed(_ int, batch int, _ time.Duration) {
 	c.appends.Add(int64(batch))
 }
 
+// readCounter counts the service's log reads (catch-ups).
+type readCounter struct {
+	domains.EventLog
+	reads atomic.Int64
+}
+
+func (l *readCounter) ReadAfter(ctx context.Context, after uint64, limit int) ([]domains.Event, error) {
+	l.reads.Add(1)
+	return l.EventLog.ReadAfter(ctx, after, limit)
+}
+
 // BenchmarkServiceLoad measures the service's CPU per command with 10,000
 // domains defined (100 running, on the fake driver) over a real store
 // (bbolt in a temporary directory, fsync on), at 32 callers: the verbs go
@@ -88,7 +99,8 @@ func BenchmarkServiceLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	ref := proj.Clone() // 10,000 shut-off domains, the service's own is proj
-	svc := owner.NewService(owner.Options{Log: st.EventLog(), Driver: domainstest.NewFakeDriver(), Time: clk, Host: "bench", Projection: proj})
+	log := &readCounter{EventLog: st.EventLog()}
+	svc := owner.NewService(owner.Options{Log: log, Driver: domainstest.NewFakeDriver(), Time: clk, Host: "bench", Projection: proj})
 	b.Cleanup(svc.Close)
 	for i := range loadActive {
 		if _, err := svc.Start(ctx, "", loadName(i*(loadDomains/loadActive)), domains.StartOptions{}); err != nil {
@@ -160,7 +172,7 @@ func BenchmarkServiceLoad(b *testing.B) {
 	// with one field changed), each a commit with its fsync; different
 	// callers define different names, so their appends can share one.
 	b.Run("define-update", func(b *testing.B) {
-		c0, a0 := counter.commits.Load(), counter.appends.Load()
+		c0, a0, r0 := counter.commits.Load(), counter.appends.Load(), log.reads.Load()
 		var mem atomic.Int64
 		start := time.Now()
 		parallel(b, func() error {
@@ -179,6 +191,7 @@ func BenchmarkServiceLoad(b *testing.B) {
 		elapsed := time.Since(start)
 		commits, appends := counter.commits.Load()-c0, counter.appends.Load()-a0
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "defines/s")
+		b.ReportMetric(float64(log.reads.Load()-r0)/float64(b.N), "log-reads/op")
 		if commits > 0 {
 			b.ReportMetric(float64(appends)/float64(commits), "appends/fsync")
 		}
