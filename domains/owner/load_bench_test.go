@@ -182,7 +182,9 @@ func BenchmarkServiceLoad(b *testing.B) {
 			}
 			cfg := d.Config
 			cfg.MemoryMiB = 64 + uint64(mem.Add(1)%64)
-			body, err := json.Marshal(api.DefineRequest{Config: cfg})
+			// With a command ID, as the agent's clients send (the load
+			// benchmark's): the command table is read and written too.
+			body, err := json.Marshal(api.DefineRequest{CommandID: uuid.NewString(), Config: cfg})
 			if err != nil {
 				return err
 			}
