@@ -7,9 +7,10 @@ import (
 )
 
 // Clone returns a deep copy of p. The agent's snapshot copies the
-// projection under the service's read lock and serialises the copy after
-// it: serialising 10,000 domains held the lock for ~70 ms of CPU, and a
-// fold waiting for it held up every read (BenchmarkServiceLoad/snapshot).
+// projection while no fold runs and serialises the copy afterwards:
+// serialising 10,000 domains under the service's read lock took ~70 ms,
+// and a fold waiting for the lock held up every read meanwhile
+// (BenchmarkServiceLoad/snapshot).
 func (p *Projection) Clone() *Projection {
 	q := &Projection{
 		lastSeq:    p.lastSeq,

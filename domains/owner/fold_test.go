@@ -171,3 +171,68 @@ func checkLiveIsReplay(t *testing.T, log *domainstest.MemLog, svc *owner.Service
 		t.Fatalf("live projection is not the replay: %s", diff)
 	}
 }
+
+// Snapshots taken while commits fold are each the projection at one
+// sequence: equal to the log replayed up to it (the copy is made under
+// the folds' mutex, not the projection's lock; -race checks the rest).
+func TestSnapshotsDuringCommits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	mem := domainstest.NewMemLog()
+	svc := owner.NewService(owner.Options{Log: mem, Host: "h"})
+	t.Cleanup(svc.Close)
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := cfgNamed(fmt.Sprintf("vm%d", c), uuid.New(), clockUTC)
+			for i := range 20 {
+				cfg.MemoryMiB = 256 + uint64(i)
+				if _, err := svc.Define(ctx, "", cfg); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	type snap struct {
+		seq  uint64
+		data []byte
+	}
+	var snaps []snap
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		seq, data, err := svc.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, snap{seq, data})
+	}
+	evs, err := mem.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range snaps {
+		got, err := domains.UnmarshalSnapshot(sn.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := domains.NewProjection()
+		for _, e := range evs[:sn.seq] {
+			if err := want.Apply(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, diff := want.Equal(got); !ok || got.LastSeq() != sn.seq {
+			t.Fatalf("snapshot at seq %d (last seq %d) is not the log up to it: %s", sn.seq, got.LastSeq(), diff)
+		}
+	}
+	t.Logf("%d snapshots checked", len(snaps))
+}

@@ -118,11 +118,13 @@ func (s *Service) LastSeq() uint64 {
 }
 
 // Snapshot serialises the live projection (for the store's snapshots).
-// It serialises a copy, so the lock is held only for the copy.
+// It serialises a copy made under fmu, not mu: folds wait for the copy
+// (~20 ms with 10,000 domains), reads wait for nothing (under mu, a fold
+// waiting for the lock held up every read for the whole serialisation).
 func (s *Service) Snapshot() (seq uint64, data []byte, err error) {
-	s.mu.RLock()
-	p := s.proj.Clone()
-	s.mu.RUnlock()
+	s.fmu.Lock()
+	p := s.proj.Clone() // fmu: no writer; readers only read
+	s.fmu.Unlock()
 	data, err = p.MarshalSnapshot()
 	return p.LastSeq(), data, err
 }
