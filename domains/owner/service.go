@@ -247,6 +247,9 @@ func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause str
 			res.Updated = true // define of an existing domain
 		}
 	}
+	// Made before the append, so that the commits of one group commit do
+	// this work while the previous one syncs, not all at once after it.
+	logged := asLogged(evs, expected)
 	req := domains.AppendRequest{Domain: id, ExpectedVersion: expected, Events: evs, CommandID: cmdID, CommandDigest: s.commandDigest(cmdID)}
 	// The stored result cannot know its sequences yet; they are rebuilt
 	// from the record's first sequence (events of one append are consecutive).
@@ -273,7 +276,13 @@ func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause str
 	}
 	// Concurrent commits for other domains may have taken earlier
 	// sequences; the projection folds strictly in order.
-	if err := s.catchUp(ctx, seqs[len(seqs)-1], asLogged(evs, seqs, expected)); err != nil {
+	if len(logged) != len(seqs) {
+		logged = nil // not the append asLogged presumed: read the log
+	}
+	for i := range logged {
+		logged[i].Seq = seqs[i]
+	}
+	if err := s.catchUp(ctx, seqs[len(seqs)-1], logged); err != nil {
 		return domains.Result{}, domains.Errorf(domains.CodeInternal, "fold after append: %w", err)
 	}
 	if s.notify != nil {
@@ -286,15 +295,13 @@ func (s *Service) appendFold(ctx context.Context, at time.Time, cmdID, cause str
 	return res, nil
 }
 
-// asLogged returns the appended events as the log holds them: with their
-// sequences and versions, through the binary codec, so that folding them
-// is folding what replay will fold (not the caller's values, which share
-// its memory). nil if one does not survive the codec: the fold then reads
-// them from the log, and fails there as replay would.
-func asLogged(evs []domains.Event, seqs []uint64, expected uint64) []domains.Event {
-	if len(seqs) != len(evs) {
-		return nil
-	}
+// asLogged returns the events as the log will hold them once appended at
+// expected (their versions; the caller sets their sequences), through the
+// binary codec, so that folding them is folding what replay will fold
+// (not the caller's values, which share its memory). nil if one does not
+// survive the codec: the fold then reads them from the log, and fails
+// there as replay would.
+func asLogged(evs []domains.Event, expected uint64) []domains.Event {
 	out := make([]domains.Event, len(evs))
 	var buf []byte
 	for i, e := range evs {
@@ -303,7 +310,7 @@ func asLogged(evs []domains.Event, seqs []uint64, expected uint64) []domains.Eve
 		if err != nil {
 			return nil
 		}
-		if out[i], err = domains.UnmarshalEvent(seqs[i], b); err != nil {
+		if out[i], err = domains.UnmarshalEvent(0, b); err != nil {
 			return nil
 		}
 		buf = b
