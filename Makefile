@@ -44,7 +44,7 @@ test: vet
 # test` runs it. A target is PKG:FuzzName. Longer: make fuzz FUZZTIME=10m
 FUZZTIME ?= 5s
 FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
-	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
+	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig ./domains:FuzzStrictClean \
 	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
 	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
 	./store:FuzzImport ./domains/libvirtxml:FuzzConvert
