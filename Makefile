@@ -12,6 +12,7 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+	CGO_ENABLED=0 $(GO) vet $(PKGS) # the build without cgo (pure-Go zstd: internal/zstdenc) must stay whole
 	$(GO) mod tidy -diff # go.mod lists direct requirements as direct; fails when tidy would change go.mod/go.sum
 
 # The whole suite, as CI runs it. Real QEMU and real NATS servers are used;
@@ -33,6 +34,7 @@ test: vet
 	$(GO) test -race -count=1 -timeout 30m $(OTHER_PKGS) || status=1; \
 	$(GO) test -race -short -count=1 -timeout 30m ./coredump || status=1; \
 	$(GO) test -count=1 -timeout 30m ./coredump || status=1; \
+	CGO_ENABLED=0 $(GO) test -count=1 ./internal/zstdenc ./migrate || status=1; \
 	$(MAKE) --no-print-directory fuzz || status=1; \
 	wait $$cmdpid || status=1; \
 	echo ">> go test -race ./cmd/vmledger"; cat $$log; rm -f $$log; \
@@ -42,7 +44,7 @@ test: vet
 # test` runs it. A target is PKG:FuzzName. Longer: make fuzz FUZZTIME=10m
 FUZZTIME ?= 5s
 FUZZ_TARGETS = ./domains/api:FuzzHandle ./domains/api:FuzzHandlerDefine \
-	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig \
+	./domains:FuzzUnmarshalEvent ./domains:FuzzEventJSON ./domains:FuzzDecodeConfig ./domains:FuzzStrictClean \
 	./cmd/vmledger/internal/yamlinput:FuzzConfigYAML ./hypervisor/qmp:FuzzDecode \
 	./migrate:FuzzReader ./coredump:FuzzELF ./coredump:FuzzKdump ./coredump:FuzzFlattened \
 	./store:FuzzImport ./domains/libvirtxml:FuzzConvert
@@ -78,6 +80,8 @@ bench:
 	$(GO) test ./migrate -run '^$$' -bench 'Writer|Reader' -benchtime 3x
 	$(GO) test ./coredump -run '^$$' -bench Dump1GiB -benchtime 1x -timeout 30m
 	$(GO) test ./coredump -run '^$$' -bench WritePagemix -benchtime 3x
+	$(GO) test ./coredump -run '^$$' -bench PageCompressors -benchtime 3x # libzstd beside klauspost, per page
+	$(GO) test ./migrate -run '^$$' -bench Codecs -benchtime 2x # libzstd levels beside klauspost, per chunk
 	$(GO) test ./cmd/vmledger -run '^$$' -bench RTCEventToSubscriber -benchtime 30x
 
 demo: build

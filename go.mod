@@ -3,6 +3,7 @@ module github.com/vmledger/vmledger
 go 1.26.8
 
 require (
+	github.com/DataDog/zstd v1.5.7
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/golang/snappy v1.0.0
 	github.com/google/uuid v1.6.0

@@ -47,7 +47,9 @@ func runPipeline(parent context.Context, ram io.ReaderAt, m MemoryMap, workers i
 	defer cancel()
 
 	pool := sync.Pool{New: func() any {
-		return &batchResult{buf: make([]byte, batchPages*PageSize), data: make([]byte, 0, batchPages*PageSize),
+		// data has a page of slack: an encoder wants room for its worst
+		// case (a little over a page) even for the last page of a batch.
+		return &batchResult{buf: make([]byte, batchPages*PageSize), data: make([]byte, 0, (batchPages+1)*PageSize),
 			sizes: make([]uint32, batchPages), flags: make([]uint32, batchPages)}
 	}}
 	jobs := make(chan *batch, workers)

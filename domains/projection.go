@@ -85,6 +85,8 @@ type Projection struct {
 	// versions of undefined domains, so a redefinition continues the
 	// domain's version sequence exactly as the log does.
 	tombstones map[uuid.UUID]uint64
+	// active indexes the domains whose state is active (projection_active.go).
+	active map[uuid.UUID]*Domain
 }
 
 // NewProjection returns an empty projection.
@@ -93,6 +95,7 @@ func NewProjection() *Projection {
 		domains:    make(map[uuid.UUID]*Domain),
 		byName:     make(map[string]uuid.UUID),
 		tombstones: make(map[uuid.UUID]uint64),
+		active:     make(map[uuid.UUID]*Domain),
 	}
 }
 
@@ -205,6 +208,7 @@ func (p *Projection) Apply(e Event) error {
 		delete(p.byName, d.Config.Name)
 		p.tombstones[e.Domain] = e.Version
 	}
+	p.index(e.Domain, d)
 	d.Version, d.LastSeq, d.Updated = e.Version, e.Seq, e.Time
 	p.lastSeq = e.Seq
 	return nil
@@ -262,6 +266,7 @@ func UnmarshalSnapshot(b []byte) (*Projection, error) {
 		}
 		p.domains[d.Config.UUID] = &d
 		p.byName[d.Config.Name] = d.Config.UUID
+		p.index(d.Config.UUID, &d)
 	}
 	for id, v := range s.Tombstones {
 		p.tombstones[id] = v
@@ -305,7 +310,8 @@ func (p *Projection) Equal(q *Projection) (bool, string) {
 // domain's name and state after them (a removed domain keeps its name and
 // reads as shut off).
 func (p *Projection) Check(id uuid.UUID, evs []Event) (string, State, error) {
-	q := &Projection{lastSeq: p.lastSeq, domains: map[uuid.UUID]*Domain{}, byName: map[string]uuid.UUID{}, tombstones: map[uuid.UUID]uint64{}}
+	q := NewProjection()
+	q.lastSeq = p.lastSeq
 	name := ""
 	if d, ok := p.domains[id]; ok {
 		c := d.clone()

@@ -266,12 +266,9 @@ func TestProjectionGetReturnsCopies(t *testing.T) {
 	}
 }
 
-func TestSnapshotRoundTrip(t *testing.T) {
-	p := baseHistory(t)
-	mustApply(t, p,
-		ev(6, uuidA, 3, domains.RTCChanged{Offset: 3, Adjustment: 3}),
-		ev(7, uuidB, 2, domains.DeviceAttached{Device: domains.Device{ID: "p0", Driver: "pvpanic", Props: map[string]string{"ioport": "1285"}}}),
-	)
+// snapshotRoundTrip returns p through its snapshot, and the snapshot.
+func snapshotRoundTrip(t *testing.T, p *domains.Projection) (*domains.Projection, []byte) {
+	t.Helper()
 	b, err := p.MarshalSnapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -280,6 +277,16 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return q, b
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	p := baseHistory(t)
+	mustApply(t, p,
+		ev(6, uuidA, 3, domains.RTCChanged{Offset: 3, Adjustment: 3}),
+		ev(7, uuidB, 2, domains.DeviceAttached{Device: domains.Device{ID: "p0", Driver: "pvpanic", Props: map[string]string{"ioport": "1285"}}}),
+	)
+	q, b := snapshotRoundTrip(t, p)
 	if ok, diff := p.Equal(q); !ok {
 		t.Fatalf("snapshot round trip: %s", diff)
 	}

@@ -18,9 +18,28 @@ import (
 // when case is ignored ({"NAME": ...} for "name"), a key given twice (json
 // keeps the last), unknown fields, and anything after the value. An empty
 // input is an error. Errors are coded invalid and quote keys bounded.
-func DecodeStrict(data []byte, v any) error {
+func DecodeStrict(data []byte, v any) error { return decodeStrict(data, v, true) }
+
+// decodeStrict is DecodeStrict; fast false skips its fast path (tests).
+func decodeStrict(data []byte, v any, fast bool) error {
+	if t := reflect.TypeOf(v); t == nil || !fast || !strictClean(data, t) { // strict_fast.go
+		if err := checkStrictAll(data, t); err != nil {
+			return err
+		}
+	}
+	// The shape is exact; now let encoding/json fill v (and type-check it).
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return Errorf(CodeInvalid, "%w", describeJSON(err))
+	}
+	return nil
+}
+
+// checkStrictAll is the strict check of the whole input, with its errors.
+func checkStrictAll(data []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := checkStrict(dec, reflect.TypeOf(v), "", 0); err != nil {
+	if err := checkStrict(dec, t, "", 0); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -28,12 +47,6 @@ func DecodeStrict(data []byte, v any) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Errorf(CodeInvalid, "data after the JSON value")
-	}
-	// The shape is exact; now let encoding/json fill v (and type-check it).
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return Errorf(CodeInvalid, "%w", describeJSON(err))
 	}
 	return nil
 }

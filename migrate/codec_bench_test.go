@@ -6,11 +6,15 @@ import (
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/vmledger/vmledger/internal/zstdenc"
 )
 
 // BenchmarkCodecs compares, chunk by chunk on the QEMU-like stream, the two
 // codecs as the Writer configures them with the alternatives that were
-// weighed against them: zstd with its entropy stage, a smaller window, the
+// weighed against them: klauspost's encoder as a build without cgo has it
+// (zstd-pure-go, the reference for libzstd's levels; the zstd-with-...
+// rows vary it), libzstd's levels 1 to -3 (with cgo; without, they are
+// the pure-Go encoder's defaults), zstd with its entropy stage, a smaller window, the
 // lower-memory encoder or the default level, and klauspost's S2 (its own
 // format, and its snappy-compatible output that a snappy image could hold).
 // Single goroutine: cpu-s/GiB is the cost of one worker.
@@ -27,6 +31,18 @@ func BenchmarkCodecs(b *testing.B) {
 		}
 		return func(dst, src []byte) []byte { return enc.EncodeAll(src, dst[:0]) }
 	}
+	encWith := func(e *zstdenc.Encoder, err error) func(dst, src []byte) []byte {
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func(dst, src []byte) []byte {
+			out, err := e.Encode(dst[:0], src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return out
+		}
+	}
 	ours := func(c Compression) func(dst, src []byte) []byte {
 		cd, err := newCodec(c, DefaultChunkSize)
 		if err != nil {
@@ -39,6 +55,11 @@ func BenchmarkCodecs(b *testing.B) {
 		enc  func(dst, src []byte) []byte
 	}{
 		{"zstd-as-written", ours(Zstd)},
+		{"zstd-pure-go", encWith(zstdenc.NewPureGo(zstdPureGo(DefaultChunkSize)...))},
+		{"zstd-c-level-1", encWith(zstdenc.New(1))},
+		{"zstd-c-level-minus-1", encWith(zstdenc.New(-1))},
+		{"zstd-c-level-minus-2", encWith(zstdenc.New(-2))},
+		{"zstd-c-level-minus-3", encWith(zstdenc.New(-3))},
 		{"zstd-with-entropy", zstdWith()},
 		{"zstd-window-128k", zstdWith(zstd.WithNoEntropyCompression(true), zstd.WithWindowSize(128<<10))},
 		{"zstd-lower-mem", zstdWith(zstd.WithNoEntropyCompression(true), zstd.WithLowerEncoderMem(true))},

@@ -241,18 +241,6 @@ func (h Handler) Handle(ctx context.Context, verb string, body []byte) (any, err
 	return nil, domains.Errorf(domains.CodeInvalid, "unknown verb %s", domains.Quote(verb))
 }
 
-func (h Handler) list(r ListRequest) ListReply {
-	out := ListReply{Domains: []Summary{}, LastSeq: h.Svc.LastSeq()}
-	for _, d := range h.Svc.List() {
-		if r.State != "" && string(d.State) != r.State {
-			continue
-		}
-		out.Domains = append(out.Domains, Summary{UUID: d.Config.UUID.String(), Name: d.Config.Name,
-			State: d.State, Reason: d.Reason, Version: d.Version, ManagedSave: h.hasManagedSave(d)})
-	}
-	return out
-}
-
 func decodeRef(body []byte, r *DomainRequest) error {
 	if err := decode(body, r); err != nil {
 		return err

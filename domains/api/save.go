@@ -93,7 +93,7 @@ func (h Handler) handleSave(ctx context.Context, verb string, body []byte) (res 
 	return res, true, err
 }
 
-func (h Handler) hasManagedSave(d domains.Domain) bool {
+func (h Handler) hasManagedSave(id uuid.UUID) bool {
 	svc, ok := h.Svc.(SaveService)
-	return ok && svc.HasManagedSave(d.Config.UUID)
+	return ok && svc.HasManagedSave(id)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -297,25 +298,41 @@ func (s *Service) Recover(ctx context.Context) error {
 	// Before any QEMU is reattached or settled: an incoming one is paused
 	// and would pass for a started guest.
 	errs := []error{jobErr, s.recoverIncoming(ctx)}
-	for _, d := range s.List() {
-		rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
-		var err error
-		if d.State.Active() {
-			err = s.recoverOne(rctx, d.Config.UUID)
-		} else {
-			err = s.settleOne(rctx, d.Config.UUID)
-		}
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("domain %q: %w", d.Config.Name, err))
-		}
+	rows := s.Rows("")
+	each := make([]error, len(rows)) // in the rows' order, whatever the finishing order
+	sem := make(chan struct{}, recoverParallel)
+	var wg sync.WaitGroup
+	for i, r := range rows {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rctx, cancel := context.WithTimeout(ctx, recoverTimeout)
+			defer cancel()
+			var err error
+			if r.State.Active() {
+				err = s.recoverOne(rctx, r.UUID)
+			} else {
+				err = s.settleOne(rctx, r.UUID)
+			}
+			if err != nil {
+				each[i] = fmt.Errorf("domain %q: %w", r.Name, err)
+			}
+		}()
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(append(errs, each...)...)
 }
 
 // recoverTimeout bounds reattaching to one guest: a QEMU that greets but
 // never answers must not hold up the agent.
 const recoverTimeout = 30 * time.Second
+
+// recoverParallel is how many domains Recover works on at once. Each
+// waits mostly on its QEMU (the QMP greeting, a status query) and holds
+// only its own domain; one after another, 100 guests' waits added up
+// before the agent was ready (TestRecoverReattachesTogether).
+const recoverParallel = 8
 
 func (s *Service) recoverOne(ctx context.Context, id uuid.UUID) error {
 	// The recover job holds the domain until the guest is watched, so no

@@ -23,9 +23,9 @@ import (
 )
 
 // BenchmarkSave1GiB: a 1 GiB guest whose RAM holds the 45/35/20 page mix,
-// saved and restored by QEMU alone (migrate "exec:cat > FILE" and
-// migrate-incoming "exec:cat FILE", max-bandwidth lifted, no agent in the
-// path) and, in the same run, through vmledger's pipeline (the pipe passed
+// saved and restored by QEMU alone (migrate and migrate-incoming "fd:NAME"
+// on the stream's file, passed with getfd; max-bandwidth lifted, no agent
+// in the path) and, in the same run, through vmledger's pipeline (the pipe passed
 // with getfd -> migrate.Writer with parallel compression -> image; restore
 // = Scan (structure and every CRC, no expansion), then the stream, checked
 // in full as it flows, through a pipe into
@@ -225,20 +225,41 @@ func stopGuest(b *testing.B, g *Guest) {
 	waitDone(b, g, 10*time.Second)
 }
 
-// qemuOwnSave is the reference: QEMU writes its stream to a file through
-// cat, with the rate limit lifted as libvirt does.
+// qemuOwnSave is the reference: QEMU writes its stream straight to a file
+// passed with getfd (migrate "fd:NAME"), the rate limit lifted as libvirt
+// does. The reference was "exec:cat > FILE" until
+// QEMU ran under -sandbox spawn=deny, which kills a QEMU that forks;
+// writing to the file itself also spares the reference cat's copy.
 func qemuOwnSave(ctx context.Context, g *Guest, path string) error {
 	if err := g.mon.MigrateSetMaxBandwidth(ctx, qmp.UnlimitedBandwidth); err != nil {
 		return err
 	}
-	if err := g.mon.Migrate(ctx, "exec:cat > "+path); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // QEMU has its own copy
+	if err := g.mon.GetFD(ctx, "rawsave", f); err != nil {
+		return err
+	}
+	if err := g.mon.Migrate(ctx, "fd:rawsave"); err != nil {
 		return err
 	}
 	return waitMigrated(ctx, g.mon)
 }
 
+// qemuOwnRestore feeds QEMU the raw stream from the file itself
+// (migrate-incoming "fd:NAME"), as qemuOwnSave wrote it.
 func qemuOwnRestore(ctx context.Context, g *Guest, path string) error {
-	if err := g.mon.MigrateIncoming(ctx, "exec:cat "+path); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := g.mon.GetFD(ctx, "rawrestore", f); err != nil {
+		return err
+	}
+	if err := g.mon.MigrateIncoming(ctx, "fd:rawrestore"); err != nil {
 		return err
 	}
 	return waitMigrated(ctx, g.mon)
