@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	a.ready.Store(true) // before "agent ready": whoever reads that line may probe /readyz
 	// The URL may carry a token (--nats-url nats://TOKEN@...): never log it.
-	info := Info{Host: cfg.Host, NATSURL: bus.RedactURL(a.natsURL), MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: len(a.svc.List())}
+	info := Info{Host: cfg.Host, NATSURL: bus.RedactURL(a.natsURL), MetricsAddr: a.metricsAddr, LastSeq: a.svc.LastSeq(), Domains: a.svc.Len()}
 	tokenFile := ""
 	if a.natsToken != "" {
 		tokenFile = filepath.Join(a.cfg.StateDir, TokenFile)
@@ -282,7 +282,7 @@ func (a *agent) openStore(context.Context) error {
 			if a.svc == nil {
 				return 0
 			}
-			return float64(len(a.svc.List()))
+			return float64(a.svc.Len()) // not List: that copies every config
 		},
 		func() float64 {
 			if a.relay == nil {
