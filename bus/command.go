@@ -272,6 +272,10 @@ func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 	if replyTo == "" {
 		return
 	}
+	if !replyAllowed(replyTo) {
+		refuseReply(s.log, verb, replyTo)
+		return
+	}
 	var m *nats.Msg
 	if err == nil {
 		b, merr := json.Marshal(res)

@@ -60,6 +60,10 @@ func (s *CommandService) addPeerEndpoints(svc micro.Service) error {
 // addEndpoint serves verb on subject through dispatch.
 func (s *CommandService) addEndpoint(svc micro.Service, verb, subject string) error {
 	err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
+		if !replyAllowed(r.Reply()) {
+			refuseReply(s.log, verb, r.Reply()) // before the handler runs
+			return
+		}
 		s.dispatch(verb, r.Data(), r.Reply(), r.Headers().Get(HeaderTimeout))
 	}), micro.WithEndpointSubject(subject),
 		micro.WithEndpointMetadata(map[string]string{"schema_version": APISchemaVersion, "subject": subject}))

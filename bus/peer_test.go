@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vmledger/vmledger/bus"
+	"github.com/vmledger/vmledger/bus/bustest"
 	"github.com/vmledger/vmledger/domains"
 )
 
@@ -108,5 +109,77 @@ func TestPeerVerbsOptions(t *testing.T) {
 			}
 			t.Errorf("%+v: %v, want invalid", o, err)
 		}
+	}
+}
+
+// TestReplySubjectNotAnInbox: an operator cannot route the agent's answer
+// onto a peer subject (or an event subject, or the server's API) by naming
+// it as the reply subject of a command it may send: the agent drops the
+// request before running it.
+func TestReplySubjectNotAnInbox(t *testing.T) {
+	as := onEmbedded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	calls := make(chan string, 64)
+	agent := as(bus.RoleAgent)
+	svc, err := bus.StartCommands(ctx, agent, bus.HandlerFunc(func(ctx context.Context, verb string, body []byte) (any, error) {
+		calls <- verb
+		return "served " + verb, nil
+	}), bus.CommandOptions{Host: "h1", Verbs: []string{"info"}, PeerVerbs: testPeerVerbs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	evts, err := agent.SubscribeSync("vmledger.evt.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opc := as(bus.RoleOperator)
+	for _, reply := range []string{"vmledger.peer.h1.migrate-cancel", "vmledger.evt.h1.d.defined", "$JS.API.INFO"} {
+		if err := opc.PublishMsg(&nats.Msg{Subject: "vmledger.cmd.h1.info", Reply: reply, Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		// An unknown verb's refusal is not sent there either.
+		if err := opc.PublishMsg(&nats.Msg{Subject: "vmledger.cmd.h1.nosuch", Reply: reply}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Ordered behind the three on the same connections: once its handler
+	// ran, theirs would have.
+	if err := bus.NewClient(opc, "h1").Call(ctx, "info", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-calls; v != "info" {
+		t.Fatalf("handler ran %s", v)
+	}
+	select {
+	case v := <-calls:
+		t.Fatalf("the agent ran %s for a request whose reply subject is not an inbox", v)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if m, err := evts.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("the agent published %q on %s for the operator", m.Data, m.Subject)
+	}
+}
+
+// The history service does not answer on such a reply subject either.
+func TestHistoryReplySubjectNotAnInbox(t *testing.T) {
+	st := fakeLog{bustest.NewStore()}
+	_, cli := agent(t, st, false)
+	evts, err := cli.SubscribeSync("vmledger.evt.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.PublishMsg(&nats.Msg{Subject: bus.HistorySubject(host), Reply: "vmledger.evt." + host + ".d.defined", Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	// Served one at a time, in order: this page comes after that request.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := bus.NewClient(cli, host).History(ctx, bus.HistoryRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := evts.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("history answered on %s: %q", m.Subject, m.Data)
 	}
 }
