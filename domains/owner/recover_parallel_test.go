@@ -21,16 +21,27 @@ import (
 // (or 5 s pass), and records the most in flight at once.
 type gatheringDriver struct {
 	*domainstest.FakeDriver
-	in, peak atomic.Int32
-	two      chan struct{}
-	once     sync.Once
+	inFlight
+	two  chan struct{}
+	once sync.Once
 }
 
-func (d *gatheringDriver) Attach(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
-	n := d.in.Add(1)
-	defer d.in.Add(-1)
-	for p := d.peak.Load(); n > p && !d.peak.CompareAndSwap(p, n); p = d.peak.Load() {
+// inFlight counts calls in flight and the most at once.
+type inFlight struct{ in, peak atomic.Int32 }
+
+// enter counts a call in (leave counts it out) and returns how many are in.
+func (f *inFlight) enter() int32 {
+	n := f.in.Add(1)
+	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
 	}
+	return n
+}
+
+func (f *inFlight) leave() { f.in.Add(-1) }
+
+func (d *gatheringDriver) Attach(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
+	n := d.enter()
+	defer d.leave()
 	if n >= 2 {
 		d.once.Do(func() { close(d.two) })
 	}
@@ -90,19 +101,17 @@ func TestRecoverReattachesTogether(t *testing.T) {
 // another (bad) fails at once. It records the most attaches in flight.
 type stallingDriver struct {
 	*domainstest.FakeDriver
-	slow, bad   uuid.UUID
+	slow, bad uuid.UUID
+	inFlight
 	others      int          // attaches besides slow's
-	in, peak    atomic.Int32 // in flight, most at once
 	returned    atomic.Int32 // others that returned
 	othersDone  chan struct{}
 	stalledLong atomic.Bool
 }
 
 func (d *stallingDriver) Attach(ctx context.Context, cfg domains.Config) (domains.Guest, error) {
-	n := d.in.Add(1)
-	defer d.in.Add(-1)
-	for p := d.peak.Load(); n > p && !d.peak.CompareAndSwap(p, n); p = d.peak.Load() {
-	}
+	d.enter()
+	defer d.leave()
 	switch cfg.UUID {
 	case d.slow:
 		select {
