@@ -134,6 +134,10 @@ func respondAPI(r micro.Request, log zerolog.Logger, body []byte, err error) {
 	if r.Reply() == "" {
 		return // a publish, not a request: nobody to answer
 	}
+	if !replyAllowed(r.Reply()) {
+		refuseReply(log, "api", r.Reply())
+		return
+	}
 	if err == nil {
 		if rerr := r.Respond(body); rerr != nil {
 			log.Warn().Err(rerr).Msg("api reply not sent")

@@ -57,7 +57,16 @@ func dialer(t *testing.T, url string, files map[bus.Role]string) func(bus.Role) 
 
 var testReadVerbs = []string{"info", "list"}
 
-func TestIdentitiesEnforcedByServer(t *testing.T) {
+func TestIdentitiesEnforcedByServer(t *testing.T) { checkIdentities(t, onEmbedded(t)) }
+
+// TestIdentitiesExternalServerConfig: Debian's nats-server with the
+// authorization block of ServerConfig (the example in docs/bus.md)
+// enforces the same rights.
+func TestIdentitiesExternalServerConfig(t *testing.T) { checkIdentities(t, onExternal(t)) }
+
+// onEmbedded starts an embedded server knowing one identity per role and
+// returns a dialer for them.
+func onEmbedded(t *testing.T) func(bus.Role) *nats.Conn {
 	ids, files := identities(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -66,20 +75,19 @@ func TestIdentitiesEnforcedByServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	checkIdentities(t, dialer(t, e.ClientURL(), files))
+	return dialer(t, e.ClientURL(), files)
 }
 
-// TestIdentitiesExternalServerConfig: Debian's nats-server with the
-// authorization block of ServerConfig (the example in docs/bus.md)
-// enforces the same rights.
-func TestIdentitiesExternalServerConfig(t *testing.T) {
+// onExternal is onEmbedded on Debian's nats-server, configured by
+// ServerConfig for host h1.
+func onExternal(t *testing.T) func(bus.Role) *nats.Conn {
 	ids, files := identities(t)
 	conf, err := bus.ServerConfig("h1", ids, testReadVerbs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	x := bustest.StartExternalConfig(t, conf)
-	checkIdentities(t, dialer(t, x.URL(), files))
+	return dialer(t, x.URL(), files)
 }
 
 // checkIdentities: the server, not our client, keeps each role to its

@@ -41,17 +41,22 @@ func NewClient(nc *nats.Conn, host string) *Client {
 // no reply before the deadline) is an unavailable error wrapping
 // ErrNoAgent, and context.DeadlineExceeded on timeout.
 func (c *Client) Call(ctx context.Context, verb string, req, resp any) error {
-	if err := checkToken("host", c.host); err != nil {
+	if err := checkToken("verb", verb); err != nil {
 		return err
 	}
-	if err := checkToken("verb", verb); err != nil {
+	return c.call(ctx, CommandSubject(c.host, verb), verb, req, resp)
+}
+
+// call is Call on subject.
+func (c *Client) call(ctx context.Context, subject, verb string, req, resp any) error {
+	if err := checkToken("host", c.host); err != nil {
 		return err
 	}
 	body, err := encodeBody(req)
 	if err != nil {
 		return domains.Errorf(domains.CodeInvalid, "%s: encode request: %v", verb, err)
 	}
-	m := nats.NewMsg(CommandSubject(c.host, verb))
+	m := nats.NewMsg(subject)
 	m.Data = body
 	var r reply
 	if err := c.request(ctx, m, verb, &r); err != nil {

@@ -43,6 +43,10 @@ type CommandOptions struct {
 	Host string
 	// Verbs get one micro endpoint each, on vmledger.cmd.<host>.<verb>.
 	Verbs []string
+	// PeerVerbs are agent-to-agent verbs, served on
+	// vmledger.peer.<host>.<verb> only (peer.go); on the command subject
+	// they are refused.
+	PeerVerbs []string
 	// Version is the semver reported by $SRV.INFO; default "0.0.0".
 	Version string
 	// Timeout is the longest any handler call may run; a caller's shorter
@@ -70,6 +74,7 @@ type CommandService struct {
 	svc      micro.Service
 	fallback *nats.Subscription
 	known    map[string]bool
+	peer     map[string]bool // PeerVerbs
 	base     context.Context
 	cancel   context.CancelFunc
 	sem      chan struct{} // changing verbs
@@ -137,6 +142,9 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		}
 		s.reads[v] = true
 	}
+	if err := s.checkPeerVerbs(); err != nil {
+		return nil, err
+	}
 	s.base, s.cancel = context.WithCancel(ctx)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
@@ -168,13 +176,12 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		return nil, fmt.Errorf("commands: %w", err)
 	}
 	for _, verb := range o.Verbs {
-		err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
-			s.dispatch(verb, r.Data(), r.Reply(), r.Headers().Get(HeaderTimeout))
-		}), micro.WithEndpointSubject(CommandSubject(o.Host, verb)),
-			micro.WithEndpointMetadata(map[string]string{"schema_version": APISchemaVersion, "subject": CommandSubject(o.Host, verb)}))
-		if err != nil {
-			return fail(fmt.Errorf("endpoint %q: %w", verb, err))
+		if err := s.addEndpoint(svc, verb, CommandSubject(o.Host, verb)); err != nil {
+			return fail(err)
 		}
+	}
+	if err := s.addPeerEndpoints(svc); err != nil {
+		return fail(err)
 	}
 	// Every request on vmledger.cmd.<host>.> also reaches this fallback,
 	// which answers only the verbs no endpoint serves: a typo gets a clear
@@ -186,8 +193,7 @@ func StartCommands(ctx context.Context, nc *nats.Conn, h Handler, o CommandOptio
 		if s.known[verb] || m.Reply == "" {
 			return
 		}
-		s.respond(m.Reply, verb, nil, domains.Errorf(domains.CodeInvalid,
-			"unknown verb %s: this agent serves %s", domains.Quote(verb), strings.Join(o.Verbs, ", ")))
+		s.respond(m.Reply, verb, nil, s.notServed(verb))
 	})
 	if err != nil {
 		return fail(fmt.Errorf("fallback subscription: %w", err))
@@ -294,6 +300,10 @@ func (s *CommandService) call(verb string, body []byte, timeout string) (res any
 
 func (s *CommandService) respond(replyTo, verb string, res any, err error) {
 	if replyTo == "" {
+		return
+	}
+	if !replyAllowed(replyTo) {
+		refuseReply(s.log, verb, replyTo)
 		return
 	}
 	var m *nats.Msg

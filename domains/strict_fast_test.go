@@ -87,6 +87,22 @@ func FuzzStrictClean(f *testing.F) {
 		`{"f":1e400}`, `{"n\u0061me":"a"}`, `{"props":{"k":"1"}}`} {
 		f.Add([]byte(s))
 	}
+	// The cases the fast path must leave to checkStrict, or judge as it does.
+	nest := func(n int) string { return `{"any":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}` }
+	for _, s := range []string{
+		`{"name":"a","n\u0061me":"b"}`, `{"props":{"k":"1","\u006b":"2"}}`, `{"raw":{"a":{"b":1,"b":2}}}`, // twice, one escaped
+		`{"NAME":"a"}`, `{"nope":1}`, `{"cfg":{"name":"a","extra":true}}`, `[{"name":"a","Name":"b"}]`, // unknown
+		nest(30), nest(31), nest(32), nest(33), strings.Repeat("[", 33) + strings.Repeat("]", 33), strings.Repeat("[", 34) + strings.Repeat("]", 34), // around maxDepth
+		`{"f":-1e400}`, `{"f":1e-400}`, `{"n":18446744073709551616}`, `{"any":` + strings.Repeat("9", 300) + `}`,
+		`{"any":` + strings.Repeat("9", 310) + `}`, `{"any":0.` + strings.Repeat("1", 400) + `}`, `{"f":1E+2}`, // huge numbers
+		"{\"name\":\"\xff\"}", "{\"\xff\":1}", "{\"props\":{\"\xc3\xa9\":\"\xed\xa0\x80\"}}", // invalid UTF-8, non-ASCII key
+		`{"name":"\ud800"}`, `{"name":"a\/b\n"}`, `{"at":"2026-12-02T01:00:00\u005a"}`, `{"cfg":{"uuid":"\u0036f1c3c1e-4b9a-4f57-9f0e-1d2c3b4a5f60"}}`, // escapes
+		"\xef\xbb\xbf{\"name\":\"a\"}", "\ufeff{}", // a BOM
+		`{} {}`, `{}x`, "{}\x00", `{}]`, ` {} `, "{}\f", `"x"`, `null`, ` `, // trailing data, top-level scalars
+		`{"raw":{` + strings.Repeat(`"k":0,`, 20) + `"k":0}}`, `{"name":"` + strings.Repeat("x", 1<<16) + `"}`, // over 16 keys, long
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, ty := range strictTypes {
 			if strictClean(b, ty) {

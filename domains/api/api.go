@@ -36,13 +36,14 @@ const (
 	VerbDetachDevice = "detach-device"
 )
 
-// Verbs lists every verb.
+// Verbs lists every verb sent on the command subjects; PeerVerbs (only
+// agents send them) are not among them.
 func Verbs() []string {
 	return []string{VerbDefine, VerbUndefine, VerbList, VerbInfo, VerbConfig, VerbStart,
 		VerbShutdown, VerbDestroy, VerbSuspend, VerbResume, VerbReset, VerbJobInfo, VerbJobAbort,
 		VerbSave, VerbRestore, VerbManagedSave, VerbManagedSaveRemove,
 		VerbAttachDevice, VerbDetachDevice, VerbDump,
-		VerbMigrate, VerbMigratePrepare, VerbMigrateFinish, VerbMigrateCancel,
+		VerbMigrate,
 		VerbReboot, VerbAutostart, VerbMonitorCommand, VerbVCPUInfo, VerbDomTime}
 }
 

@@ -89,7 +89,7 @@ func FuzzHandle(f *testing.F) {
 	}
 	f.Add(uint8(0), []byte(`{"config":{"name":"a"},"config":{}}`))
 	f.Add(uint8(2), []byte(`{"state":"running"} x`))
-	verbs := api.Verbs()
+	verbs := append(api.Verbs(), api.PeerVerbs()...)
 	f.Fuzz(func(t *testing.T, v uint8, body []byte) {
 		verb := verbs[int(v)%len(verbs)]
 		var calls int

@@ -10,13 +10,21 @@ import (
 
 // Live migration verbs (docs/migration.md, "Between two agents"). migrate
 // is the user's, sent to the source agent; migrate-prepare, -finish and
-// -cancel are what the source agent sends the destination agent.
+// -cancel are what the source agent sends the destination agent
+// (PeerVerbs).
 const (
 	VerbMigrate        = "migrate"
 	VerbMigratePrepare = "migrate-prepare"
 	VerbMigrateFinish  = "migrate-finish"
 	VerbMigrateCancel  = "migrate-cancel"
 )
+
+// PeerVerbs are the verbs only agents send each other, on
+// vmledger.peer.<host>.<verb> (bus.PeerSubject, bus.CommandOptions.PeerVerbs):
+// the NATS server refuses them from every other identity.
+func PeerVerbs() []string {
+	return []string{VerbMigratePrepare, VerbMigrateFinish, VerbMigrateCancel}
+}
 
 // MigrateRequest is migrate's body; the reply is the job-started Result.
 type MigrateRequest struct {

@@ -19,7 +19,7 @@ import (
 // destination's side is migrate_in.go.
 
 // MigrationPeer reaches another agent's migration verbs (the agent wires
-// it to the bus: vmledger.cmd.<host>.migrate-prepare, ...).
+// it to the bus: vmledger.peer.<host>.migrate-prepare, ...).
 type MigrationPeer interface {
 	Prepare(ctx context.Context, host string, req domains.MigrationPrepare) (domains.MigrationPrepared, error)
 	Finish(ctx context.Context, host string, req domains.MigrationFinish) (domains.MigrationFinished, error)

@@ -538,7 +538,7 @@ func (a *agent) startCommands(ctx context.Context) error {
 	h := observed{next: api.Handler{Svc: a.svc, Log: a.store, CheckEvent: a.eventCheck()}, lookup: a.svc, metrics: a.metrics.commands,
 		log: a.log.With().Str("component", "commands").Logger(), reads: ReadVerbs()}
 	c, err := bus.StartCommands(context.WithoutCancel(ctx), a.nc, h, bus.CommandOptions{
-		Host: a.cfg.Host, Verbs: api.Verbs(), ReadVerbs: ReadVerbs(), Version: Version, Logger: a.log,
+		Host: a.cfg.Host, Verbs: api.Verbs(), ReadVerbs: ReadVerbs(), PeerVerbs: api.PeerVerbs(), Version: Version, Logger: a.log,
 	})
 	a.commands = c
 	return err

@@ -17,7 +17,8 @@ import (
 var _ api.MigrateService = (*owner.Service)(nil)
 
 // peers reaches the other agents' migration verbs over the bus
-// (owner.MigrationPeer): one client per host, as bus.NewClient asks.
+// (owner.MigrationPeer) on their peer subjects (bus.CallPeer): one client
+// per host, as bus.NewClient asks.
 type peers struct {
 	nc      *nats.Conn
 	mu      sync.Mutex
@@ -38,12 +39,12 @@ func (p *peers) client(host string) *bus.Client {
 }
 
 func (p *peers) Prepare(ctx context.Context, host string, req domains.MigrationPrepare) (res domains.MigrationPrepared, err error) {
-	err = p.client(host).Call(ctx, api.VerbMigratePrepare, req, &res)
+	err = p.client(host).CallPeer(ctx, api.VerbMigratePrepare, req, &res)
 	return res, err
 }
 
 func (p *peers) Finish(ctx context.Context, host string, req domains.MigrationFinish) (res domains.MigrationFinished, err error) {
-	err = p.client(host).Call(ctx, api.VerbMigrateFinish, req, &res)
+	err = p.client(host).CallPeer(ctx, api.VerbMigrateFinish, req, &res)
 	return res, err
 }
 
@@ -56,5 +57,5 @@ func (p *peers) Lookup(ctx context.Context, host, id string) (d domains.Domain, 
 }
 
 func (p *peers) Cancel(ctx context.Context, host string, req domains.MigrationCancel) error {
-	return p.client(host).Call(ctx, api.VerbMigrateCancel, req, nil)
+	return p.client(host).CallPeer(ctx, api.VerbMigrateCancel, req, nil)
 }
