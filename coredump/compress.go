@@ -118,6 +118,13 @@ func looksRandom(page []byte) bool {
 	for i := 0; i < len(page); i += stride {
 		c := page[i]
 		seen[c>>6] |= 1 << (c & 63)
+		// A quarter of the way (147 samples), random bytes show 112 ± 6
+		// distinct values and text about 30: stop looking at text there
+		// (it was 8% of a kdump-zstd dump's CPU). A page that fails here
+		// and would have passed is compressed, which only costs time.
+		if i == earlyLook && distinct(&seen) < earlyThreshold {
+			return false
+		}
 	}
 	if distinct(&seen) < threshold {
 		return false
@@ -129,6 +136,10 @@ func looksRandom(page []byte) bool {
 	}
 	return distinct(&seen) >= threshold
 }
+
+// The early exit of looksRandom: after sample 147 (byte 1022), fewer than
+// 64 distinct values.
+const earlyLook, earlyThreshold = 146 * 7, 64
 
 func distinct(seen *[4]uint64) int {
 	return bits.OnesCount64(seen[0]) + bits.OnesCount64(seen[1]) + bits.OnesCount64(seen[2]) + bits.OnesCount64(seen[3])

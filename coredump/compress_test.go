@@ -91,3 +91,24 @@ func TestZstdCompressorPages(t *testing.T) {
 		}
 	}
 }
+
+// TestLooksRandomEveryRandomPage: the early exit a quarter of the way
+// through the samples never takes a random page for compressible (4,096
+// pages of random bytes, each from its own seed), and never passes a text
+// page.
+func TestLooksRandomEveryRandomPage(t *testing.T) {
+	buf := make([]byte, 4096*PageSize)
+	for _, c := range []struct {
+		mix  pagemix.Mix
+		want bool
+	}{{pagemix.Mix{Random: 100}, true}, {pagemix.Mix{Text: 100}, false}} {
+		if _, err := c.mix.Fill(buf, 42); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(buf); i += PageSize {
+			if got := looksRandom(buf[i : i+PageSize]); got != c.want {
+				t.Fatalf("%+v: page %d: looksRandom %v, want %v", c.mix, i/PageSize, got, c.want)
+			}
+		}
+	}
+}
