@@ -31,3 +31,14 @@ func (p *Projection) Active() []Domain {
 	sort.Slice(out, func(i, j int) bool { return out[i].Config.Name < out[j].Config.Name })
 	return out
 }
+
+// ActiveIDs returns the UUIDs of the active domains, in no order and
+// without copying a domain: what the agent's console loop, woken on
+// every commit, needs to match its bridges to.
+func (p *Projection) ActiveIDs() []uuid.UUID {
+	out := make([]uuid.UUID, 0, len(p.active))
+	for id := range p.active {
+		out = append(out, id)
+	}
+	return out
+}

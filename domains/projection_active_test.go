@@ -1,6 +1,7 @@
 package domains_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -29,8 +30,14 @@ func TestProjectionActive(t *testing.T) {
 	if d, _ := p.Get(paused); d.Live.PID != 8 {
 		t.Fatal("Active shares the projection's domains")
 	}
+	if ids := p.ActiveIDs(); len(ids) != 2 || !slices.Contains(ids, run) || !slices.Contains(ids, paused) {
+		t.Fatalf("ActiveIDs: %v, want %v and %v", ids, run, paused)
+	}
 	mustApply(t, p, ev(7, run, 3, domains.Stopped{Reason: domains.StopDestroyed}))
 	if got := p.Active(); len(got) != 1 || got[0].Config.UUID != paused {
 		t.Fatalf("after destroy: %+v", got)
+	}
+	if ids := p.ActiveIDs(); len(ids) != 1 || ids[0] != paused {
+		t.Fatalf("ActiveIDs after destroy: %v", ids)
 	}
 }

@@ -140,7 +140,6 @@ type agent struct {
 	relayStop   func()
 	consoles    *consoles
 	folded      chan struct{} // signalled after the service folds a commit
-	touchedIDs  touched       // the domains of those commits (consoleLoop)
 	consoleStop func()
 	snapStop    func()
 
@@ -462,7 +461,6 @@ func (a *agent) startService(context.Context) error {
 		Log: bus.GuardEventLog(a.store.EventLog(), a.eventCheck()), Driver: a.domainDriver(), Host: a.cfg.Host, Projection: a.proj,
 		OnCommit: func(e domains.Event) {
 			a.metrics.events.WithLabelValues(string(e.Type)).Inc()
-			a.touchedIDs.add(e.Domain)
 			select { // the projection has folded e: wake the console loop
 			case a.folded <- struct{}{}:
 			default:

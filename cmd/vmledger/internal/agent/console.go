@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vmledger/vmledger/bus"
-	"github.com/vmledger/vmledger/domains"
 )
 
 // Serial consoles: QEMU's COM1 is a unix socket in the domain's run
@@ -37,13 +36,11 @@ type consoles struct {
 	active map[uuid.UUID]func() // stop functions
 }
 
-// sync makes the set of bridges match the running domains.
-func (c *consoles) sync(ctx context.Context, doms []domains.Domain) {
-	want := map[uuid.UUID]bool{}
-	for _, d := range doms {
-		if d.State.Active() {
-			want[d.Config.UUID] = true
-		}
+// sync makes the set of bridges match the active domains, ids.
+func (c *consoles) sync(ctx context.Context, ids []uuid.UUID) {
+	want := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -134,6 +131,21 @@ func (a *agent) startConsoles(context.Context) error {
 	// then would miss the domain that just started.
 	a.consoleStop = background(a.consoleLoop)
 	return nil
+}
+
+// consoleLoop keeps the bridges matching the active domains, on every
+// fold. It reads the projection's index of active domains (their UUIDs,
+// no copies), so a wake costs the few active domains, not the 10,000
+// defined on the load benchmark's agent (docs/performance.md, "Load").
+func (a *agent) consoleLoop(ctx context.Context) {
+	for {
+		a.consoles.sync(ctx, a.svc.ActiveIDs())
+		select {
+		case <-a.folded:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (a *agent) stopConsoles(context.Context) error {

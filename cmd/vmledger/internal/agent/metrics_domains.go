@@ -44,16 +44,17 @@ type pidFinder interface {
 
 // domainCollector reads each domain's state from the projection and its
 // QEMU's CPU time and RSS from /proc at scrape time: nothing is kept
-// between scrapes, so an undefined domain's series simply disappear.
+// between scrapes, so an undefined domain's series simply disappear. It
+// reads rows (name, UUID, state), not domains: a scrape copies no config.
 type domainCollector struct {
-	list  func() []domains.Domain
+	list  func() []domains.Row
 	procs func() pidFinder // nil result: no hypervisor
 	proc  procfs.FS
 
 	state, cpu, rss *prometheus.Desc
 }
 
-func newDomainCollector(list func() []domains.Domain, procs func() pidFinder) (*domainCollector, error) {
+func newDomainCollector(list func() []domains.Row, procs func() pidFinder) (*domainCollector, error) {
 	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return nil, err
@@ -78,7 +79,7 @@ func (c *domainCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *domainCollector) Collect(ch chan<- prometheus.Metric) {
 	procs := c.procs()
 	for _, d := range c.list() {
-		name, id := d.Config.Name, d.Config.UUID.String()
+		name, id := d.Name, d.UUID.String()
 		for _, s := range metricStates {
 			v := 0.0
 			if d.State == s {
@@ -89,7 +90,7 @@ func (c *domainCollector) Collect(ch chan<- prometheus.Metric) {
 		if procs == nil || !d.State.Active() {
 			continue
 		}
-		pid, ok := procs.PIDOf(d.Config.UUID)
+		pid, ok := procs.PIDOf(d.UUID)
 		if !ok {
 			continue
 		}
@@ -121,7 +122,8 @@ func buildInfoGauge() prometheus.Gauge {
 // registerDomainMetrics adds the per-domain collector; the service and the
 // driver exist by the time the metrics step runs.
 func (a *agent) registerDomainMetrics() error {
-	c, err := newDomainCollector(a.svc.List, func() pidFinder {
+	rows := func() []domains.Row { return a.svc.Rows("") }
+	c, err := newDomainCollector(rows, func() pidFinder {
 		if a.driver == nil {
 			return nil
 		}
