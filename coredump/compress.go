@@ -3,11 +3,11 @@ package coredump
 import (
 	"bytes"
 	"fmt"
-	"math/bits"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
+	"github.com/vmledger/vmledger/internal/randompage"
 	"github.com/vmledger/vmledger/internal/zstdenc"
 )
 
@@ -97,7 +97,7 @@ type zstdCompressor struct{ e *zstdenc.Encoder }
 // bytes is stored raw without trying: libzstd's matcher spends ~10 µs on
 // one (klauspost's gives up in ~2), more than the test costs (~1 µs).
 func (z zstdCompressor) compress(dst, page []byte) ([]byte, bool) {
-	if looksRandom(page) {
+	if randompage.Is(page) {
 		return dst, false
 	}
 	n := len(dst)
@@ -106,49 +106,6 @@ func (z zstdCompressor) compress(dst, page []byte) ([]byte, bool) {
 		return out[:n], false
 	}
 	return out, true
-}
-
-// looksRandom says that a page holds random bytes (encrypted or
-// compressed memory), which no codec shrinks: at least 210 distinct
-// values among every 7th byte (585 samples, across every byte of 8-byte
-// words), and as many among the differences of those bytes to the ones
-// before them, so that a periodic ramp (0, 1, ..., 255, 0, ...) is not
-// taken for random. Random bytes give 230 ± 4 on both. Text gives about
-// 35; on the pages of the qemu, go and libc binaries at most 0.04% of
-// what zstd saves would be lost (their few pages of near-uniform bytes);
-// 99% of an initramfs's pages (compressed) are detected. The second count is only
-// taken on pages that pass the first.
-func looksRandom(page []byte) bool {
-	const stride, threshold = 7, 210
-	var seen [4]uint64
-	for i := 0; i < len(page); i += stride {
-		c := page[i]
-		seen[c>>6] |= 1 << (c & 63)
-		// A quarter of the way (147 samples), random bytes show 112 ± 6
-		// distinct values and text about 30: stop looking at text there
-		// (it was 8% of a kdump-zstd dump's CPU). A page that fails here
-		// and would have passed is compressed, which only costs time.
-		if i == earlyLook && distinct(&seen) < earlyThreshold {
-			return false
-		}
-	}
-	if distinct(&seen) < threshold {
-		return false
-	}
-	seen = [4]uint64{}
-	for i := stride; i < len(page); i += stride {
-		c := page[i] - page[i-1]
-		seen[c>>6] |= 1 << (c & 63)
-	}
-	return distinct(&seen) >= threshold
-}
-
-// The early exit of looksRandom: after sample 147 (byte 1022), fewer than
-// 64 distinct values.
-const earlyLook, earlyThreshold = 146 * 7, 64
-
-func distinct(seen *[4]uint64) int {
-	return bits.OnesCount64(seen[0]) + bits.OnesCount64(seen[1]) + bits.OnesCount64(seen[2]) + bits.OnesCount64(seen[3])
 }
 
 type rawCompressor struct{}

@@ -2,7 +2,6 @@ package coredump
 
 import (
 	"bytes"
-	"encoding/binary"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -15,35 +14,6 @@ func mixPage(t *testing.T, m pagemix.Mix) []byte {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// TestLooksRandom: random pages are stored without trying zstd; text,
-// zero, a byte ramp, counters and a half-random page are compressed.
-func TestLooksRandom(t *testing.T) {
-	ramp, counters, half := make([]byte, PageSize), make([]byte, PageSize), make([]byte, PageSize)
-	for i := range ramp {
-		ramp[i] = byte(i)
-	}
-	for i := 0; i < PageSize; i += 8 {
-		binary.LittleEndian.PutUint64(counters[i:], uint64(i/8))
-	}
-	copy(half, mixPage(t, pagemix.Mix{Random: 100})[:PageSize/2])
-	for _, c := range []struct {
-		name string
-		page []byte
-		want bool
-	}{
-		{"random", mixPage(t, pagemix.Mix{Random: 100}), true},
-		{"text", mixPage(t, pagemix.Mix{Text: 100}), false},
-		{"zero", make([]byte, PageSize), false},
-		{"ramp", ramp, false},
-		{"counters", counters, false},
-		{"half-random", half, false},
-	} {
-		if got := looksRandom(c.page); got != c.want {
-			t.Errorf("%s: looksRandom %v, want %v", c.name, got, c.want)
-		}
-	}
 }
 
 // TestZstdCompressorPages: the kdump-zstd compressor stores a random page
@@ -88,27 +58,6 @@ func TestZstdCompressorPages(t *testing.T) {
 		got, err := dec.DecodeAll(out[len(prefix):], nil)
 		if err != nil || !bytes.Equal(got, c.page) {
 			t.Fatalf("%s: %d-byte frame decodes to %d bytes (%v), not the page", c.name, len(out)-len(prefix), len(got), err)
-		}
-	}
-}
-
-// TestLooksRandomEveryRandomPage: the early exit a quarter of the way
-// through the samples never takes a random page for compressible (4,096
-// pages of random bytes, each from its own seed), and never passes a text
-// page.
-func TestLooksRandomEveryRandomPage(t *testing.T) {
-	buf := make([]byte, 4096*PageSize)
-	for _, c := range []struct {
-		mix  pagemix.Mix
-		want bool
-	}{{pagemix.Mix{Random: 100}, true}, {pagemix.Mix{Text: 100}, false}} {
-		if _, err := c.mix.Fill(buf, 42); err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < len(buf); i += PageSize {
-			if got := looksRandom(buf[i : i+PageSize]); got != c.want {
-				t.Fatalf("%+v: page %d: looksRandom %v, want %v", c.mix, i/PageSize, got, c.want)
-			}
 		}
 	}
 }

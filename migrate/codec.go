@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/golang/snappy"
-	"github.com/klauspost/compress"
 	"github.com/klauspost/compress/zstd"
+	"github.com/vmledger/vmledger/internal/randompage"
 	"github.com/vmledger/vmledger/internal/zstdenc"
 )
 
@@ -60,13 +60,12 @@ func zstdPureGo(chunkSize int) []zstd.EOption {
 
 // incompressible says, from 16 samples of 4 KiB spread over a chunk of at
 // least 64 KiB, that compressing it is not worth trying: every sample
-// looks like random bytes. klauspost's Estimate puts a random page at 0 to
-// 0.08 and a text-like page at 0.37 to 0.43 (the page mix), so 0.2 cleanly
-// separates them. A chunk with any compressible sample is compressed as
-// before; one that is all random pages (encrypted or compressed guest
-// memory) is stored without spending the codec's CPU on it. The format is
-// unchanged: such a chunk would have been stored raw anyway, after the
-// codec failed to make it smaller.
+// looks like random bytes (randompage.Is, the dump writer's per-page
+// test). A chunk with any compressible sample is compressed as before;
+// one that is all random pages (encrypted or compressed guest memory) is
+// stored without spending the codec's CPU on it. The format is unchanged:
+// such a chunk would have been stored raw anyway, after the codec failed
+// to make it smaller.
 func incompressible(chunk []byte) bool {
 	const samples, window = 16, 4 << 10
 	if len(chunk) < samples*window {
@@ -74,7 +73,7 @@ func incompressible(chunk []byte) bool {
 	}
 	step := (len(chunk) - window) / (samples - 1)
 	for i := range samples {
-		if compress.Estimate(chunk[i*step:i*step+window]) >= 0.2 {
+		if !randompage.Is(chunk[i*step : i*step+window]) {
 			return false
 		}
 	}
