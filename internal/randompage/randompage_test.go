@@ -91,3 +91,15 @@ func BenchmarkIs(b *testing.B) {
 		})
 	}
 }
+
+// TestIsShortInput: fewer bytes than a page (nil, a few random bytes, a
+// page's first half of random bytes) are never called random, and never
+// panic: the thresholds hold for 4 KiB only.
+func TestIsShortInput(t *testing.T) {
+	random := mixPage(t, pagemix.Mix{Random: 100})
+	for _, b := range [][]byte{nil, random[:1], random[:7], random[:1023], random[:pageSize/2]} {
+		if Is(b) {
+			t.Errorf("%d random bytes taken for a random page", len(b))
+		}
+	}
+}
